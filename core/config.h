@@ -1,0 +1,74 @@
+/*
+ * config — reads the INI file (with libinih) into an sb_config.
+ *
+ * Owns the parsed settings and the list of problems found. Knows nothing of
+ * sockets or plugins: it checks [server] keys and values, and collects each
+ * [plugin.NAME] section as ordered key/value pairs for the plugin host.
+ * Every problem names the file and line. Relative paths are resolved against
+ * the folder of the config file.
+ */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum sb_unknown_event {
+    SB_UNKNOWN_IGNORE = 0,   /* count it and send nothing (NestJS) */
+    SB_UNKNOWN_EXCEPTION = 1 /* send an `exception` */
+} sb_unknown_event;
+
+typedef struct sb_config_kv {
+    char *key;
+    char *value;
+    int line;
+} sb_config_kv;
+
+typedef struct sb_plugin_conf {
+    char *name;     /* NAME in [plugin.NAME] */
+    char *file;     /* `file`, resolved against the config folder */
+    bool enabled;   /* `enabled`, default true */
+    bool optional;  /* `optional`, default false */
+    int line;       /* line of the section header */
+    sb_config_kv *keys; /* every key of the section, in file order */
+    size_t nkeys;
+} sb_plugin_conf;
+
+typedef struct sb_server_conf {
+    char *host;                  /* default NULL = every interface */
+    int port;                    /* default 3000 */
+    char *path;                  /* default "/" */
+    size_t max_message_size;     /* bytes, default 1 MiB */
+    unsigned max_json_depth;     /* default 64 */
+    size_t max_send_queue;       /* bytes per client, default 16 MiB */
+    unsigned ping_interval;      /* seconds, 0 = off; default 30 */
+    unsigned idle_timeout;       /* seconds, 0 = off; default 0 */
+    unsigned max_connections;    /* 0 = unlimited; default 10000 */
+    sb_unknown_event unknown_event; /* default ignore */
+    int log_level;               /* sb_log_level, default info */
+    unsigned shutdown_timeout;   /* seconds to wait for close handshakes, 5 */
+} sb_server_conf;
+
+typedef struct sb_config {
+    char *file;      /* the path as given */
+    char *dir;       /* its folder, absolute */
+    sb_server_conf server;
+    sb_plugin_conf *plugins; /* in file order */
+    size_t nplugins;
+    char **errors;   /* "FILE:LINE: message", one per problem */
+    size_t nerrors;
+} sb_config;
+
+/* Reads `path` into *cfg (which it initialises). Returns 0 when there was no
+ * problem, otherwise the number of problems, each in cfg->errors. A missing or
+ * unreadable file is one problem. cfg must be freed with sb_config_free()
+ * in every case. */
+int sb_config_load(sb_config *cfg, const char *path);
+
+/* Frees everything sb_config_load() allocated. Safe on a zeroed struct. */
+void sb_config_free(sb_config *cfg);
+
+/* The value of `key` in a plugin section, or NULL. */
+const char *sb_plugin_conf_get(const sb_plugin_conf *pc, const char *key);
+
+#endif

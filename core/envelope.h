@@ -1,0 +1,74 @@
+/*
+ * envelope — the codec between WebSocket text and Switchboard messages.
+ *
+ * Reading: sb_envelope_parse() validates a whole frame as JSON in one pass
+ * (grammar, escapes, surrogate pairs, UTF-8, nesting depth, and jansson's own
+ * limits so that a later json_loadb() of any part cannot fail) and finds the
+ * envelope's `event`, `data` and `id` without building a tree. `data` and
+ * `id` are returned as byte spans into the caller's buffer.
+ *
+ * Writing: helpers that append JSON text to an sb_buf.
+ *
+ * Never allocates while parsing; never touches sockets, plugins or clients.
+ */
+#ifndef SB_ENVELOPE_H
+#define SB_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+/* The longest event name accepted, in bytes once escapes are decoded. */
+#define SB_EVENT_MAX 255
+
+typedef struct sb_span {
+    const char *ptr; /* NULL when absent */
+    size_t len;
+} sb_span;
+
+typedef enum sb_env_status {
+    SB_ENV_OK = 0,
+    SB_ENV_BAD_JSON,        /* not valid JSON (or not valid UTF-8) */
+    SB_ENV_TOO_DEEP,        /* nesting deeper than the limit */
+    SB_ENV_NOT_OBJECT,      /* valid JSON, but not an object */
+    SB_ENV_NO_EVENT,        /* an object without "event" */
+    SB_ENV_EVENT_NOT_STRING,/* "event" is not a string */
+    SB_ENV_EVENT_INVALID,   /* "event" is empty, too long or contains NUL */
+    SB_ENV_BAD_ID           /* "id" is neither a number nor a string */
+} sb_env_status;
+
+typedef struct sb_envelope {
+    /* The event name, escapes decoded, NUL-terminated. */
+    char event[SB_EVENT_MAX + 1];
+    size_t event_len;
+    /* The exact JSON text of the value of "data" (no surrounding
+     * whitespace), or {NULL,0} when the key is absent. */
+    sb_span data;
+    /* The exact JSON text of the value of "id", or {NULL,0}. Set whenever the
+     * document is a valid object, even when another check fails, so that an
+     * exception can carry the id. */
+    sb_span id;
+    /* For failures: a short English reason fit for a client, e.g.
+     * "Invalid JSON: unexpected '}' at offset 12". */
+    char error[128];
+} sb_envelope;
+
+/* Parses and validates `len` bytes. With a duplicate key the last one wins
+ * (as in jansson). max_depth counts nested arrays/objects, the envelope object
+ * itself being depth 1. Returns SB_ENV_OK or the first problem found; on
+ * failure env->error says why. */
+sb_env_status sb_envelope_parse(const char *buf, size_t len,
+                                unsigned max_depth, sb_envelope *env);
+
+/* Validates that buf holds exactly one JSON value of any type (surrounding
+ * whitespace allowed), with the same rules as sb_envelope_parse(). On
+ * success *trimmed gets the value's span without the whitespace. */
+sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
+                               sb_span *trimmed, char *error, size_t errlen);
+
+/* Appends `len` bytes of UTF-8 text as a quoted JSON string, escaping '"',
+ * '\\' and control characters. 0, or -1 on out of memory. */
+int sb_json_append_string(sb_buf *b, const char *s, size_t len);
+
+#endif
