@@ -25,37 +25,37 @@ typedef struct sb_config_kv {
 } sb_config_kv;
 
 typedef struct sb_plugin_conf {
-    char *name;     /* NAME in [plugin.NAME] */
-    char *file;     /* `file`, resolved against the config folder */
-    bool enabled;   /* `enabled`, default true */
-    bool optional;  /* `optional`, default false */
-    int line;       /* line of the section header */
+    char *name;         /* NAME in [plugin.NAME] */
+    char *file;         /* `file`, resolved against the config folder */
+    bool enabled;       /* `enabled`, default true */
+    bool optional;      /* `optional`, default false */
+    int line;           /* line of the section header */
     sb_config_kv *keys; /* every key of the section, in file order */
     size_t nkeys;
 } sb_plugin_conf;
 
 typedef struct sb_server_conf {
-    char *host;                  /* default NULL = every interface */
-    int port;                    /* default 3000 */
-    char *path;                  /* default "/" */
-    size_t max_message_size;     /* bytes, default 1 MiB */
-    unsigned max_json_depth;     /* default 64 */
-    size_t max_send_queue;       /* bytes per client, default 16 MiB */
-    unsigned ping_interval;      /* seconds, 0 = off; default 30 */
-    unsigned idle_timeout;       /* seconds, 0 = off; default 0 */
-    unsigned max_connections;    /* 0 = unlimited; default 10000 */
+    char *host;                     /* default NULL = every interface */
+    int port;                       /* default 3000 */
+    char *path;                     /* default "/" */
+    size_t max_message_size;        /* bytes, default 1 MiB */
+    unsigned max_json_depth;        /* default 64 */
+    size_t max_send_queue;          /* bytes per client, default 16 MiB */
+    unsigned ping_interval;         /* seconds, 0 = off; default 30 */
+    unsigned idle_timeout;          /* seconds, 0 = off; default 0 */
+    unsigned max_connections;       /* 0 = unlimited; default 10000 */
     sb_unknown_event unknown_event; /* default ignore */
-    int log_level;               /* sb_log_level, default info */
-    unsigned shutdown_timeout;   /* seconds to wait for close handshakes, 5 */
+    int log_level;                  /* sb_log_level, default info */
+    unsigned shutdown_timeout; /* seconds to wait for close handshakes, 5 */
 } sb_server_conf;
 
 typedef struct sb_config {
-    char *file;      /* the path as given */
-    char *dir;       /* its folder, absolute */
+    char *file; /* the path as given */
+    char *dir;  /* its folder, absolute */
     sb_server_conf server;
     sb_plugin_conf *plugins; /* in file order */
     size_t nplugins;
-    char **errors;   /* "FILE:LINE: message", one per problem */
+    char **errors; /* "FILE:LINE: message", one per problem */
     size_t nerrors;
 } sb_config;
 

@@ -29,13 +29,13 @@ typedef struct sb_span {
 
 typedef enum sb_env_status {
     SB_ENV_OK = 0,
-    SB_ENV_BAD_JSON,        /* not valid JSON (or not valid UTF-8) */
-    SB_ENV_TOO_DEEP,        /* nesting deeper than the limit */
-    SB_ENV_NOT_OBJECT,      /* valid JSON, but not an object */
-    SB_ENV_NO_EVENT,        /* an object without "event" */
-    SB_ENV_EVENT_NOT_STRING,/* "event" is not a string */
-    SB_ENV_EVENT_INVALID,   /* "event" is empty, too long or contains NUL */
-    SB_ENV_BAD_ID           /* "id" is neither a number nor a string */
+    SB_ENV_BAD_JSON,         /* not valid JSON (or not valid UTF-8) */
+    SB_ENV_TOO_DEEP,         /* nesting deeper than the limit */
+    SB_ENV_NOT_OBJECT,       /* valid JSON, but not an object */
+    SB_ENV_NO_EVENT,         /* an object without "event" */
+    SB_ENV_EVENT_NOT_STRING, /* "event" is not a string */
+    SB_ENV_EVENT_INVALID,    /* "event" is empty, too long or contains NUL */
+    SB_ENV_BAD_ID            /* "id" is neither a number nor a string */
 } sb_env_status;
 
 typedef struct sb_envelope {
@@ -58,8 +58,8 @@ typedef struct sb_envelope {
  * (as in jansson). max_depth counts nested arrays/objects, the envelope object
  * itself being depth 1. Returns SB_ENV_OK or the first problem found; on
  * failure env->error says why. */
-sb_env_status sb_envelope_parse(const char *buf, size_t len,
-                                unsigned max_depth, sb_envelope *env);
+sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
+                                sb_envelope *env);
 
 /* Validates that buf holds exactly one JSON value of any type (surrounding
  * whitespace allowed), with the same rules as sb_envelope_parse(). On

@@ -40,18 +40,17 @@ void sb_logv(sb_log_level level, const char *tag, const char *fmt, va_list ap)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line),
-                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
-                     level_names[level], tag);
+    int n = snprintf(
+        line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+        tm.tm_sec, now.tv_nsec / 1000000, level_names[level], tag);
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
     int m = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
     if (m > 0)
-        len += (size_t)m < sizeof(line) - len ? (size_t)m
-                                              : sizeof(line) - len - 1;
+        len +=
+            (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
     if (len >= sizeof(line) - 1)
         len = sizeof(line) - 2;
     line[len++] = '\n';

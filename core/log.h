@@ -21,8 +21,8 @@ void sb_log(sb_log_level level, const char *tag, const char *fmt, ...)
 void sb_logv(sb_log_level level, const char *tag, const char *fmt, va_list ap);
 
 #define sb_log_error(tag, ...) sb_log(SB_LOG_ERROR, tag, __VA_ARGS__)
-#define sb_log_warn(tag, ...) sb_log(SB_LOG_WARN, tag, __VA_ARGS__)
-#define sb_log_info(tag, ...) sb_log(SB_LOG_INFO, tag, __VA_ARGS__)
+#define sb_log_warn(tag, ...)  sb_log(SB_LOG_WARN, tag, __VA_ARGS__)
+#define sb_log_info(tag, ...)  sb_log(SB_LOG_INFO, tag, __VA_ARGS__)
 #define sb_log_debug(tag, ...)                                                 \
     do {                                                                       \
         if (sb_log_get_level() >= SB_LOG_DEBUG)                                \

@@ -56,16 +56,16 @@ extern "C" {
  * failure is negative. sb_host.strerror() gives a short English text. */
 typedef enum sb_status {
     SB_OK = 0,
-    SB_ERR_INVALID = -1,  /* an argument is NULL, empty or out of range */
-    SB_ERR_STATE = -2,    /* not allowed now (e.g. registering after init) */
-    SB_ERR_EXISTS = -3,   /* the event is already subscribed by a plugin */
-    SB_ERR_NOT_FOUND = -4,/* no such client (the id is stale) or key */
-    SB_ERR_NOMEM = -5,    /* out of memory */
-    SB_ERR_CLOSED = -6,   /* the client is closing; nothing more is sent */
-    SB_ERR_LIMIT = -7,    /* a configured limit was reached (send queue) */
-    SB_ERR_JSON = -8,     /* a value is not valid JSON / cannot be encoded */
-    SB_ERR_FAILED = -9    /* returned by fail()/plugin_error(): the caller
-                             reports a failure whose message is recorded */
+    SB_ERR_INVALID = -1,   /* an argument is NULL, empty or out of range */
+    SB_ERR_STATE = -2,     /* not allowed now (e.g. registering after init) */
+    SB_ERR_EXISTS = -3,    /* the event is already subscribed by a plugin */
+    SB_ERR_NOT_FOUND = -4, /* no such client (the id is stale) or key */
+    SB_ERR_NOMEM = -5,     /* out of memory */
+    SB_ERR_CLOSED = -6,    /* the client is closing; nothing more is sent */
+    SB_ERR_LIMIT = -7,     /* a configured limit was reached (send queue) */
+    SB_ERR_JSON = -8,      /* a value is not valid JSON / cannot be encoded */
+    SB_ERR_FAILED = -9     /* returned by fail()/plugin_error(): the caller
+                              reports a failure whose message is recorded */
 } sb_status;
 
 /* ---- log levels ---------------------------------------------------------- */
@@ -105,7 +105,8 @@ typedef void (*sb_ready_fn)(sb_plugin *plugin, void *udata);
 /* A client completed the WebSocket handshake. Return SB_OK to accept it; any
  * other value refuses it: the client is closed with code 1008 before any of
  * its messages is handled. */
-typedef int (*sb_connect_fn)(sb_plugin *plugin, sb_client_id client, void *udata);
+typedef int (*sb_connect_fn)(sb_plugin *plugin, sb_client_id client,
+                             void *udata);
 
 /* A client is gone. close_code is the WebSocket close code the client sent or
  * was sent (1005 when none was given, 1006 when the connection dropped). The
@@ -225,12 +226,12 @@ typedef int (*sb_init_fn)(sb_plugin *plugin, const sb_host *host);
 /* The one exported symbol. Fields are only ever added at the end; `size`
  * tells the host how much of it the plugin knows. */
 typedef struct sb_plugin_desc {
-    uint32_t magic;     /* SB_PLUGIN_MAGIC */
-    uint16_t abi_major; /* SB_ABI_MAJOR the plugin was built against */
-    uint16_t abi_minor; /* SB_ABI_MINOR the plugin was built against */
-    uint32_t size;      /* sizeof(struct sb_plugin_desc) at build time */
-    const char *name;   /* short name of the plugin (not the instance) */
-    const char *version;/* the plugin's own version string */
+    uint32_t magic;      /* SB_PLUGIN_MAGIC */
+    uint16_t abi_major;  /* SB_ABI_MAJOR the plugin was built against */
+    uint16_t abi_minor;  /* SB_ABI_MINOR the plugin was built against */
+    uint32_t size;       /* sizeof(struct sb_plugin_desc) at build time */
+    const char *name;    /* short name of the plugin (not the instance) */
+    const char *version; /* the plugin's own version string */
     sb_init_fn init;
 } sb_plugin_desc;
 
@@ -244,10 +245,12 @@ typedef struct sb_plugin_desc {
  *
  *     SB_PLUGIN_DEFINE("chat", "1.2.0", chat_init);
  */
-#define SB_PLUGIN_DEFINE(name_, version_, init_)                              \
-    SB_PLUGIN_EXPORT const sb_plugin_desc sb_plugin_descriptor = {      \
-        SB_PLUGIN_MAGIC, SB_ABI_MAJOR, SB_ABI_MINOR,                          \
-        (uint32_t)sizeof(sb_plugin_desc), (name_), (version_), (init_)}
+#define SB_PLUGIN_DEFINE(name_, version_, init_)                               \
+    SB_PLUGIN_EXPORT const sb_plugin_desc sb_plugin_descriptor = {             \
+        SB_PLUGIN_MAGIC, SB_ABI_MAJOR,                                         \
+        SB_ABI_MINOR,    (uint32_t)sizeof(sb_plugin_desc),                     \
+        (name_),         (version_),                                           \
+        (init_)}
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,104 @@
+/*
+ * client — framing replies into a client's send queue.
+ *
+ * A frame is built in place: frame_begin() leaves room for the longest
+ * header (10 bytes), the payload is appended right after it, and frame_end()
+ * writes the real header and slides the payload down over the unused part of
+ * the room. For the short payloads typical of replies that slide is a few
+ * dozen bytes; no intermediate buffer is ever allocated.
+ */
+#include "client.h"
+
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "server.h"
+
+#define SB_WS_MAX_HEADER 10
+
+size_t sb_ws_header_len(size_t len)
+{
+    if (len < 126)
+        return 2;
+    if (len <= 0xffff)
+        return 4;
+    return 10;
+}
+
+size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
+{
+    out[0] = (unsigned char)(0x80 | (opcode & 0x0f)); /* FIN, no RSV */
+    if (len < 126) {
+        out[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        out[1] = 126;
+        out[2] = (unsigned char)(len >> 8);
+        out[3] = (unsigned char)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+long sb_client_frame_begin(sb_client *c)
+{
+    if (c->closing)
+        return -1;
+    if (c->tx.len == 0) {
+        /* libwebsockets may use LWS_PRE bytes before what it writes. */
+        if (sb_buf_reserve(&c->tx, LWS_PRE + 256) < 0)
+            return -1;
+        c->tx.len = LWS_PRE;
+    }
+    if (sb_buf_reserve(&c->tx, SB_WS_MAX_HEADER) < 0)
+        return -1;
+    c->tx.len += SB_WS_MAX_HEADER;
+    return (long)c->tx.len;
+}
+
+void sb_client_frame_abort(sb_client *c, long start)
+{
+    c->tx.len = (size_t)start - SB_WS_MAX_HEADER;
+}
+
+int sb_client_frame_end(sb_client *c, long start, int opcode)
+{
+    size_t payload = c->tx.len - (size_t)start;
+    size_t hlen = sb_ws_header_len(payload);
+    unsigned char *room =
+        (unsigned char *)c->tx.data + (size_t)start - SB_WS_MAX_HEADER;
+    sb_ws_header_write(room, opcode, payload);
+    if (hlen < SB_WS_MAX_HEADER) {
+        memmove(room + hlen, c->tx.data + start, payload);
+        c->tx.len -= SB_WS_MAX_HEADER - hlen;
+    }
+    if (opcode != SB_WS_CLOSE)
+        c->server->stats.messages_sent++;
+    if (c->tx.len - LWS_PRE > c->server->config->server.max_send_queue) {
+        /* A client that does not read must not make the server grow: drop
+         * what it has not taken and close it. */
+        c->tx.len = 0;
+        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                               "Send queue full");
+        return SB_ERR_LIMIT;
+    }
+    sb_server_mark_dirty(c);
+    return SB_OK;
+}
+
+int sb_client_send_text(sb_client *c, const char *payload, size_t len)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return c->closing ? SB_ERR_CLOSED : SB_ERR_NOMEM;
+    if (sb_buf_append(&c->tx, payload, len) < 0) {
+        sb_client_frame_abort(c, start);
+        return SB_ERR_NOMEM;
+    }
+    return sb_client_frame_end(c, start, SB_WS_TEXT);
+}

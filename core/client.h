@@ -1,0 +1,67 @@
+/*
+ * client — one WebSocket connection: its id, the bytes of a message being
+ * reassembled, and its send queue of ready-made frames.
+ *
+ * Replies are framed here (server frames are unmasked) and appended to the
+ * client's queue; the queue is written by the server once per loop turn, in
+ * one raw write, so a burst of replies costs one syscall. The struct lives in
+ * libwebsockets' per-session memory; nothing here calls libwebsockets.
+ */
+#ifndef SB_CLIENT_H
+#define SB_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <switchboard/plugin.h>
+
+#include "buf.h"
+
+struct lws;
+struct sb_server;
+
+/* WebSocket opcodes used by the server. */
+#define SB_WS_TEXT   0x1
+#define SB_WS_BINARY 0x2
+#define SB_WS_CLOSE  0x8
+
+typedef struct sb_client {
+    sb_client_id id;
+    struct lws *wsi;
+    struct sb_server *server;
+    struct sb_client *prev, *next;             /* all clients */
+    struct sb_client *dirty_prev, *dirty_next; /* queued, not yet written */
+    sb_buf rx; /* fragments of a message being reassembled */
+    bool rx_binary;
+    sb_buf tx;         /* LWS_PRE bytes of headroom, then frames */
+    bool dirty;        /* on the server's dirty list */
+    bool closing;      /* a close is under way: queue nothing more */
+    bool accepted;     /* connect hooks ran */
+    size_t hooks_upto; /* see sb_plugin_host_connect() */
+    int close_code;    /* code we closed with (0: none yet) */
+    bool close_sent;   /* our close frame is queued or sent */
+    char close_reason[64];
+    int peer_close_code;     /* code the client sent, 0 if none */
+    uint64_t last_active_ms; /* loop time of the last message received */
+} sb_client;
+
+/* Starts a frame in the send queue and returns the offset of its payload;
+ * the caller appends the payload to c->tx and then calls
+ * sb_client_frame_end(). -1 when out of memory or the client is closing. */
+long sb_client_frame_begin(sb_client *c);
+/* Finishes the frame whose payload starts at `start`: writes its header and
+ * marks the client dirty. Returns SB_OK, SB_ERR_LIMIT when the queue went
+ * over max_send_queue (the client is then closed with 1008). */
+int sb_client_frame_end(sb_client *c, long start, int opcode);
+/* Drops a half-built frame (after an error while appending its payload). */
+void sb_client_frame_abort(sb_client *c, long start);
+/* Queues one whole text frame holding `len` bytes of `payload`. */
+int sb_client_send_text(sb_client *c, const char *payload, size_t len);
+
+/* Size of the header of a server frame carrying `len` payload bytes. */
+size_t sb_ws_header_len(size_t len);
+/* Writes that header to out (at most 10 bytes); returns its length. */
+size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len);
+
+#endif

@@ -1,0 +1,881 @@
+/*
+ * config — turns the operator's INI file into checked [server] settings and
+ * ordered [plugin.NAME] key lists for the plugin host. It keeps going after a
+ * problem and records each one as "FILE:LINE: message", because an operator
+ * running `switchboard -t` wants every reason at once, not one per attempt.
+ *
+ * Syntax (libinih decides it; these are the defaults Debian builds it with):
+ *   - `[section]` headers; anything after the closing ']' is ignored.
+ *   - `key = value` or `key: value`: the first '=' or ':' separates, and the
+ *     whitespace around key and value is stripped.
+ *   - Comments: lines starting with ';' or '#'; an inline comment starts with
+ *     ';' preceded by whitespace (`port = 80 ; web`). A '#' inside a value,
+ *     or a ';' with no space before it, is part of the value.
+ *   - A UTF-8 byte-order mark at the start of the file is skipped.
+ *   - A line holds at most 198 characters (libinih reads into a 200-byte
+ *     buffer, and would split a longer line in two); longer is an error.
+ *   - libinih treats an indented line that follows a key as the next line
+ *     of that key's value. We refuse those lines: an accidentally indented
+ *     `enabled = no` would otherwise silently become part of the value above.
+ *   - Section and key names are case-sensitive; word values are not.
+ *
+ * Values:
+ *   - integers: decimal digits only — no sign, no spaces, no trailing junk.
+ *   - sizes: an integer of bytes, optionally followed by one of k/K, m/M,
+ *     g/G, all binary (1k = 1024, 1m = 1024k, 1g = 1024m): `1m`, `65536`.
+ *   - durations: whole seconds, optionally followed by 's': `30`, `30s`.
+ *   - booleans: true/false, yes/no, on/off, 1/0.
+ *   - paths (a plugin's `file`): relative ones are resolved against the
+ *     folder that holds the config file, so the file can move with its tree.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* ---- the parse in progress ---------------------------------------------- */
+
+/* Debian's libinih is built without INI_HANDLER_LINENO, so the handler never
+ * learns a line number; it also calls nothing for a section header (so an
+ * empty [plugin.x] or [admin] would go unseen), reports only the first
+ * syntax error, and its own count drifts on a line it had to split. So each
+ * physical line is handed to libinih on its own, in a frame: two lines
+ * before it restore the parser's state (a section, and whether a value is
+ * open so that an indented line continues it) and two probe lines after it
+ * read the state back. libinih still decides every question of syntax; we
+ * only carry its state from one line to the next. */
+enum {
+    FRAME_SECTION, /* "[a]" or "[b]": any header; see parse_line() */
+    FRAME_OPEN,    /* "p=" when a value is open, else an empty line */
+    FRAME_LINE,    /* the physical line */
+    FRAME_CONT,    /* " sbprobe": a continuation iff a value is still open */
+    FRAME_PROBE,   /* "sbprobe=": reports the section after the line */
+    FRAME_LINES
+};
+
+struct frame {
+    const char *text[FRAME_LINES];
+    int next;     /* the frame line the reader hands over next */
+    int max_line; /* the longest line libinih's buffer holds */
+    bool too_long;
+    bool oom;
+    /* What libinih reported. */
+    char *name;  /* the key on FRAME_LINE, or NULL */
+    char *value; /* its value */
+    bool open_after;
+    char *section_after;
+};
+
+enum section_kind {
+    SEC_NONE,   /* before any header: every key is an error */
+    SEC_SERVER, /* [server] */
+    SEC_PLUGIN, /* [plugin.NAME]: p->plugin indexes cfg->plugins */
+    SEC_SKIP    /* a section already reported as wrong: its keys are not */
+};
+
+struct parser {
+    sb_config *cfg;
+    int *error_lines; /* the line of each cfg->errors entry, for ordering */
+    bool oom;
+    bool value_open; /* libinih would take an indented line as continuation */
+    enum section_kind kind;
+    size_t plugin;
+    int server_line; /* of the first [server], 0 if none yet */
+    char *last_key;  /* names the value an indented line would continue */
+    struct frame frame;
+};
+
+static char *dup_or_oom(struct parser *p, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        p->oom = true;
+    return d;
+}
+
+/* Errors are kept in line order (line 0, the file itself, first) because
+ * some are only known at the end — a [plugin.x] without `file` — and an
+ * operator reads the list top to bottom next to the file. */
+static void add_error(struct parser *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_error(struct parser *p, int line, const char *fmt, ...)
+{
+    sb_config *cfg = p->cfg;
+    char *msg = NULL, *full = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        p->oom = true;
+        return;
+    }
+    n = line > 0 ? asprintf(&full, "%s:%d: %s", cfg->file, line, msg)
+                 : asprintf(&full, "%s: %s", cfg->file, msg);
+    free(msg);
+    if (n < 0) {
+        p->oom = true;
+        return;
+    }
+    char **errors = realloc(cfg->errors, (cfg->nerrors + 1) * sizeof(*errors));
+    if (errors)
+        cfg->errors = errors;
+    int *lines = realloc(p->error_lines, (cfg->nerrors + 1) * sizeof(*lines));
+    if (lines)
+        p->error_lines = lines;
+    if (!errors || !lines) {
+        free(full);
+        p->oom = true;
+        return;
+    }
+    size_t at = cfg->nerrors;
+    while (at > 0 && lines[at - 1] > line) {
+        errors[at] = errors[at - 1];
+        lines[at] = lines[at - 1];
+        at--;
+    }
+    errors[at] = full;
+    lines[at] = line;
+    cfg->nerrors++;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+/* At least one decimal digit, with no sign and no overflow; *rest points
+ * after the digits, for the caller to check what follows. */
+static bool parse_digits(const char *s, unsigned long long *out,
+                         const char **rest)
+{
+    unsigned long long v = 0;
+    const char *q = s;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        unsigned d = (unsigned)(*q - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (q == s)
+        return false;
+    *out = v;
+    *rest = q;
+    return true;
+}
+
+static bool parse_integer(const char *s, unsigned long long *out)
+{
+    const char *rest;
+    return parse_digits(s, out, &rest) && *rest == '\0';
+}
+
+static bool parse_size(const char *s, unsigned long long *out)
+{
+    const char *rest;
+    unsigned long long v;
+    if (!parse_digits(s, &v, &rest))
+        return false;
+    unsigned shift = 0;
+    switch (*rest) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        return false;
+    }
+    if (shift && rest[1] != '\0')
+        return false;
+    if (v > (ULLONG_MAX >> shift))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+static bool parse_seconds(const char *s, unsigned long long *out)
+{
+    const char *rest;
+    if (!parse_digits(s, out, &rest))
+        return false;
+    return rest[0] == '\0' || (rest[0] == 's' && rest[1] == '\0');
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* sb_log_level_parse() takes lower case only; word values here take any. */
+static int parse_log_level(const char *s)
+{
+    char lower[8];
+    size_t n = strlen(s);
+    if (n >= sizeof(lower))
+        return -1;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)tolower((unsigned char)s[i]);
+    return sb_log_level_parse(lower);
+}
+
+/* ---- [server] ----------------------------------------------------------- */
+
+enum server_key_id {
+    SK_HOST,
+    SK_PORT,
+    SK_PATH,
+    SK_MAX_MESSAGE_SIZE,
+    SK_MAX_JSON_DEPTH,
+    SK_MAX_SEND_QUEUE,
+    SK_PING_INTERVAL,
+    SK_IDLE_TIMEOUT,
+    SK_MAX_CONNECTIONS,
+    SK_UNKNOWN_EVENT,
+    SK_LOG_LEVEL,
+    SK_SHUTDOWN_TIMEOUT
+};
+
+enum value_kind { V_TEXT, V_INTEGER, V_SIZE, V_SECONDS, V_WORD };
+
+/* Upper bounds, and why they are where they are: a message is held whole in
+ * memory and parsed in one go, and beyond 1 GiB that is a mistake rather
+ * than a setting; a day is the longest sensible keepalive or timeout, and
+ * keeps seconds * 1000 within an int for timer APIs; libwebsockets counts
+ * connections in an int. */
+#define SIZE_1G       (1ULL << 30)
+#define DAY           86400ULL
+#define SECONDS_0_DAY "whole seconds 0..86400, optionally followed by 's'"
+
+static const struct server_key {
+    const char *name;
+    enum server_key_id id;
+    enum value_kind kind;
+    unsigned long long min, max;
+    const char *expected;
+} server_keys[] = {
+    {"host", SK_HOST, V_TEXT, 0, 0, "a host name or address"},
+    {"port", SK_PORT, V_INTEGER, 1, 65535, "an integer 1..65535"},
+    {"path", SK_PATH, V_TEXT, 0, 0,
+     "a URL path starting with '/', without spaces"},
+    {"max_message_size", SK_MAX_MESSAGE_SIZE, V_SIZE, 64, SIZE_1G,
+     "a size 64..1g in bytes, with an optional k, m or g suffix"},
+    {"max_json_depth", SK_MAX_JSON_DEPTH, V_INTEGER, 1, 10000,
+     "an integer 1..10000"},
+    {"max_send_queue", SK_MAX_SEND_QUEUE, V_SIZE, 1, SIZE_MAX,
+     "a size of at least 1 byte, with an optional k, m or g suffix"},
+    {"ping_interval", SK_PING_INTERVAL, V_SECONDS, 0, DAY,
+     SECONDS_0_DAY "; 0 = off"},
+    {"idle_timeout", SK_IDLE_TIMEOUT, V_SECONDS, 0, DAY,
+     SECONDS_0_DAY "; 0 = off"},
+    {"max_connections", SK_MAX_CONNECTIONS, V_INTEGER, 0, INT_MAX,
+     "an integer 0..2147483647; 0 = unlimited"},
+    {"unknown_event", SK_UNKNOWN_EVENT, V_WORD, 0, 0,
+     "'ignore' or 'exception'"},
+    {"log_level", SK_LOG_LEVEL, V_WORD, 0, 0,
+     "'error', 'warn', 'info' or 'debug'"},
+    {"shutdown_timeout", SK_SHUTDOWN_TIMEOUT, V_SECONDS, 0, DAY, SECONDS_0_DAY},
+};
+
+static bool valid_url_path(const char *s)
+{
+    if (s[0] != '/')
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Checks one [server] value and stores it; false when it is bad. */
+static bool server_set(struct parser *p, const struct server_key *k,
+                       const char *value)
+{
+    sb_server_conf *srv = &p->cfg->server;
+    unsigned long long n = 0;
+    int word = 0;
+    bool ok = false;
+
+    switch (k->kind) {
+    case V_TEXT:
+        ok = k->id == SK_PATH ? valid_url_path(value) : value[0] != '\0';
+        break;
+    case V_INTEGER:
+        ok = parse_integer(value, &n);
+        break;
+    case V_SIZE:
+        ok = parse_size(value, &n);
+        break;
+    case V_SECONDS:
+        ok = parse_seconds(value, &n);
+        break;
+    case V_WORD:
+        if (k->id == SK_LOG_LEVEL) {
+            word = parse_log_level(value);
+        } else {
+            word = strcasecmp(value, "ignore") == 0      ? SB_UNKNOWN_IGNORE
+                   : strcasecmp(value, "exception") == 0 ? SB_UNKNOWN_EXCEPTION
+                                                         : -1;
+        }
+        ok = word >= 0;
+        break;
+    }
+    if (k->kind == V_INTEGER || k->kind == V_SIZE || k->kind == V_SECONDS)
+        ok = ok && n >= k->min && n <= k->max;
+    if (!ok)
+        return false;
+
+    char *text = NULL;
+    if (k->kind == V_TEXT) {
+        text = dup_or_oom(p, value);
+        if (!text)
+            return true; /* not the value's fault */
+    }
+    switch (k->id) {
+    case SK_HOST:
+        free(srv->host);
+        srv->host = text;
+        break;
+    case SK_PATH:
+        free(srv->path);
+        srv->path = text;
+        break;
+    case SK_PORT:
+        srv->port = (int)n;
+        break;
+    case SK_MAX_MESSAGE_SIZE:
+        srv->max_message_size = (size_t)n;
+        break;
+    case SK_MAX_JSON_DEPTH:
+        srv->max_json_depth = (unsigned)n;
+        break;
+    case SK_MAX_SEND_QUEUE:
+        srv->max_send_queue = (size_t)n;
+        break;
+    case SK_PING_INTERVAL:
+        srv->ping_interval = (unsigned)n;
+        break;
+    case SK_IDLE_TIMEOUT:
+        srv->idle_timeout = (unsigned)n;
+        break;
+    case SK_MAX_CONNECTIONS:
+        srv->max_connections = (unsigned)n;
+        break;
+    case SK_SHUTDOWN_TIMEOUT:
+        srv->shutdown_timeout = (unsigned)n;
+        break;
+    case SK_UNKNOWN_EVENT:
+        srv->unknown_event = (sb_unknown_event)word;
+        break;
+    case SK_LOG_LEVEL:
+        srv->log_level = word;
+        break;
+    }
+    return true;
+}
+
+static void on_server_key(struct parser *p, int line, const char *name,
+                          const char *value)
+{
+    for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++) {
+        const struct server_key *k = &server_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        if (!server_set(p, k, value))
+            add_error(p, line, "bad value '%s' for '%s' (expected %s)", value,
+                      name, k->expected);
+        return;
+    }
+    add_error(p, line, "unknown key '%s' in [server]", name);
+}
+
+/* ---- [plugin.NAME] ------------------------------------------------------ */
+
+static bool valid_plugin_name(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
+            return false;
+    return true;
+}
+
+static void plugin_section(struct parser *p, int line, const char *name)
+{
+    sb_config *cfg = p->cfg;
+    p->kind = SEC_SKIP;
+    if (!valid_plugin_name(name)) {
+        add_error(p, line,
+                  "bad plugin name '%s' in [plugin.%s] (expected letters, "
+                  "digits, '_', '.' or '-')",
+                  name, name);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        if (strcmp(cfg->plugins[i].name, name) == 0) {
+            /* Its keys are not merged into the first: which one the
+             * operator meant is a guess we do not make. */
+            add_error(p, line,
+                      "duplicate section [plugin.%s] (first at line %d)", name,
+                      cfg->plugins[i].line);
+            return;
+        }
+    }
+    sb_plugin_conf *plugins =
+        realloc(cfg->plugins, (cfg->nplugins + 1) * sizeof(*plugins));
+    if (!plugins) {
+        p->oom = true;
+        return;
+    }
+    cfg->plugins = plugins;
+    sb_plugin_conf *pc = &plugins[cfg->nplugins];
+    memset(pc, 0, sizeof(*pc));
+    pc->name = dup_or_oom(p, name);
+    if (!pc->name)
+        return;
+    pc->enabled = true;
+    pc->optional = false;
+    pc->line = line;
+    p->plugin = cfg->nplugins++;
+    p->kind = SEC_PLUGIN;
+}
+
+/* Makes `value` absolute against the config folder unless it already is. */
+static char *resolve_path(struct parser *p, const char *value)
+{
+    char *out = NULL;
+    if (value[0] == '/')
+        return dup_or_oom(p, value);
+    if (asprintf(&out, "%s/%s", p->cfg->dir, value) < 0) {
+        p->oom = true;
+        return NULL;
+    }
+    return out;
+}
+
+static void on_plugin_key(struct parser *p, int line, const char *name,
+                          const char *value)
+{
+    sb_plugin_conf *pc = &p->cfg->plugins[p->plugin];
+
+    if (strcmp(name, "file") == 0) {
+        free(pc->file);
+        pc->file = NULL;
+        if (value[0] == '\0')
+            add_error(p, line, "bad value '' for 'file' (expected a path)");
+        else
+            pc->file = resolve_path(p, value);
+    } else if (strcmp(name, "enabled") == 0 || strcmp(name, "optional") == 0) {
+        bool *flag = name[0] == 'e' ? &pc->enabled : &pc->optional;
+        if (!parse_bool(value, flag))
+            add_error(p, line,
+                      "bad value '%s' for '%s' (expected true/false, "
+                      "yes/no, on/off or 1/0)",
+                      value, name);
+    }
+
+    /* Every key is kept for the plugin, once: a repeated key updates its
+     * entry in place, so the last one wins and the order is the first's. */
+    for (size_t i = 0; i < pc->nkeys; i++) {
+        if (strcmp(pc->keys[i].key, name) == 0) {
+            char *v = dup_or_oom(p, value);
+            if (v) {
+                free(pc->keys[i].value);
+                pc->keys[i].value = v;
+                pc->keys[i].line = line;
+            }
+            return;
+        }
+    }
+    sb_config_kv *keys = realloc(pc->keys, (pc->nkeys + 1) * sizeof(*keys));
+    if (!keys) {
+        p->oom = true;
+        return;
+    }
+    pc->keys = keys;
+    sb_config_kv *kv = &keys[pc->nkeys];
+    kv->key = dup_or_oom(p, name);
+    kv->value = dup_or_oom(p, value);
+    kv->line = line;
+    if (!kv->key || !kv->value) {
+        free(kv->key);
+        free(kv->value);
+        return;
+    }
+    pc->nkeys++;
+}
+
+/* ---- what each line turned out to be ------------------------------------ */
+
+/* The line as libinih sees it, whitespace stripped at both ends. */
+static const char *strip(const char *s, size_t *len)
+{
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    *len = n;
+    return s;
+}
+
+static void on_section(struct parser *p, int line, const char *name,
+                       const char *text)
+{
+    /* libinih cuts a section name at 49 characters without a word; a name
+     * it cut is not followed by ']' in the line. */
+    size_t len, nlen = strlen(name);
+    const char *s = strip(text, &len);
+    if (len < nlen + 2 || s[nlen + 1] != ']') {
+        add_error(p, line, "section name longer than %zu characters", nlen);
+        p->kind = SEC_SKIP;
+        return;
+    }
+
+    if (strcmp(name, "server") == 0) {
+        if (p->server_line)
+            add_error(p, line, "duplicate section [server] (first at line %d)",
+                      p->server_line);
+        else
+            p->server_line = line;
+        /* Still checked and applied, so that its problems are reported
+         * too; the last value of a key wins, as within one section. */
+        p->kind = SEC_SERVER;
+    } else if (strncmp(name, "plugin.", 7) == 0) {
+        plugin_section(p, line, name + 7);
+    } else {
+        add_error(p, line,
+                  "unknown section [%s] (expected [server] or [plugin.NAME])",
+                  name);
+        p->kind = SEC_SKIP;
+    }
+}
+
+static void on_key(struct parser *p, int line, const char *name,
+                   const char *value)
+{
+    free(p->last_key);
+    p->last_key = dup_or_oom(p, name);
+
+    if (p->kind == SEC_SKIP)
+        return;
+    if (p->kind == SEC_NONE) {
+        add_error(p, line, "key '%s' before any section", name);
+        return;
+    }
+    if (name[0] == '\0') {
+        add_error(p, line, "key with an empty name");
+        return;
+    }
+    if (p->kind == SEC_SERVER)
+        on_server_key(p, line, name, value);
+    else
+        on_plugin_key(p, line, name, value);
+}
+
+static void on_continuation(struct parser *p, int line)
+{
+    if (p->kind == SEC_SKIP)
+        return;
+    add_error(p, line,
+              "indented line continues the value of '%s'; multi-line values "
+              "are not supported (remove the indentation)",
+              p->last_key ? p->last_key : "");
+}
+
+/* ---- running libinih on one framed line --------------------------------- */
+
+static char *frame_reader(char *str, int num, void *stream)
+{
+    struct frame *f = stream;
+    if (f->next == FRAME_LINES || num < 2)
+        return NULL;
+    const char *text = f->text[f->next++];
+    size_t len = strlen(text);
+    f->max_line = num - 2; /* room for '\n' and '\0' */
+    if (len > (size_t)f->max_line) {
+        /* Handing it over in pieces would make the tail a line of its own;
+         * an empty line leaves libinih's state as it was. */
+        f->too_long = true;
+        len = 0;
+    }
+    memcpy(str, text, len);
+    str[len] = '\n';
+    str[len + 1] = '\0';
+    return str;
+}
+
+static int frame_handler(void *user, const char *section, const char *name,
+                         const char *value)
+{
+    struct frame *f = user;
+    switch (f->next - 1) {
+    case FRAME_LINE:
+        f->name = strdup(name);
+        f->value = strdup(value ? value : "");
+        f->oom = f->oom || !f->name || !f->value;
+        break;
+    case FRAME_CONT:
+        f->open_after = true;
+        break;
+    case FRAME_PROBE:
+        f->section_after = strdup(section);
+        f->oom = f->oom || !f->section_after;
+        break;
+    }
+    return 1;
+}
+
+static void frame_clear(struct frame *f)
+{
+    free(f->name);
+    free(f->value);
+    free(f->section_after);
+    f->name = f->value = f->section_after = NULL;
+    f->open_after = false;
+    f->too_long = false;
+}
+
+/* Returns libinih's answer: FRAME_LINE + 1 when the line is a syntax
+ * error, negative when it ran out of memory. */
+static int frame_run(struct frame *f, const char *header, bool open,
+                     const char *line)
+{
+    frame_clear(f);
+    f->text[FRAME_SECTION] = header;
+    f->text[FRAME_OPEN] = open ? "p=" : "";
+    f->text[FRAME_LINE] = line;
+    f->text[FRAME_CONT] = " sbprobe";
+    f->text[FRAME_PROBE] = "sbprobe=";
+    f->next = 0;
+    return ini_parse_stream(frame_reader, f, frame_handler, f);
+}
+
+static void parse_line(struct parser *p, int line, const char *text)
+{
+    struct frame *f = &p->frame;
+    int rc = frame_run(f, "[a]", p->value_open, text);
+    if (rc < 0 || f->oom) {
+        p->oom = true;
+        return;
+    }
+    if (f->too_long) {
+        add_error(p, line, "line longer than %d characters", f->max_line);
+        return;
+    }
+    if (rc == FRAME_LINE + 1) {
+        size_t len;
+        const char *s = strip(text, &len);
+        add_error(p, line,
+                  "syntax error in '%.*s' (expected [section], key = value "
+                  "or a comment)",
+                  (int)len, s);
+        return;
+    }
+
+    bool open_after = f->open_after;
+    if (f->name) {
+        /* A continuation's value is the whole stripped line, while a key's
+         * value is only what follows its '=' — always shorter. */
+        size_t len;
+        const char *s = strip(text, &len);
+        if (p->value_open && strlen(f->value) == len &&
+            memcmp(f->value, s, len) == 0)
+            on_continuation(p, line);
+        else
+            on_key(p, line, f->name, f->value);
+    } else {
+        /* A header is the line after which the section is the same
+         * whichever section came before it. */
+        char *after_a = f->section_after;
+        f->section_after = NULL;
+        rc = frame_run(f, "[b]", p->value_open, text);
+        if (rc < 0 || f->oom || !after_a) {
+            free(after_a);
+            p->oom = true;
+            return;
+        }
+        if (strcmp(after_a, f->section_after) == 0)
+            on_section(p, line, after_a, text);
+        free(after_a);
+    }
+    p->value_open = open_after;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static void set_defaults(sb_server_conf *srv)
+{
+    srv->host = NULL;
+    srv->port = 3000;
+    srv->max_message_size = 1u << 20;
+    srv->max_json_depth = 64;
+    srv->max_send_queue = 16u << 20;
+    srv->ping_interval = 30;
+    srv->idle_timeout = 0;
+    srv->max_connections = 10000;
+    srv->unknown_event = SB_UNKNOWN_IGNORE;
+    srv->log_level = SB_LOG_INFO;
+    srv->shutdown_timeout = 5;
+}
+
+/* The absolute folder of `path`; NULL with errno set on failure. */
+static char *folder_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return realpath(".", NULL);
+    if (slash == path)
+        return realpath("/", NULL);
+    char *dir = strndup(path, (size_t)(slash - path));
+    if (!dir)
+        return NULL;
+    char *abs = realpath(dir, NULL);
+    int saved = errno;
+    free(dir);
+    errno = saved;
+    return abs;
+}
+
+static void read_file(struct parser *p, FILE *fp)
+{
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int line = 0;
+
+    while ((n = getline(&text, &cap, fp)) >= 0) {
+        line++;
+        if ((size_t)n != strlen(text)) {
+            add_error(p, line, "line holds a NUL byte (not a text file?)");
+            continue;
+        }
+        if (n > 0 && text[n - 1] == '\n')
+            text[--n] = '\0';
+        if (n > 0 && text[n - 1] == '\r')
+            text[--n] = '\0';
+        /* libinih would skip the mark on its own line 1, which in our frame
+         * is the header: so skip it here. */
+        const char *start = text;
+        if (line == 1 && strncmp(text, "\xEF\xBB\xBF", 3) == 0)
+            start += 3;
+        parse_line(p, line, start);
+        if (p->oom)
+            break;
+    }
+    if (ferror(fp))
+        add_error(p, 0, "cannot read: %s", strerror(errno));
+    free(text);
+}
+
+int sb_config_load(sb_config *cfg, const char *path)
+{
+    struct parser p = {.cfg = cfg};
+    FILE *fp = NULL;
+    struct stat st;
+
+    memset(cfg, 0, sizeof(*cfg));
+    set_defaults(&cfg->server);
+    cfg->file = dup_or_oom(&p, path);
+    cfg->server.path = dup_or_oom(&p, "/");
+    if (p.oom)
+        goto out;
+
+    fp = fopen(path, "r");
+    if (fp && fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(fp);
+        fp = NULL;
+        errno = EISDIR;
+    }
+    if (!fp) {
+        add_error(&p, 0, "cannot open: %s", strerror(errno));
+        goto out;
+    }
+    cfg->dir = folder_of(path);
+    if (!cfg->dir) {
+        add_error(&p, 0, "cannot resolve its folder: %s", strerror(errno));
+        fclose(fp);
+        goto out;
+    }
+    read_file(&p, fp);
+    fclose(fp);
+
+    for (size_t i = 0; i < cfg->nplugins && !p.oom; i++)
+        if (!sb_plugin_conf_get(&cfg->plugins[i], "file"))
+            add_error(&p, cfg->plugins[i].line,
+                      "missing key 'file' in [plugin.%s]",
+                      cfg->plugins[i].name);
+
+out:
+    if (p.oom)
+        add_error(&p, 0, "out of memory");
+    frame_clear(&p.frame);
+    free(p.last_key);
+    free(p.error_lines);
+    /* Even when "out of memory" itself could not be recorded, the caller
+     * must not take the config for good. */
+    if (p.oom && cfg->nerrors == 0)
+        return 1;
+    return (int)cfg->nerrors;
+}
+
+void sb_config_free(sb_config *cfg)
+{
+    free(cfg->file);
+    free(cfg->dir);
+    free(cfg->server.host);
+    free(cfg->server.path);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        sb_plugin_conf *pc = &cfg->plugins[i];
+        free(pc->name);
+        free(pc->file);
+        for (size_t k = 0; k < pc->nkeys; k++) {
+            free(pc->keys[k].key);
+            free(pc->keys[k].value);
+        }
+        free(pc->keys);
+    }
+    free(cfg->plugins);
+    for (size_t i = 0; i < cfg->nerrors; i++)
+        free(cfg->errors[i]);
+    free(cfg->errors);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+const char *sb_plugin_conf_get(const sb_plugin_conf *pc, const char *key)
+{
+    for (size_t i = 0; i < pc->nkeys; i++)
+        if (strcmp(pc->keys[i].key, key) == 0)
+            return pc->keys[i].value;
+    return NULL;
+}

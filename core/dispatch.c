@@ -1,0 +1,276 @@
+/*
+ * dispatch — the hot path of a message.
+ *
+ * The envelope is validated whole by one scan that builds no tree; `data`
+ * stays raw text unless the handler asks for it as a json_t. Replies are
+ * composed straight into the client's send queue: a pass-through reply is a
+ * memcpy, a json_t reply is encoded by jansson into a reused scratch buffer.
+ * Nothing here allocates per message in the steady state.
+ */
+#include "dispatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+/* Reused encoding buffer for json_t replies (loop thread only). */
+static sb_buf scratch;
+
+static bool span_is_null(sb_span s)
+{
+    return s.ptr && s.len == 4 && memcmp(s.ptr, "null", 4) == 0;
+}
+
+/* Encodes a json_t into `scratch`. 0, or -1 (SB_ERR_JSON / NOMEM). */
+static int encode(json_t *v)
+{
+    size_t need = json_dumpb(v, scratch.data, scratch.cap,
+                             JSON_COMPACT | JSON_ENCODE_ANY);
+    if (need == 0)
+        return SB_ERR_JSON;
+    if (need > scratch.cap) {
+        scratch.len = 0;
+        if (sb_buf_reserve(&scratch, need) < 0)
+            return SB_ERR_NOMEM;
+        need = json_dumpb(v, scratch.data, scratch.cap,
+                          JSON_COMPACT | JSON_ENCODE_ANY);
+        if (need == 0)
+            return SB_ERR_JSON;
+    }
+    scratch.len = need;
+    return SB_OK;
+}
+
+static int queue_status(sb_client *c)
+{
+    return c->closing ? SB_ERR_CLOSED : SB_ERR_NOMEM;
+}
+
+/* Queues {"event":E[,"data":D][,"id":I]} where D is JSON text. */
+static int queue_envelope(sb_client *c, const char *event, size_t event_len,
+                          const char *data, size_t data_len, sb_span id)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return queue_status(c);
+    sb_buf *b = &c->tx;
+    int bad = sb_buf_append(b, "{\"event\":", 9) ||
+              sb_json_append_string(b, event, event_len);
+    if (!bad && data)
+        bad = sb_buf_append(b, ",\"data\":", 8) ||
+              sb_buf_append(b, data, data_len);
+    if (!bad && id.ptr)
+        bad =
+            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    if (bad) {
+        sb_client_frame_abort(c, start);
+        return SB_ERR_NOMEM;
+    }
+    return sb_client_frame_end(c, start, SB_WS_TEXT);
+}
+
+int sb_send_exception(sb_client *c, const char *message,
+                      const char *cause_event, sb_span cause_data, sb_span id)
+{
+    c->server->stats.exceptions++;
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return queue_status(c);
+    sb_buf *b = &c->tx;
+    int bad = sb_buf_append_str(
+                  b, "{\"event\":\"exception\",\"data\":{\"status\":\"error\","
+                     "\"message\":") ||
+              sb_json_append_string(b, message, strlen(message));
+    if (!bad && cause_event) {
+        bad = sb_buf_append_str(b, ",\"cause\":{\"pattern\":") ||
+              sb_json_append_string(b, cause_event, strlen(cause_event));
+        if (!bad && cause_data.ptr)
+            bad = sb_buf_append_str(b, ",\"data\":") ||
+                  sb_buf_append(b, cause_data.ptr, cause_data.len);
+        if (!bad)
+            bad = sb_buf_append_byte(b, '}');
+    }
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    if (!bad && id.ptr)
+        bad =
+            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    if (bad) {
+        sb_client_frame_abort(c, start);
+        return SB_ERR_NOMEM;
+    }
+    return sb_client_frame_end(c, start, SB_WS_TEXT);
+}
+
+void sb_dispatch(sb_client *c, const char *buf, size_t len)
+{
+    sb_server *s = c->server;
+    const sb_server_conf *conf = &s->config->server;
+    sb_envelope env;
+
+    s->stats.messages_received++;
+    sb_env_status st = sb_envelope_parse(buf, len, conf->max_json_depth, &env);
+    if (st != SB_ENV_OK) {
+        sb_log_debug("dispatch", "client %llu: %s", (unsigned long long)c->id,
+                     env.error);
+        sb_send_exception(c, env.error, NULL, (sb_span){0}, env.id);
+        return;
+    }
+    const sb_route *route =
+        sb_router_find(&s->plugins->router, env.event, env.event_len);
+    if (!route) {
+        s->stats.unknown_events++;
+        sb_log_debug("dispatch", "client %llu: no handler for '%s'",
+                     (unsigned long long)c->id, env.event);
+        if (conf->unknown_event == SB_UNKNOWN_EXCEPTION) {
+            char why[SB_EVENT_MAX + 48];
+            snprintf(why, sizeof(why), "There is no handler for event '%s'",
+                     env.event);
+            sb_send_exception(c, why, env.event, env.data, env.id);
+        }
+        return;
+    }
+
+    sb_message m;
+    m.client = c;
+    m.env = &env;
+    m.route = route;
+    m.data = NULL;
+    m.data_loaded = 0;
+    m.failed = 0;
+    int rc = route->fn(route->owner, &m, route->udata);
+    if (rc != SB_OK) {
+        const char *why = m.failed ? m.fail_text : "Internal server error";
+        sb_log_debug("dispatch", "client %llu: handler of '%s' failed: %s",
+                     (unsigned long long)c->id, env.event, why);
+        sb_send_exception(c, why, env.event, env.data, env.id);
+    }
+    if (m.data)
+        json_decref(m.data);
+}
+
+/* ---- host table: the message being handled ---------------------------- */
+
+const char *sb_msg_event(const sb_message *m)
+{
+    return m ? m->env->event : NULL;
+}
+
+sb_client_id sb_msg_client(const sb_message *m)
+{
+    return m ? m->client->id : 0;
+}
+
+json_t *sb_msg_data(sb_message *m)
+{
+    if (!m || !m->env->data.ptr)
+        return NULL;
+    if (!m->data_loaded) {
+        m->data_loaded = 1;
+        /* The scan already validated this text with jansson's own rules, so
+         * decoding can fail only for lack of memory. */
+        m->data = json_loadb(m->env->data.ptr, m->env->data.len,
+                             JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    }
+    return m->data;
+}
+
+const char *sb_msg_data_raw(const sb_message *m, size_t *len)
+{
+    if (!m || !m->env->data.ptr) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = m->env->data.len;
+    return m->env->data.ptr;
+}
+
+const char *sb_msg_id_raw(const sb_message *m, size_t *len)
+{
+    if (!m || !m->env->id.ptr) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = m->env->id.len;
+    return m->env->id.ptr;
+}
+
+int sb_msg_reply(sb_message *m, const char *event, json_t *data)
+{
+    int rc;
+    if (!m || !event || !*event) {
+        rc = SB_ERR_INVALID;
+    } else if (!data) {
+        rc = queue_envelope(m->client, event, strlen(event), NULL, 0,
+                            m->env->id);
+    } else if ((rc = encode(data)) == SB_OK) {
+        rc = queue_envelope(m->client, event, strlen(event), scratch.data,
+                            scratch.len, m->env->id);
+    }
+    json_decref(data);
+    return rc;
+}
+
+int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
+                     size_t len)
+{
+    if (!m || !event || !*event || !json)
+        return SB_ERR_INVALID;
+    sb_span value;
+    char why[64];
+    if (sb_json_validate(json, len,
+                         m->client->server->config->server.max_json_depth,
+                         &value, why, sizeof(why)) != SB_ENV_OK)
+        return SB_ERR_JSON;
+    return queue_envelope(m->client, event, strlen(event), value.ptr, value.len,
+                          m->env->id);
+}
+
+int sb_msg_reply_value(sb_message *m, json_t *value)
+{
+    int rc = SB_OK;
+    if (!m)
+        rc = SB_ERR_INVALID;
+    else if (value && !json_is_null(value) && (rc = encode(value)) == SB_OK)
+        rc = sb_client_send_text(m->client, scratch.data, scratch.len);
+    json_decref(value);
+    return rc;
+}
+
+int sb_msg_reply_data(sb_message *m)
+{
+    if (!m)
+        return SB_ERR_INVALID;
+    sb_span d = m->env->data;
+    if (!d.ptr || span_is_null(d))
+        return SB_OK;
+    return sb_client_send_text(m->client, d.ptr, d.len);
+}
+
+int sb_msg_fail(sb_message *m, const char *fmt, ...)
+{
+    if (!m)
+        return SB_ERR_FAILED;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->fail_text, sizeof(m->fail_text), fmt, ap);
+    va_end(ap);
+    m->failed = 1;
+    return SB_ERR_FAILED;
+}
+
+void sb_dispatch_cleanup(void)
+{
+    sb_buf_free(&scratch);
+}

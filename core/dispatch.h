@@ -1,0 +1,55 @@
+/*
+ * dispatch — one complete message from a client: envelope → route → handler
+ * → replies, and the `exception` replies for everything that goes wrong.
+ *
+ * Owns the sb_message handed to handlers (it lives on the stack for the one
+ * call) and implements the message/reply part of the host table. Never
+ * writes to sockets: replies go to the client's send queue.
+ */
+#ifndef SB_DISPATCH_H
+#define SB_DISPATCH_H
+
+#include <stddef.h>
+
+#include <switchboard/plugin.h>
+
+#include "client.h"
+#include "envelope.h"
+#include "router.h"
+
+struct sb_message {
+    sb_client *client;
+    const sb_envelope *env;
+    const sb_route *route;
+    json_t *data; /* decoded on demand; released after the handler */
+    int data_loaded;
+    int failed; /* fail() was called */
+    char fail_text[256];
+};
+
+/* Handles one complete message of `len` bytes. */
+void sb_dispatch(sb_client *c, const char *buf, size_t len);
+
+/* Queues {"event":"exception","data":{"status":"error","message":M[,
+ * "cause":{"pattern":E,"data":D}]}[,"id":I]}. cause_event/cause_data may be
+ * NULL; id may be an empty span. */
+int sb_send_exception(sb_client *c, const char *message,
+                      const char *cause_event, sb_span cause_data, sb_span id);
+
+/* Host table entries (see plugin.h for their contracts). */
+const char *sb_msg_event(const sb_message *m);
+sb_client_id sb_msg_client(const sb_message *m);
+json_t *sb_msg_data(sb_message *m);
+const char *sb_msg_data_raw(const sb_message *m, size_t *len);
+const char *sb_msg_id_raw(const sb_message *m, size_t *len);
+int sb_msg_reply(sb_message *m, const char *event, json_t *data);
+int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
+                     size_t len);
+int sb_msg_reply_value(sb_message *m, json_t *value);
+int sb_msg_reply_data(sb_message *m);
+int sb_msg_fail(sb_message *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Frees the scratch buffer at shutdown. */
+void sb_dispatch_cleanup(void);
+#endif

@@ -1,0 +1,889 @@
+/*
+ * envelope — see envelope.h.
+ *
+ * Every frame a client sends passes through sb_envelope_parse(), so the
+ * scanner is a single forward pass over the bytes with no tree, no
+ * allocation and no recursion: nesting is tracked with a depth counter and a
+ * bit-stack (one bit per level: object or array), so a hostile 100,000-deep
+ * document costs one failed comparison, not a blown C stack.
+ *
+ * The scanner's verdict is meant to be jansson 2.14's (json_loadb() with
+ * JSON_DECODE_ANY | JSON_ALLOW_NUL), so that the server can materialise any
+ * span later with jansson and never see it fail. That includes jansson's own
+ * limits: integers must fit json_int_t, reals must not overflow to infinity,
+ * keys must not contain \u0000, and no value may sit deeper than
+ * JSON_PARSER_MAX_DEPTH. One deliberate difference: jansson 2.14 silently
+ * drops a single raw NUL byte that directly follows a number or a literal
+ * (its lexer "ungets" the byte and loses it), so it accepts "[1\0]". We
+ * reject that: the span would be forwarded raw to other clients, whose JSON
+ * parsers would not be so forgiving.
+ */
+#include "envelope.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* jansson's JSON_PARSER_MAX_DEPTH: it counts every value, scalars included,
+ * so a container at this depth may only be empty. */
+#define JANSSON_MAX_DEPTH 2048
+
+typedef unsigned char uchar;
+
+/* ---- errors ---------------------------------------------------------- */
+
+enum scan_error {
+    E_NONE = 0,
+    E_EOF,
+    E_UNEXPECTED,
+    E_UTF8,
+    E_CONTROL,
+    E_ESCAPE,
+    E_SURROGATE,
+    E_KEY_NUL,
+    E_BIG_INT,
+    E_BIG_NEG_INT,
+    E_REAL_OVERFLOW,
+    E_TRAILING,
+    E_DEPTH
+};
+
+/* Which top-level member a value belongs to; M_OTHER is a discard slot so
+ * that recording a member needs no branch. */
+enum member { M_EVENT, M_DATA, M_ID, M_OTHER, M_COUNT };
+
+struct scan {
+    const uchar *base;
+    const uchar *value_start, *value_end; /* the top value, trimmed */
+    const uchar *mstart[M_COUNT], *mend[M_COUNT];
+    enum scan_error err;
+    const uchar *err_at;
+    unsigned limit;
+};
+
+/* Marks the scan failed; returns NULL so callers can `return fail(...)`. */
+static const uchar *fail(struct scan *s, enum scan_error e, const uchar *at)
+{
+    s->err = e;
+    s->err_at = at;
+    return NULL;
+}
+
+static void format_error(const struct scan *s, char *out, size_t outlen)
+{
+    if (!out || outlen == 0)
+        return;
+    size_t off = (size_t)(s->err_at - s->base);
+    const char *what = NULL;
+    switch (s->err) {
+    case E_NONE:
+        out[0] = '\0';
+        return;
+    case E_DEPTH:
+        snprintf(out, outlen, "JSON nested deeper than %u levels", s->limit);
+        return;
+    case E_EOF:
+        snprintf(out, outlen, "Invalid JSON: unexpected end of input");
+        return;
+    case E_UNEXPECTED: {
+        uchar c = *s->err_at;
+        if (c > 0x20 && c < 0x7f)
+            snprintf(out, outlen, "Invalid JSON: unexpected '%c' at offset %zu",
+                     c, off);
+        else
+            snprintf(out, outlen,
+                     "Invalid JSON: unexpected byte 0x%02x at offset %zu", c,
+                     off);
+        return;
+    }
+    case E_UTF8:
+        what = "invalid UTF-8";
+        break;
+    case E_CONTROL:
+        what = "control character in string";
+        break;
+    case E_ESCAPE:
+        what = "invalid escape";
+        break;
+    case E_SURROGATE:
+        what = "invalid Unicode surrogate";
+        break;
+    case E_KEY_NUL:
+        what = "NUL in object key";
+        break;
+    case E_BIG_INT:
+        what = "too big integer";
+        break;
+    case E_BIG_NEG_INT:
+        what = "too big negative integer";
+        break;
+    case E_REAL_OVERFLOW:
+        what = "real number overflow";
+        break;
+    case E_TRAILING:
+        what = "data after the value";
+        break;
+    }
+    snprintf(out, outlen, "Invalid JSON: %s at offset %zu", what, off);
+}
+
+/* ---- character classes ----------------------------------------------- */
+
+/* Bytes that end a fast run inside a string: '"', '\\', controls, non-ASCII. */
+/* clang-format off */
+static const uchar str_special[256] = {
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 00 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 10 */
+    0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 20 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 30 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 40 */
+    0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0, /* 50 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 60 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 70 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 80 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 90 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* a0 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* b0 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* c0 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* d0 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* e0 */
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* f0 */
+};
+/* clang-format on */
+
+static inline int is_ws(uchar c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static inline const uchar *skip_ws(const uchar *p, const uchar *end)
+{
+    /* Most frames have no whitespace at all: one compare settles it. */
+    while (p < end && *p <= ' ' && is_ws(*p))
+        p++;
+    return p;
+}
+
+static inline int is_digit(uchar c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(uchar c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The four hex digits at p (end permitting), or -1. */
+static long hex4(const uchar *p, const uchar *end)
+{
+    if (end - p < 4)
+        return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p[i]);
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* Nonzero when any of the 8 bytes in v needs a closer look inside a string.
+ * Each term is the classic "has a byte less than n" test, which is exact
+ * about whether such a byte exists (all we need: the byte loop finds it). */
+static inline uint64_t swar_special(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    const uint64_t high = 0x8080808080808080ull;
+    uint64_t q = v ^ (ones * '"');
+    uint64_t b = v ^ (ones * '\\');
+    uint64_t t =
+        ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b) | v;
+    return t & high;
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+/* One UTF-8 sequence starting at the non-ASCII byte p, by jansson's rules
+ * (no overlongs, no surrogates, nothing above U+10FFFF). */
+static const uchar *scan_utf8(const uchar *p, const uchar *end, struct scan *s)
+{
+    uchar c = *p;
+    ptrdiff_t need;
+    uchar lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* UTF-16 surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else {
+        return fail(s, E_UTF8, p);
+    }
+    if (end - p <= need || p[1] < lo || p[1] > hi)
+        return fail(s, E_UTF8, p);
+    for (ptrdiff_t i = 2; i <= need; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return fail(s, E_UTF8, p);
+    return p + need + 1;
+}
+
+/* A backslash escape at p. \u0000 is fine in values (JSON_ALLOW_NUL) but
+ * jansson refuses it in keys, where it would truncate the C string. */
+static const uchar *scan_escape(const uchar *p, const uchar *end, int key,
+                                struct scan *s)
+{
+    if (end - p < 2)
+        return fail(s, E_EOF, end);
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+        return p + 2;
+    case 'u':
+        break;
+    default:
+        return fail(s, E_ESCAPE, p);
+    }
+    long cp = hex4(p + 2, end);
+    if (cp < 0)
+        return fail(s, E_ESCAPE, p);
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        /* A high surrogate must be followed at once by a low one. */
+        if (end - p >= 8 && p[6] == '\\' && p[7] == 'u') {
+            long lo = hex4(p + 8, end);
+            if (lo < 0)
+                return fail(s, E_ESCAPE, p + 6);
+            if (lo >= 0xdc00 && lo <= 0xdfff)
+                return p + 12;
+        }
+        return fail(s, E_SURROGATE, p);
+    }
+    if (cp >= 0xdc00 && cp <= 0xdfff)
+        return fail(s, E_SURROGATE, p);
+    if (cp == 0 && key)
+        return fail(s, E_KEY_NUL, p);
+    return p + 6;
+}
+
+/* A string whose opening quote is just before p; returns the byte after the
+ * closing quote. *escaped tells whether the raw bytes differ from the
+ * decoded ones. */
+static const uchar *scan_string(const uchar *p, const uchar *end, int key,
+                                int *escaped, struct scan *s)
+{
+    for (;;) {
+        /* Plain ASCII runs 8 bytes at a time. */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            if (swar_special(v))
+                break;
+            p += 8;
+        }
+        while (p < end && !str_special[*p])
+            p++;
+        if (p == end)
+            return fail(s, E_EOF, end);
+        uchar c = *p;
+        if (c == '"')
+            return p + 1;
+        if (c == '\\') {
+            *escaped = 1;
+            p = scan_escape(p, end, key, s);
+        } else if (c < 0x20) {
+            return fail(s, E_CONTROL, p);
+        } else {
+            p = scan_utf8(p, end, s);
+        }
+        if (!p)
+            return NULL;
+    }
+}
+
+/* Decodes the body of an already validated string into out. Returns the
+ * decoded length, or (size_t)-1 as soon as it would exceed cap. */
+static size_t decode_string(const uchar *p, const uchar *end, char *out,
+                            size_t cap)
+{
+    size_t n = 0;
+    while (p < end) {
+        const uchar *bs = memchr(p, '\\', (size_t)(end - p));
+        size_t run = (size_t)((bs ? bs : end) - p);
+        if (run > cap - n)
+            return (size_t)-1;
+        memcpy(out + n, p, run);
+        n += run;
+        if (!bs)
+            break;
+        p = bs + 1;
+        char one = 0;
+        switch (*p) {
+        case 'b':
+            one = '\b';
+            break;
+        case 'f':
+            one = '\f';
+            break;
+        case 'n':
+            one = '\n';
+            break;
+        case 'r':
+            one = '\r';
+            break;
+        case 't':
+            one = '\t';
+            break;
+        case 'u':
+            break;
+        default: /* '"', '\\', '/' */
+            one = (char)*p;
+            break;
+        }
+        if (*p != 'u') {
+            if (n >= cap)
+                return (size_t)-1;
+            out[n++] = one;
+            p++;
+            continue;
+        }
+        long cp = hex4(p + 1, end);
+        p += 5;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (hex4(p + 2, end) - 0xdc00);
+            p += 6;
+        }
+        uchar u[4];
+        size_t k;
+        if (cp < 0x80) {
+            u[0] = (uchar)cp;
+            k = 1;
+        } else if (cp < 0x800) {
+            u[0] = (uchar)(0xc0 | cp >> 6);
+            u[1] = (uchar)(0x80 | (cp & 0x3f));
+            k = 2;
+        } else if (cp < 0x10000) {
+            u[0] = (uchar)(0xe0 | cp >> 12);
+            u[1] = (uchar)(0x80 | (cp >> 6 & 0x3f));
+            u[2] = (uchar)(0x80 | (cp & 0x3f));
+            k = 3;
+        } else {
+            u[0] = (uchar)(0xf0 | cp >> 18);
+            u[1] = (uchar)(0x80 | (cp >> 12 & 0x3f));
+            u[2] = (uchar)(0x80 | (cp >> 6 & 0x3f));
+            u[3] = (uchar)(0x80 | (cp & 0x3f));
+            k = 4;
+        }
+        if (k > cap - n)
+            return (size_t)-1;
+        memcpy(out + n, u, k);
+        n += k;
+    }
+    return n;
+}
+
+/* Which envelope member a top-level key names. Keys are compared decoded,
+ * as jansson would: "\u0065vent" is "event". */
+static enum member classify_key(const uchar *k, const uchar *kend, int escaped)
+{
+    char tmp[8];
+    size_t n = (size_t)(kend - k);
+    if (escaped) {
+        n = decode_string(k, kend, tmp, 5);
+        if (n == (size_t)-1)
+            return M_OTHER;
+        k = (const uchar *)tmp;
+    }
+    if (n == 5 && memcmp(k, "event", 5) == 0)
+        return M_EVENT;
+    if (n == 4 && memcmp(k, "data", 4) == 0)
+        return M_DATA;
+    if (n == 2 && k[0] == 'i' && k[1] == 'd')
+        return M_ID;
+    return M_OTHER;
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+/* Whether a real overflows to +-inf in strtod(), as jansson checks it. Only
+ * reached when the magnitude could exceed 1e308. digits: the significand
+ * digits with the decimal point (if any) removed, int_digits of them before
+ * the point. */
+static int real_overflows(const uchar *ip, const uchar *ie, const uchar *fp,
+                          const uchar *fe, long long exp10)
+{
+    /* Find the first nonzero digit; the value is 0.dddd x 10^e. */
+    long long e;
+    const uchar *d;
+    if (!(ie - ip == 1 && *ip == '0')) {
+        d = ip;
+        e = (long long)(ie - ip) + exp10;
+    } else {
+        d = fp;
+        while (d && d < fe && *d == '0')
+            d++;
+        if (!d || d == fe)
+            return 0; /* zero never overflows */
+        e = exp10 - (long long)(d - fp);
+    }
+    /* DBL_MAX ~ 1.798e308: below 10^308 is safe, 10^309 and up is not. */
+    if (e <= 308)
+        return 0;
+    if (e >= 310)
+        return 1;
+    /* Borderline: ask strtod, as jansson does, on "<digits>e<exp>" built
+     * without a decimal point so the locale cannot interfere. Truncating to
+     * 400 digits keeps the verdict exact: the rounding boundary
+     * (DBL_MAX + half an ulp) is an integer of 309 digits, and truncation
+     * only moves a value toward zero without crossing a 309-digit number. */
+    char tmp[420];
+    size_t n = 0;
+    for (const uchar *q = d; q < ie && n < 400; q++)
+        tmp[n++] = (char)*q;
+    for (const uchar *q = (d >= ip && d < ie) ? fp : d; q && q < fe && n < 400;
+         q++)
+        tmp[n++] = (char)*q;
+    snprintf(tmp + n, sizeof tmp - n, "e%lld", e - (long long)n);
+    errno = 0;
+    double v = strtod(tmp, NULL);
+    return v == HUGE_VAL && errno == ERANGE;
+}
+
+static const uchar *scan_number(const uchar *p, const uchar *end,
+                                struct scan *s)
+{
+    const uchar *start = p;
+    int neg = *p == '-';
+    if (neg && ++p == end)
+        return fail(s, E_EOF, end);
+    const uchar *ip = p;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        do
+            p++;
+        while (p < end && is_digit(*p));
+    } else {
+        return fail(s, E_UNEXPECTED, p);
+    }
+    const uchar *ie = p;
+    if (p == end || (*p != '.' && *p != 'e' && *p != 'E')) {
+        /* An integer: it must fit json_int_t (long long), or jansson fails
+         * with "too big integer" rather than making it a real. */
+        size_t nd = (size_t)(ie - ip);
+        if (nd >= 19) {
+            const char *max =
+                neg ? "9223372036854775808" : "9223372036854775807";
+            if (nd > 19 || memcmp(ip, max, 19) > 0)
+                return fail(s, neg ? E_BIG_NEG_INT : E_BIG_INT, start);
+        }
+        return p;
+    }
+    const uchar *fp = NULL, *fe = NULL;
+    if (*p == '.') {
+        if (++p == end)
+            return fail(s, E_EOF, end);
+        if (!is_digit(*p))
+            return fail(s, E_UNEXPECTED, p);
+        fp = p;
+        do
+            p++;
+        while (p < end && is_digit(*p));
+        fe = p;
+    }
+    long long exp10 = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        if (++p == end)
+            return fail(s, E_EOF, end);
+        int eneg = 0;
+        if (*p == '+' || *p == '-') {
+            eneg = *p == '-';
+            if (++p == end)
+                return fail(s, E_EOF, end);
+        }
+        if (!is_digit(*p))
+            return fail(s, E_UNEXPECTED, p);
+        do {
+            /* Saturate: past 10^15 the verdict no longer depends on it. */
+            if (exp10 < 1000000000000000ll)
+                exp10 = exp10 * 10 + (*p - '0');
+            p++;
+        } while (p < end && is_digit(*p));
+        if (eneg)
+            exp10 = -exp10;
+    }
+    /* The value is below 10^(int digits + exponent); strtod only when that
+     * bound does not already rule out overflow. */
+    if ((long long)(ie - ip) + exp10 > 308 &&
+        real_overflows(ip, ie, fp, fe, exp10))
+        return fail(s, E_REAL_OVERFLOW, start);
+    return p;
+}
+
+static const uchar *scan_literal(const uchar *p, const uchar *end,
+                                 const char *word, size_t n, struct scan *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p + i == end)
+            return fail(s, E_EOF, end);
+        if (p[i] != (uchar)word[i])
+            return fail(s, E_UNEXPECTED, p + i);
+    }
+    return p + n;
+}
+
+/* ---- the scanner -------------------------------------------------------- */
+
+/* Validates one JSON value with surrounding whitespace and, when it is an
+ * object, notes where its "event", "data" and "id" values are (last
+ * duplicate wins, as each later one overwrites the span). Returns 0, or -1
+ * with s->err set. */
+static int scan_json(const uchar *buf, size_t len, unsigned max_depth,
+                     struct scan *s)
+{
+    const uchar *p = buf, *end = buf + len;
+    unsigned depth = 0;
+    /* Bit d set: the container at depth d is an object. */
+    uint64_t is_obj[JANSSON_MAX_DEPTH / 64 + 1];
+    enum member member = M_OTHER;
+    const uchar *mstart = NULL;
+    int escaped;
+
+    s->base = buf;
+    s->err = E_NONE;
+    s->limit = max_depth < JANSSON_MAX_DEPTH ? max_depth : JANSSON_MAX_DEPTH;
+    for (int i = 0; i < M_COUNT; i++)
+        s->mstart[i] = s->mend[i] = NULL;
+
+    p = skip_ws(p, end);
+    s->value_start = p;
+
+value:
+    if (p == end)
+        goto eof;
+    switch (*p) {
+    case '"':
+        escaped = 0;
+        p = scan_string(p + 1, end, 0, &escaped, s);
+        if (!p)
+            return -1;
+        goto after_value;
+    case '{':
+        if (++depth > s->limit)
+            goto too_deep;
+        is_obj[depth >> 6] |= 1ull << (depth & 63);
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == '}') {
+            p++;
+            depth--;
+            goto after_value;
+        }
+        /* jansson counts the members one level deeper than their object. */
+        if (depth == JANSSON_MAX_DEPTH)
+            goto too_deep;
+        goto key;
+    case '[':
+        if (++depth > s->limit)
+            goto too_deep;
+        is_obj[depth >> 6] &= ~(1ull << (depth & 63));
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == ']') {
+            p++;
+            depth--;
+            goto after_value;
+        }
+        if (depth == JANSSON_MAX_DEPTH)
+            goto too_deep;
+        goto value;
+    case 't':
+        p = scan_literal(p, end, "true", 4, s);
+        break;
+    case 'f':
+        p = scan_literal(p, end, "false", 5, s);
+        break;
+    case 'n':
+        p = scan_literal(p, end, "null", 4, s);
+        break;
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        p = scan_number(p, end, s);
+        break;
+    default:
+        goto unexpected;
+    }
+    if (!p)
+        return -1;
+
+after_value:
+    if (depth == 0)
+        goto done;
+    if (is_obj[depth >> 6] >> (depth & 63) & 1) {
+        if (depth == 1) {
+            s->mstart[member] = mstart;
+            s->mend[member] = p;
+        }
+        p = skip_ws(p, end);
+        if (p == end)
+            goto eof;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            goto key;
+        }
+        if (*p == '}') {
+            p++;
+            depth--;
+            goto after_value;
+        }
+        goto unexpected;
+    }
+    p = skip_ws(p, end);
+    if (p == end)
+        goto eof;
+    if (*p == ',') {
+        p = skip_ws(p + 1, end);
+        goto value;
+    }
+    if (*p == ']') {
+        p++;
+        depth--;
+        goto after_value;
+    }
+    goto unexpected;
+
+key:
+    if (p == end)
+        goto eof;
+    if (*p != '"')
+        goto unexpected;
+    {
+        const uchar *k = p + 1;
+        escaped = 0;
+        p = scan_string(k, end, 1, &escaped, s);
+        if (!p)
+            return -1;
+        if (depth == 1)
+            member = classify_key(k, p - 1, escaped);
+    }
+    p = skip_ws(p, end);
+    if (p == end)
+        goto eof;
+    if (*p != ':')
+        goto unexpected;
+    p = skip_ws(p + 1, end);
+    mstart = depth == 1 ? p : mstart;
+    goto value;
+
+done:
+    s->value_end = p;
+    p = skip_ws(p, end);
+    if (p != end) {
+        fail(s, E_TRAILING, p);
+        return -1;
+    }
+    return 0;
+
+eof:
+    fail(s, E_EOF, end);
+    return -1;
+unexpected:
+    fail(s, E_UNEXPECTED, p);
+    return -1;
+too_deep:
+    fail(s, E_DEPTH, p);
+    return -1;
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+static sb_env_status scan_status(const struct scan *s)
+{
+    return s->err == E_DEPTH ? SB_ENV_TOO_DEEP : SB_ENV_BAD_JSON;
+}
+
+sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
+                                sb_envelope *env)
+{
+    struct scan s;
+    env->event[0] = '\0';
+    env->event_len = 0;
+    env->data.ptr = env->id.ptr = NULL;
+    env->data.len = env->id.len = 0;
+    env->error[0] = '\0';
+
+    if (scan_json((const uchar *)buf, len, max_depth, &s) < 0) {
+        format_error(&s, env->error, sizeof env->error);
+        return scan_status(&s);
+    }
+    if (*s.value_start != '{') {
+        snprintf(env->error, sizeof env->error,
+                 "Message must be a JSON object");
+        return SB_ENV_NOT_OBJECT;
+    }
+
+    /* The id is exposed only when it is usable, so that an exception can
+     * always echo env->id without checking anything else. */
+    int bad_id = 0;
+    if (s.mstart[M_ID]) {
+        uchar c = *s.mstart[M_ID];
+        if (c == '"' || c == '-' || is_digit(c)) {
+            env->id.ptr = (const char *)s.mstart[M_ID];
+            env->id.len = (size_t)(s.mend[M_ID] - s.mstart[M_ID]);
+        } else {
+            bad_id = 1;
+        }
+    }
+    if (s.mstart[M_DATA]) {
+        env->data.ptr = (const char *)s.mstart[M_DATA];
+        env->data.len = (size_t)(s.mend[M_DATA] - s.mstart[M_DATA]);
+    }
+
+    const uchar *ev = s.mstart[M_EVENT];
+    if (!ev) {
+        snprintf(env->error, sizeof env->error, "Message has no \"event\"");
+        return SB_ENV_NO_EVENT;
+    }
+    if (*ev != '"') {
+        snprintf(env->error, sizeof env->error, "\"event\" must be a string");
+        return SB_ENV_EVENT_NOT_STRING;
+    }
+    size_t n =
+        decode_string(ev + 1, s.mend[M_EVENT] - 1, env->event, SB_EVENT_MAX);
+    if (n == (size_t)-1) {
+        snprintf(env->error, sizeof env->error,
+                 "\"event\" is longer than %d bytes", SB_EVENT_MAX);
+        env->event[0] = '\0';
+        return SB_ENV_EVENT_INVALID;
+    }
+    env->event[n] = '\0';
+    if (n == 0 || memchr(env->event, '\0', n)) {
+        snprintf(env->error, sizeof env->error,
+                 n ? "\"event\" must not contain NUL"
+                   : "\"event\" must not be empty");
+        env->event[0] = '\0';
+        return SB_ENV_EVENT_INVALID;
+    }
+    env->event_len = n;
+    if (bad_id) {
+        snprintf(env->error, sizeof env->error,
+                 "\"id\" must be a number or a string");
+        return SB_ENV_BAD_ID;
+    }
+    return SB_ENV_OK;
+}
+
+sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
+                               sb_span *trimmed, char *error, size_t errlen)
+{
+    struct scan s;
+    if (trimmed) {
+        trimmed->ptr = NULL;
+        trimmed->len = 0;
+    }
+    if (scan_json((const uchar *)buf, len, max_depth, &s) < 0) {
+        format_error(&s, error, errlen);
+        return scan_status(&s);
+    }
+    if (trimmed) {
+        trimmed->ptr = (const char *)s.value_start;
+        trimmed->len = (size_t)(s.value_end - s.value_start);
+    }
+    if (error && errlen)
+        error[0] = '\0';
+    return SB_ENV_OK;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* The escape for each byte below 0x20 and for '"' and '\\'; 0 = as is. */
+static char short_escape(uchar c)
+{
+    switch (c) {
+    case '"':
+        return '"';
+    case '\\':
+        return '\\';
+    case '\b':
+        return 'b';
+    case '\f':
+        return 'f';
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\t':
+        return 't';
+    default:
+        return 0;
+    }
+}
+
+int sb_json_append_string(sb_buf *b, const char *s, size_t len)
+{
+    const uchar *p = (const uchar *)s, *end = p + len;
+    /* Size exactly first, so that one reserve covers everything and a
+     * failure leaves the buffer untouched. */
+    size_t need = len + 2;
+    for (const uchar *q = p; q < end; q++)
+        if (*q < 0x20 || *q == '"' || *q == '\\')
+            need += short_escape(*q) ? 1 : 5;
+    if (need < len || sb_buf_reserve(b, need) < 0)
+        return -1;
+
+    static const char hex[] = "0123456789abcdef";
+    char *o = b->data + b->len;
+    *o++ = '"';
+    while (p < end) {
+        const uchar *run = p;
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        memcpy(o, run, (size_t)(p - run));
+        o += p - run;
+        if (p == end)
+            break;
+        char e = short_escape(*p);
+        *o++ = '\\';
+        if (e) {
+            *o++ = e;
+        } else {
+            memcpy(o, "u00", 3);
+            o[3] = hex[*p >> 4];
+            o[4] = hex[*p & 15];
+            o += 5;
+        }
+        p++;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
+}

@@ -1,0 +1,536 @@
+/*
+ * server — libwebsockets on the application's libuv loop.
+ *
+ * Three choices shape this file (see shared/LWS-NOTES.md for the figures):
+ *   - lws runs on our uv_loop_t (a "foreign loop"), so timers, signals and
+ *     later file watches and thread-pool completions share the one thread;
+ *   - replies are not written from WRITEABLE round trips: every client that
+ *     got frames during a loop turn is put on a dirty list, and a uv_check
+ *     handle (which runs right after the poll phase that read the requests)
+ *     writes each client's whole queue with one raw write;
+ *   - shutdown closes every client with 1001 itself (lws_context_destroy()
+ *     would just drop them), waits a bounded time for the close handshakes,
+ *     and destroys the context from inside the loop and once more after it,
+ *     the order that leaves valgrind clean.
+ */
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "dispatch.h"
+#include "log.h"
+
+/* Reassembly and send buffers bigger than this are freed after use rather
+ * than kept for the next message, so one large message does not pin memory
+ * on an otherwise quiet connection. */
+#define SB_KEEP_BUFFER_MAX (64 * 1024)
+
+static void finish(sb_server *s);
+static void on_shutdown_timer(uv_timer_t *t);
+
+static sb_server *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+static void clients_link(sb_server *s, sb_client *c)
+{
+    c->prev = NULL;
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    s->nclients++;
+}
+
+static void clients_unlink(sb_server *s, sb_client *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->nclients--;
+}
+
+void sb_server_mark_dirty(sb_client *c)
+{
+    if (c->dirty)
+        return;
+    sb_server *s = c->server;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = s->dirty;
+    if (s->dirty)
+        s->dirty->dirty_prev = c;
+    s->dirty = c;
+}
+
+static void dirty_unlink(sb_client *c)
+{
+    if (!c->dirty)
+        return;
+    sb_server *s = c->server;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        s->dirty = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = false;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Writes the client's queued frames in one raw write. lws keeps whatever the
+ * kernel does not take and sends it before the next WRITEABLE callback;
+ * while it holds such leftovers we must not write (the order would break),
+ * so we wait for WRITEABLE instead. Returns -1 when the connection is
+ * broken. */
+static int flush_client(sb_client *c)
+{
+    if (c->tx.len <= LWS_PRE)
+        return 0;
+    if (lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    size_t n = c->tx.len - LWS_PRE;
+    int w = lws_write(c->wsi, (unsigned char *)c->tx.data + LWS_PRE, n,
+                      LWS_WRITE_RAW);
+    if (w < 0 || (size_t)w != n) {
+        sb_log_debug("server", "client %llu: write failed",
+                     (unsigned long long)c->id);
+        return -1;
+    }
+    c->tx.len = 0;
+    if (c->tx.cap > SB_KEEP_BUFFER_MAX)
+        sb_buf_free(&c->tx);
+    return 0;
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    sb_server *s = h->data;
+    while (s->dirty) {
+        sb_client *c = s->dirty;
+        dirty_unlink(c);
+        if (flush_client(c) < 0 && !c->close_code) {
+            /* The socket is broken: let lws drop it. */
+            c->closing = true;
+            c->close_code = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+            c->tx.len = 0;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                            LWS_TO_KILL_ASYNC);
+        }
+    }
+}
+
+/* Closes a client from outside an lws callback. lws 4.1.6 drops the close
+ * frame when a WRITEABLE callback returns -1 (it treats that as a failed
+ * write), so we frame the close ourselves at the end of the send queue, like
+ * any reply: it goes out in order after what is queued. When the client
+ * answers, PEER_INITIATED_CLOSE tells lws not to echo it; a client that does
+ * not answer is dropped by lws after the close-ack timeout. */
+void sb_server_close_client(sb_client *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    unsigned char payload[2 + sizeof(c->close_reason)];
+    size_t rlen = strlen(reason);
+    if (rlen > sizeof(c->close_reason) - 1)
+        rlen = sizeof(c->close_reason) - 1;
+    payload[0] = (unsigned char)(code >> 8);
+    payload[1] = (unsigned char)code;
+    memcpy(payload + 2, reason, rlen);
+    long start = sb_client_frame_begin(c);
+    c->closing = true;
+    c->close_code = code;
+    memcpy(c->close_reason, reason, rlen);
+    c->close_reason[rlen] = 0;
+    if (start < 0 || sb_buf_append(&c->tx, payload, 2 + rlen) < 0) {
+        /* No memory even for a close frame: just drop the connection. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    c->close_sent = true;
+    sb_client_frame_end(c, start, SB_WS_CLOSE);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                    (int)c->server->config->server.shutdown_timeout + 1);
+}
+
+/* Sends the close frame with our code. Called from lws callbacks only; the
+ * caller returns -1 so that lws sends it and completes the close. */
+static int close_now(sb_client *c, int code, const char *reason)
+{
+    c->closing = true;
+    c->close_code = code;
+    lws_close_reason(c->wsi, (enum lws_close_status)code,
+                     (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static int too_big(sb_client *c)
+{
+    sb_log_info("server",
+                "client %llu: message over max_message_size (%zu), "
+                "closing with 1009",
+                (unsigned long long)c->id,
+                c->server->config->server.max_message_size);
+    sb_buf_free(&c->rx);
+    dirty_unlink(c);
+    flush_client(c);
+    return close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+}
+
+static int on_receive(sb_client *c, const char *in, size_t len)
+{
+    if (c->closing)
+        return 0;
+    size_t max = c->server->config->server.max_message_size;
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    bool final = lws_is_final_fragment(c->wsi) && remaining == 0;
+
+    c->last_active_ms = uv_now(c->server->loop);
+    if (c->rx.len == 0 && final) {
+        /* The common case: a whole message in one piece, handled in place. */
+        if (len > max)
+            return too_big(c);
+        sb_dispatch(c, in, len);
+        return 0;
+    }
+    if (c->rx.len + len + remaining > max)
+        return too_big(c);
+    if (sb_buf_append(&c->rx, in, len) < 0) {
+        sb_log_error("server",
+                     "client %llu: out of memory reassembling a "
+                     "message",
+                     (unsigned long long)c->id);
+        return close_now(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+                         "Out of memory");
+    }
+    if (final) {
+        sb_dispatch(c, c->rx.data, c->rx.len);
+        c->rx.len = 0;
+        if (c->rx.cap > SB_KEEP_BUFFER_MAX)
+            sb_buf_free(&c->rx);
+    }
+    return 0;
+}
+
+/* ---- connection lifecycle ---------------------------------------------- */
+
+/* Answers a refused upgrade with an HTTP status; >0 tells lws we did. */
+static int refuse_upgrade(struct lws *wsi, unsigned code, const char *why)
+{
+    sb_log_debug("server", "upgrade refused with HTTP %u: %s", code, why);
+    if (lws_return_http_status(wsi, code, why))
+        return -1;
+    return 1;
+}
+
+static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
+{
+    const sb_server_conf *conf = &s->config->server;
+    char uri[1024];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    if (n < 0 || strcmp(uri, conf->path) != 0)
+        return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "Not Found");
+    if (s->stopping)
+        return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                              "Shutting down");
+    if (conf->max_connections && s->nclients >= conf->max_connections) {
+        sb_log_warn("server",
+                    "max_connections (%u) reached: refusing a "
+                    "client with HTTP 503",
+                    conf->max_connections);
+        return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                              "Too many connections");
+    }
+    return 0;
+}
+
+static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = ++s->next_id;
+    c->wsi = wsi;
+    c->server = s;
+    c->last_active_ms = uv_now(s->loop);
+    clients_link(s, c);
+    s->stats.connections_total++;
+    if (sb_log_get_level() >= SB_LOG_DEBUG) {
+        char peer[64] = "?";
+        lws_get_peer_simple(wsi, peer, sizeof(peer));
+        sb_log_debug("server", "client %llu connected from %s",
+                     (unsigned long long)c->id, peer);
+    }
+    const sb_plugin *refuser;
+    c->hooks_upto = sb_plugin_host_connect(s->plugins, c->id, &refuser);
+    c->accepted = true;
+    if (refuser) {
+        sb_log_info("server", "client %llu refused by plugin '%s'",
+                    (unsigned long long)c->id, refuser->name);
+        return close_now(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                         "Connection refused");
+    }
+    return 0;
+}
+
+static void on_closed(sb_server *s, sb_client *c)
+{
+    if (!c->server)
+        return; /* never established */
+    /* Whoever closed first named the code; no close at all is 1006. */
+    int code = c->close_code        ? c->close_code
+               : c->peer_close_code ? c->peer_close_code
+                                    : LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+    dirty_unlink(c);
+    clients_unlink(s, c);
+    if (c->accepted)
+        sb_plugin_host_disconnect(s->plugins, c->id, code, c->hooks_upto);
+    sb_log_debug("server", "client %llu disconnected (%d)",
+                 (unsigned long long)c->id, code);
+    sb_buf_free(&c->rx);
+    sb_buf_free(&c->tx);
+    c->server = NULL;
+    if (s->stopping && s->nclients == 0 && !s->destroyed)
+        uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
+}
+
+static int on_writeable(sb_client *c)
+{
+    return flush_client(c) < 0 ? -1 : 0;
+}
+
+static int on_http(struct lws *wsi, sb_server *s)
+{
+    char uri[1024];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    bool ws_path = n >= 0 && strcmp(uri, s->config->server.path) == 0;
+    /* Plain HTTP is not served here: the WebSocket path says how to use it,
+     * anything else does not exist. */
+    if (lws_return_http_status(wsi, ws_path ? 426 : HTTP_STATUS_NOT_FOUND,
+                               ws_path ? "WebSocket upgrade required"
+                                       : "Not Found"))
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
+{
+    sb_client *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_confirm_upgrade(server_of(wsi), wsi);
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, server_of(wsi));
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_established(server_of(wsi), c, wsi);
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writeable(c);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        c->closing = true;
+        c->peer_close_code = len >= 2 ? (((unsigned char *)in)[0] << 8) |
+                                            ((unsigned char *)in)[1]
+                                      : LWS_CLOSE_STATUS_NO_STATUS;
+        /* 0: lws echoes the close and completes it. Non-zero: it just
+         * closes, which is right when this is the answer to our close. */
+        return c->close_sent;
+    case LWS_CALLBACK_CLOSED:
+        on_closed(server_of(wsi), c);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- timers and signals ------------------------------------------------- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    sb_server *s = t->data;
+    uint64_t limit = (uint64_t)s->config->server.idle_timeout * 1000;
+    uint64_t now = uv_now(s->loop);
+    for (sb_client *c = s->clients; c; c = c->next)
+        if (!c->closing && now - c->last_active_ms >= limit) {
+            sb_log_debug("server", "client %llu idle, closing",
+                         (unsigned long long)c->id);
+            sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
+                                   "Idle timeout");
+        }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    sb_server *s = h->data;
+    sb_log_info("server", "%s received, shutting down",
+                signum == SIGINT ? "SIGINT" : "SIGTERM");
+    sb_server_stop(s);
+}
+
+static void on_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    sb_log(level == LLL_ERR ? SB_LOG_ERROR : SB_LOG_DEBUG, "lws", "%.*s",
+           (int)n, line);
+}
+
+/* ---- start and stop ----------------------------------------------------- */
+
+static struct lws_protocols protocols[] = {
+    {.name = "switchboard",
+     .callback = callback,
+     .per_session_data_size = sizeof(sb_client),
+     .rx_buffer_size = 0,
+     .tx_packet_size = 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
+                    uv_loop_t *loop)
+{
+    const sb_server_conf *conf = &cfg->server;
+    memset(s, 0, sizeof(*s));
+    s->config = cfg;
+    s->plugins = ph;
+    s->loop = loop;
+
+    lws_set_log_level(LLL_ERR |
+                          (sb_log_get_level() >= SB_LOG_DEBUG ? LLL_WARN : 0),
+                      on_lws_log);
+
+    /* lws' own writes (close, pong, the handshake) may be bigger than
+     * rx_buffer_size, and our raw writes are whole queues: let lws send
+     * them in one piece. */
+    protocols[0].tx_packet_size = conf->max_send_queue + 4096;
+
+    void *loops[] = {loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = loops;
+    info.user = s;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    s->lws = lws_create_context(&info);
+    if (!s->lws) {
+        sb_log_error("server", "cannot create the libwebsockets context");
+        return -1;
+    }
+
+    static lws_retry_bo_t retry;
+    retry.secs_since_valid_ping = (uint16_t)conf->ping_interval;
+    /* A client that does not answer a ping within another interval is gone. */
+    retry.secs_since_valid_hangup = (uint16_t)(conf->ping_interval * 2);
+
+    struct lws_context_creation_info vinfo;
+    memset(&vinfo, 0, sizeof(vinfo));
+    vinfo.options = info.options;
+    vinfo.port = conf->port;
+    vinfo.iface = conf->host && *conf->host ? conf->host : NULL;
+    vinfo.protocols = protocols;
+    vinfo.vhost_name = "default";
+    if (conf->ping_interval)
+        vinfo.retry_and_idle_policy = &retry;
+    s->vhost = lws_create_vhost(s->lws, &vinfo);
+    if (!s->vhost) {
+        sb_log_error("server", "cannot listen on %s:%d (is the port in use?)",
+                     vinfo.iface ? vinfo.iface : "*", conf->port);
+        lws_context_destroy(s->lws);
+        s->lws = NULL;
+        return -1;
+    }
+
+    uv_check_init(loop, &s->flush_check);
+    s->flush_check.data = s;
+    uv_check_start(&s->flush_check, on_flush_check);
+    uv_unref((uv_handle_t *)&s->flush_check);
+
+    uv_signal_init(loop, &s->sig_int);
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_int.data = s->sig_term.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+
+    uv_timer_init(loop, &s->sweep_timer);
+    s->sweep_timer.data = s;
+    if (conf->idle_timeout)
+        uv_timer_start(&s->sweep_timer, on_sweep, 1000, 1000);
+    uv_timer_init(loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+
+    sb_log_info("server", "listening on ws://%s:%d%s",
+                vinfo.iface ? vinfo.iface : "*",
+                lws_get_vhost_listen_port(s->vhost), conf->path);
+    return 0;
+}
+
+static void finish(sb_server *s)
+{
+    if (s->destroyed)
+        return;
+    s->destroyed = true;
+    if (s->nclients)
+        sb_log_warn("server",
+                    "%u client(s) did not complete the close "
+                    "handshake in time; dropping them",
+                    s->nclients);
+    uv_close((uv_handle_t *)&s->flush_check, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    /* First of the two destroys: from inside the loop, so lws can close its
+     * own uv handles; uv_run() then returns. */
+    lws_context_destroy(s->lws);
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+    finish(t->data);
+}
+
+void sb_server_stop(sb_server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    uv_signal_stop(&s->sig_int);
+    uv_signal_stop(&s->sig_term);
+    uv_timer_stop(&s->sweep_timer);
+    if (s->nclients == 0) {
+        uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
+        return;
+    }
+    sb_log_info("server", "closing %u client(s) with 1001", s->nclients);
+    for (sb_client *c = s->clients; c; c = c->next)
+        sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
+                               "Server shutting down");
+    uv_timer_start(&s->shutdown_timer, on_shutdown_timer,
+                   (uint64_t)s->config->server.shutdown_timeout * 1000, 0);
+}
+
+void sb_server_free(sb_server *s)
+{
+    if (s->lws)
+        lws_context_destroy(s->lws); /* the second destroy, after uv_run */
+    s->lws = NULL;
+    sb_dispatch_cleanup();
+}

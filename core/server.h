@@ -1,0 +1,67 @@
+/*
+ * server — the libwebsockets listener on the libuv loop, and the connection
+ * lifecycle: handshake checks, message reassembly, the once-per-loop-turn
+ * flush of every client's send queue, keepalive, and graceful shutdown.
+ *
+ * Owns the loop handles, the lws context and every sb_client. Hands complete
+ * messages to dispatch; never interprets their content itself.
+ */
+#ifndef SB_SERVER_H
+#define SB_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "client.h"
+#include "config.h"
+#include "plugin_host.h"
+
+struct lws_context;
+struct lws_vhost;
+
+typedef struct sb_stats {
+    uint64_t connections_total;
+    uint64_t messages_received;
+    uint64_t messages_sent;
+    uint64_t unknown_events;
+    uint64_t exceptions;
+} sb_stats;
+
+typedef struct sb_server {
+    const sb_config *config; /* borrowed; outlives the server */
+    sb_plugin_host *plugins; /* borrowed */
+    uv_loop_t *loop;
+    struct lws_context *lws;
+    struct lws_vhost *vhost;
+    uv_check_t flush_check; /* writes dirty send queues once per turn */
+    uv_signal_t sig_int, sig_term;
+    uv_timer_t sweep_timer;    /* idle timeout */
+    uv_timer_t shutdown_timer; /* bounds the close handshakes */
+    sb_client *clients;        /* all connected clients */
+    sb_client *dirty;          /* clients with queued frames */
+    unsigned nclients;
+    sb_client_id next_id;
+    bool stopping;
+    bool destroyed;
+    int exit_code;
+    sb_stats stats;
+} sb_server;
+
+/* Creates the listener on `loop`. Returns 0, or -1 after logging why (e.g.
+ * the port is taken). */
+int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
+                    uv_loop_t *loop);
+/* Begins a graceful stop: refuse new clients, close every client with 1001,
+ * then destroy the listener so that uv_run() returns. Idempotent. */
+void sb_server_stop(sb_server *s);
+/* Frees what remains after uv_run() returned. */
+void sb_server_free(sb_server *s);
+
+/* For client.c: the client has frames to write this loop turn. */
+void sb_server_mark_dirty(sb_client *c);
+/* Closes a client with a code and reason (sent after what is queued). */
+void sb_server_close_client(sb_client *c, int code, const char *reason);
+
+#endif

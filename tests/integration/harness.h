@@ -1,0 +1,56 @@
+/*
+ * harness — what every integration test does: write a real INI file, start
+ * the real switchboard binary on a free port of 127.0.0.1, talk to it with
+ * the test WebSocket client, and stop it, asserting a clean exit.
+ *
+ * SB_TEST_WRAPPER (environment), when set, is a command line put before the
+ * server (e.g. "valgrind --leak-check=full --error-exitcode=99"): the suite
+ * then also proves the server leaks nothing, since a leak makes its exit
+ * status non-zero.
+ */
+#ifndef SB_TEST_HARNESS_H
+#define SB_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "proc.h"
+#include "wsclient.h"
+
+typedef struct sb_srv {
+    pid_t pid;
+    int port;
+    char dir[256]; /* temp folder: config, log, journal */
+    char ini[300];
+    char log[300];
+    char journal[300];
+} sb_srv;
+
+/* Starts a server with [server] host/port plus `server_extra` lines, and
+ * `sections` (whole INI sections, may use %J for the journal path and %P
+ * for the plugin folder). Fails the test if it does not come up. */
+void srv_start(sb_srv *s, const char *server_extra, const char *sections);
+/* The standard gateway: nest-example and the probe plugin. */
+void srv_start_default(sb_srv *s, const char *server_extra);
+/* SIGTERM, wait, assert exit status 0; removes the temp folder. */
+void srv_stop(sb_srv *s);
+/* Runs the binary with args and returns its exit status; its output goes to
+ * out (NUL-terminated, cut to outlen). */
+int srv_run(const char *const *args, char *out, size_t outlen);
+/* Reads the whole journal / log file into a static buffer. */
+const char *srv_journal(const sb_srv *s);
+const char *srv_logtext(const sb_srv *s);
+/* Waits until the journal contains `needle` (hooks run asynchronously). */
+bool srv_journal_wait(const sb_srv *s, const char *needle, int timeout_ms);
+
+ws_client *cli_connect(const sb_srv *s);
+/* Sends a text message; fails the test on error. */
+void cli_send(ws_client *c, const char *text);
+/* Receives one data message and asserts it is a text frame equal to want. */
+void cli_expect(ws_client *c, const char *want);
+/* Asserts that nothing arrives within ms. */
+void cli_expect_nothing(ws_client *c, int ms);
+
+#define SB_TIMEOUT 5000
+
+#endif

@@ -1,0 +1,212 @@
+/* Unit tests for plugin_host: every refusal reason, registrations dropped
+ * with a refused or unloaded plugin, config access, and the hook runners.
+ * The plugins come from tests/plugins, built like real ones. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "plugin_host.h"
+
+static sb_plugin_conf conf_for(const char *name, const char *file)
+{
+    static char path[4096];
+    static sb_config_kv kv[2];
+    if (file[0] == '/')
+        snprintf(path, sizeof(path), "%s", file);
+    else
+        snprintf(path, sizeof(path), "%s/%s", SB_TEST_PLUGIN_DIR, file);
+    kv[0] = (sb_config_kv){"file", path, 1};
+    kv[1] = (sb_config_kv){"dsn", "pg://db", 2};
+    return (sb_plugin_conf){(char *)name, path, true, false, 1, kv, 2};
+}
+
+/* Loads and expects a refusal whose text contains every `needle`. */
+static void expect_refusal(const char *file, const char *n1, const char *n2)
+{
+    sb_plugin_host h;
+    sb_plugin_host_init(&h);
+    sb_plugin_conf pc = conf_for("x", file);
+    char err[1024] = "";
+    ck_assert_int_eq(sb_plugin_host_load(&h, &pc, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, n1), "'%s' lacks '%s'", err, n1);
+    if (n2)
+        ck_assert_msg(strstr(err, n2), "'%s' lacks '%s'", err, n2);
+    ck_assert_uint_eq(h.count, 0);
+    ck_assert_uint_eq(h.router.count, 0);
+    sb_plugin_host_free(&h);
+}
+
+START_TEST(test_missing_file)
+{
+    expect_refusal("does-not-exist.so", "file not found", "does-not-exist.so");
+}
+END_TEST
+
+START_TEST(test_not_shared_object)
+{
+    char path[] = "/tmp/sb-test-notelf-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "hello\n", 6), 6);
+    close(fd);
+    expect_refusal(path, "not a loadable shared object", path);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_directory)
+{
+    expect_refusal("/tmp", "not a regular file", NULL);
+}
+END_TEST
+
+START_TEST(test_no_descriptor)
+{
+    expect_refusal("test-bad-none.so", "no 'sb_plugin_descriptor' symbol",
+                   "not a Switchboard plugin");
+}
+END_TEST
+
+START_TEST(test_bad_magic)
+{
+    expect_refusal("test-bad-magic.so", "bad magic", NULL);
+}
+END_TEST
+
+START_TEST(test_major_differs)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "built for plugin ABI %d.0", SB_ABI_MAJOR + 1);
+    expect_refusal("test-bad-major.so", want, "major versions differ");
+}
+END_TEST
+
+START_TEST(test_minor_newer)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "ABI %d.%d, newer than this host's %d.%d",
+             SB_ABI_MAJOR, SB_ABI_MINOR + 1, SB_ABI_MAJOR, SB_ABI_MINOR);
+    expect_refusal("test-bad-minor.so", want, NULL);
+}
+END_TEST
+
+START_TEST(test_small_descriptor)
+{
+    expect_refusal("test-bad-size.so", "descriptor is 8 bytes", NULL);
+}
+END_TEST
+
+START_TEST(test_init_fails)
+{
+    /* Its own message, with a config value it read, and the event it had
+     * subscribed is gone (expect_refusal checks the router is empty). */
+    expect_refusal("test-init-fails.so", "init failed",
+                   "database unreachable at pg://db");
+}
+END_TEST
+
+START_TEST(test_duplicate_event)
+{
+    sb_plugin_host h;
+    sb_plugin_host_init(&h);
+    char err[1024] = "";
+    sb_plugin_conf a = conf_for("nest", "nest-example.so");
+    ck_assert_int_eq(sb_plugin_host_load(&h, &a, err, sizeof(err)), 0);
+    ck_assert_uint_eq(h.router.count, 2);
+    sb_plugin_conf b = conf_for("dup", "test-dup-event.so");
+    ck_assert_int_eq(sb_plugin_host_load(&h, &b, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "event 'identity' is already handled by "
+                              "plugin 'nest'"),
+                  "%s", err);
+    /* dup-event's other event went with it; nest-example keeps its own. */
+    ck_assert_uint_eq(h.count, 1);
+    ck_assert_uint_eq(h.router.count, 2);
+    ck_assert_ptr_null(sb_router_find(&h.router, "mine", 4));
+    ck_assert_ptr_eq(sb_router_find(&h.router, "identity", 8)->owner,
+                     h.plugins[0]);
+    sb_plugin_host_free(&h);
+}
+END_TEST
+
+START_TEST(test_load_and_hooks)
+{
+    char journal[] = "/tmp/sb-test-journal-XXXXXX";
+    int fd = mkstemp(journal);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    sb_config_kv kv[] = {{"journal", journal, 2}, {"refuse", "3", 3}};
+    sb_plugin_conf pc = conf_for("probe", "test-probe.so");
+    pc.keys = kv;
+    pc.nkeys = 2;
+
+    sb_plugin_host h;
+    sb_plugin_host_init(&h);
+    char err[1024] = "";
+    ck_assert_msg(sb_plugin_host_load(&h, &pc, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_uint_eq(h.count, 1);
+    ck_assert_str_eq(sb_host_table.config_get(h.plugins[0], "refuse"), "3");
+    ck_assert_ptr_null(sb_host_table.config_get(h.plugins[0], "nope"));
+    ck_assert_str_eq(sb_host_table.plugin_name(h.plugins[0]), "probe");
+    /* Registration outside init is refused. */
+    ck_assert_int_eq(
+        sb_host_table.on_ready(h.plugins[0], h.plugins[0]->ready, NULL),
+        SB_ERR_STATE);
+
+    const sb_plugin *refuser;
+    sb_plugin_host_ready(&h);
+    ck_assert_uint_eq(sb_plugin_host_connect(&h, 1, &refuser), 1);
+    ck_assert_ptr_null(refuser);
+    ck_assert_uint_eq(sb_plugin_host_connect(&h, 3, &refuser), 0);
+    ck_assert_ptr_eq(refuser, h.plugins[0]);
+    sb_plugin_host_disconnect(&h, 1, 1000, 1);
+    sb_plugin_host_free(&h);
+
+    FILE *f = fopen(journal, "r");
+    char text[256] = "";
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = 0;
+    fclose(f);
+    unlink(journal);
+    ck_assert_str_eq(text, "ready\nconnect 1\nrefuse 3\ndisconnect 1 1000\n"
+                           "unload\n");
+}
+END_TEST
+
+START_TEST(test_strerror)
+{
+    for (int s = SB_OK; s >= SB_ERR_FAILED; s--)
+        ck_assert_str_ne(sb_host_table.strerror(s), "unknown status");
+    ck_assert_str_eq(sb_host_table.strerror(-1000), "unknown status");
+    ck_assert_uint_eq(sb_host_table.size, sizeof(sb_host));
+    ck_assert_uint_eq(sb_host_table.abi_major, SB_ABI_MAJOR);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plugin_host");
+    TCase *tc = tcase_create("refusals");
+    tcase_add_test(tc, test_missing_file);
+    tcase_add_test(tc, test_not_shared_object);
+    tcase_add_test(tc, test_directory);
+    tcase_add_test(tc, test_no_descriptor);
+    tcase_add_test(tc, test_bad_magic);
+    tcase_add_test(tc, test_major_differs);
+    tcase_add_test(tc, test_minor_newer);
+    tcase_add_test(tc, test_small_descriptor);
+    tcase_add_test(tc, test_init_fails);
+    tcase_add_test(tc, test_duplicate_event);
+    suite_add_tcase(s, tc);
+    TCase *tl = tcase_create("lifecycle");
+    tcase_add_test(tl, test_load_and_hooks);
+    tcase_add_test(tl, test_strerror);
+    suite_add_tcase(s, tl);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
