@@ -453,8 +453,10 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     if (!s->vhost) {
         sb_log_error("server", "cannot listen on %s:%d (is the port in use?)",
                      vinfo.iface ? vinfo.iface : "*", conf->port);
+        /* The same two-step destroy as a normal stop: let lws close its
+         * uv handles, then free the rest in sb_server_free(). */
         lws_context_destroy(s->lws);
-        s->lws = NULL;
+        uv_run(loop, UV_RUN_DEFAULT);
         return -1;
     }
 

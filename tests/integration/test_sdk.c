@@ -1,0 +1,108 @@
+/*
+ * The SDK as a plugin author meets it: `cmake --install` into a temporary
+ * prefix, the installed default config checks out with the installed
+ * binary, sdk/template builds out of tree with the CMake package and with
+ * pkg-config, and the built plugin loads and answers.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+
+static char prefix[64];
+
+static void run(const char *fmt, const char *a, const char *b)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
+static void expect_file(const char *rel)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", prefix, rel);
+    ck_assert_msg(stat(path, &st) == 0, "not installed: %s", rel);
+}
+
+START_TEST(test_install_and_template)
+{
+    snprintf(prefix, sizeof(prefix), "/tmp/sb-sdk-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(prefix));
+    run("cmake --install '%s' --prefix '%s' >/dev/null", SB_TEST_BUILD_DIR,
+        prefix);
+    expect_file("bin/switchboard");
+    expect_file("include/switchboard/plugin.h");
+    expect_file("lib/pkgconfig/switchboard-plugin.pc");
+    expect_file("lib/cmake/Switchboard/SwitchboardConfig.cmake");
+    expect_file("lib/cmake/Switchboard/SwitchboardConfigVersion.cmake");
+    expect_file("lib/switchboard/plugins/nest-example.so");
+    expect_file("etc/switchboard/switchboard.ini");
+
+    /* The installed binary accepts the installed default config. */
+    run("'%s/bin/switchboard' -t -c '%s/etc/switchboard/switchboard.ini' "
+        "2>/dev/null",
+        prefix, prefix);
+
+    /* The template, copied out of the tree, built with the CMake package. */
+    run("cp -r '%s/sdk/template' '%s/hello-src'", SB_TEST_SOURCE_DIR, prefix);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && cmake -S hello-src -B hello-build "
+             "-DCMAKE_PREFIX_PATH='%s' >/dev/null && cmake --build "
+             "hello-build >/dev/null",
+             prefix, prefix);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    expect_file("hello-build/hello.so");
+
+    /* ...and with pkg-config and a bare compiler line. */
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && PKG_CONFIG_PATH='%s/lib/pkgconfig' cc -std=c11 -o "
+             "hello-pc.so hello-src/hello.c $(PKG_CONFIG_PATH='%s/lib/"
+             "pkgconfig' pkg-config --cflags --libs switchboard-plugin) -Wall "
+             "-Wextra -Werror -Wno-unused-parameter",
+             prefix, prefix, prefix);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    expect_file("hello-pc.so");
+
+    /* Both load and answer. */
+    const char *builds[] = {"hello-build/hello.so", "hello-pc.so"};
+    for (int i = 0; i < 2; i++) {
+        char sections[1024];
+        snprintf(sections, sizeof(sections),
+                 "[plugin.hello]\nfile = %s/%s\ngreeting = Hi\n", prefix,
+                 builds[i]);
+        sb_srv srv;
+        srv_start(&srv, NULL, sections);
+        ws_client *c = cli_connect(&srv);
+        cli_send(c, "{\"event\":\"hello\",\"data\":\"Ada\",\"id\":1}");
+        cli_expect(c, "{\"event\":\"hello\",\"data\":\"Hi, Ada!\",\"id\":1}");
+        cli_send(c, "{\"event\":\"hello\",\"data\":5}");
+        cli_expect(c, "{\"event\":\"exception\",\"data\":{\"status\":"
+                      "\"error\",\"message\":\"hello wants a name (a "
+                      "string)\",\"cause\":{\"pattern\":\"hello\",\"data\":"
+                      "5}}}");
+        ws_close(c);
+        srv_stop(&srv);
+    }
+    run("rm -rf '%s'%s", prefix, "");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sdk");
+    TCase *tc = tcase_create("sdk");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_install_and_template);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
