@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "crash.h"
 #include "log.h"
+#include "plugin_host.h"
 #include "server.h"
 
 /* Reused encoding buffer for json_t replies (loop thread only). */
@@ -145,7 +147,9 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
     m.data = NULL;
     m.data_loaded = 0;
     m.failed = 0;
+    sb_crash_enter(route->owner->name, "handler of event", env.event);
     int rc = route->fn(route->owner, &m, route->udata);
+    sb_crash_leave();
     if (rc != SB_OK) {
         const char *why = m.failed ? m.fail_text : "Internal server error";
         sb_log_debug("dispatch", "client %llu: handler of '%s' failed: %s",

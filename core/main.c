@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "crash.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "server.h"
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    sb_crash_install();
 
     sb_config cfg;
     int problems = sb_config_load(&cfg, path);

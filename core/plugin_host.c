@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crash.h"
 #include "dispatch.h"
 #include "log.h"
 #include "version.h"
@@ -302,11 +303,17 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
     p->desc = d;
 
     p->in_init = true;
+    sb_crash_enter(p->name, "init", NULL);
     int rc = d->init(p, &sb_host_table);
+    sb_crash_leave();
     p->in_init = false;
     if (rc != SB_OK || p->conflict) {
-        if (rc == SB_OK && p->unload)
-            p->unload(p, p->unload_ud); /* init succeeded: let it clean up */
+        if (rc == SB_OK && p->unload) {
+            /* init succeeded: let it clean up */
+            sb_crash_enter(p->name, "unload hook", NULL);
+            p->unload(p, p->unload_ud);
+            sb_crash_leave();
+        }
         if (rc != SB_OK)
             snprintf(err, errlen, "cannot load %s: init failed: %s", pc->file,
                      p->error[0] ? p->error : "no reason given");
@@ -328,8 +335,11 @@ void sb_plugin_host_free(sb_plugin_host *h)
 {
     for (size_t i = h->count; i-- > 0;) {
         sb_plugin *p = h->plugins[i];
-        if (p->unload)
+        if (p->unload) {
+            sb_crash_enter(p->name, "unload hook", NULL);
             p->unload(p, p->unload_ud);
+            sb_crash_leave();
+        }
         sb_router_remove_owner(&h->router, p);
         sb_log_info("plugins", "unloaded plugin '%s'", p->name);
         dlclose(p->dl);
@@ -344,9 +354,14 @@ void sb_plugin_host_free(sb_plugin_host *h)
 
 void sb_plugin_host_ready(sb_plugin_host *h)
 {
-    for (size_t i = 0; i < h->count; i++)
-        if (h->plugins[i]->ready)
-            h->plugins[i]->ready(h->plugins[i], h->plugins[i]->ready_ud);
+    for (size_t i = 0; i < h->count; i++) {
+        sb_plugin *p = h->plugins[i];
+        if (!p->ready)
+            continue;
+        sb_crash_enter(p->name, "ready hook", NULL);
+        p->ready(p, p->ready_ud);
+        sb_crash_leave();
+    }
 }
 
 size_t sb_plugin_host_connect(sb_plugin_host *h, sb_client_id id,
@@ -355,7 +370,12 @@ size_t sb_plugin_host_connect(sb_plugin_host *h, sb_client_id id,
     *refuser = NULL;
     for (size_t i = 0; i < h->count; i++) {
         sb_plugin *p = h->plugins[i];
-        if (p->connect && p->connect(p, id, p->connect_ud) != SB_OK) {
+        if (!p->connect)
+            continue;
+        sb_crash_enter(p->name, "connect hook", NULL);
+        int rc = p->connect(p, id, p->connect_ud);
+        sb_crash_leave();
+        if (rc != SB_OK) {
             *refuser = p;
             return i;
         }
@@ -373,7 +393,10 @@ void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
         sb_plugin *p = h->plugins[i];
         /* A refused client is news only to plugins whose connect hook saw
          * it and accepted it. */
-        if (p->disconnect && (accepted || p->connect))
+        if (p->disconnect && (accepted || p->connect)) {
+            sb_crash_enter(p->name, "disconnect hook", NULL);
             p->disconnect(p, id, code, p->disconnect_ud);
+            sb_crash_leave();
+        }
     }
 }
