@@ -3,8 +3,8 @@
  *
  * Usage: lws_echo_server PORT [LWS_LOG_LEVEL]
  *
- * Listens on 127.0.0.1:PORT (0 lets the kernel pick) and prints
- * "listening on 127.0.0.1:N" on stdout once it accepts connections. Every
+ * Listens on 127.0.0.1:PORT. With PORT 0 the kernel picks the port, and
+ * "listening on 127.0.0.1:N" on stdout says which once it accepts. Every
  * complete message is echoed back with its type, fragmented ones once
  * joined, so the client is checked against an independent WebSocket
  * implementation rather than against itself. Pings, pongs and the closing
@@ -188,9 +188,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "lws_create_context failed\n");
         return 1;
     }
-    printf("listening on 127.0.0.1:%d\n",
-           lws_get_vhost_listen_port(lws_get_vhost_by_name(ctx, "default")));
-    fflush(stdout);
+    if (port == 0) {
+        printf(
+            "listening on 127.0.0.1:%d\n",
+            lws_get_vhost_listen_port(lws_get_vhost_by_name(ctx, "default")));
+        fflush(stdout);
+    }
 
     /* A signal interrupts the poll inside lws_service, so the flag is
      * seen at once (or at lws' next housekeeping wakeup if it lands just

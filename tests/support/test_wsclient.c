@@ -997,10 +997,10 @@ static int lws_reaction(const char *what, const void *raw, size_t len)
         "%s: %s", what, ws_error(c));
     fprintf(stderr, "observed: lws on %s: close %d \"%s\"\n", what, code,
             reason);
-    /* Not waiting for the TCP close: after a protocol error lws 4.1
-     * goes on parsing the rest of the bad frame as new frames, so whether
-     * it sees our closing reply, or waits out its 5 s close timeout,
-     * depends on how the bytes were split. */
+    /* Not waiting for the TCP close: after most errors lws 4.1 hangs up
+     * right after its close frame, but after RSV bits it ignores the
+     * client's closing reply and hangs up only when its 5 s close
+     * timeout ends, which would race our own timeout. */
     ws_close(c);
     return code;
 }

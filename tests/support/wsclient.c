@@ -939,7 +939,7 @@ static ws_client *do_connect(const char *host, int port, const char *path,
         set_err(NULL, "out of memory");
         return NULL;
     }
-    char hosthdr[80], key[32], accept[32], got[64];
+    char hosthdr[80], key[32], accept[32], got[256];
     char *req = NULL;
     unsigned char nonce[16];
     if (tcp_open(c, host, port, deadline, hosthdr, sizeof(hosthdr)) < 0)
