@@ -52,7 +52,7 @@ enum scan_error {
 };
 
 /* Which top-level member a value belongs to; M_OTHER is a discard slot so
- * that recording a member needs no branch. */
+ * that recording a member is two stores, not a switch. */
 enum member { M_EVENT, M_DATA, M_ID, M_OTHER, M_COUNT };
 
 struct scan {
@@ -427,14 +427,15 @@ static enum member classify_key(const uchar *k, const uchar *kend, int escaped)
 
 /* ---- numbers ------------------------------------------------------------ */
 
-/* Whether a real overflows to +-inf in strtod(), as jansson checks it. Only
- * reached when the magnitude could exceed 1e308. digits: the significand
- * digits with the decimal point (if any) removed, int_digits of them before
- * the point. */
+/* Whether a real overflows to +-inf in strtod(), which jansson rejects.
+ * Only reached when the magnitude could exceed 1e308. ip..ie are the integer
+ * digits, fp..fe the fraction digits (both NULL when there is no fraction),
+ * exp10 the exponent. */
 static int real_overflows(const uchar *ip, const uchar *ie, const uchar *fp,
                           const uchar *fe, long long exp10)
 {
-    /* Find the first nonzero digit; the value is 0.dddd x 10^e. */
+    /* Find the first significant digit d; the value is then 0.d... x 10^e,
+     * so it lies in [10^(e-1), 10^e). */
     long long e;
     const uchar *d;
     if (!(ie - ip == 1 && *ip == '0')) {
@@ -448,23 +449,28 @@ static int real_overflows(const uchar *ip, const uchar *ie, const uchar *fp,
             return 0; /* zero never overflows */
         e = exp10 - (long long)(d - fp);
     }
-    /* DBL_MAX ~ 1.798e308: below 10^308 is safe, 10^309 and up is not. */
+    /* DBL_MAX is about 1.8e308. */
     if (e <= 308)
         return 0;
     if (e >= 310)
         return 1;
-    /* Borderline: ask strtod, as jansson does, on "<digits>e<exp>" built
-     * without a decimal point so the locale cannot interfere. Truncating to
-     * 400 digits keeps the verdict exact: the rounding boundary
-     * (DBL_MAX + half an ulp) is an integer of 309 digits, and truncation
-     * only moves a value toward zero without crossing a 309-digit number. */
+    /* Borderline: ask strtod, as jansson does, on "<digits>e<exp>", written
+     * without a decimal point so that the locale cannot interfere. Keeping
+     * only 400 significant digits cannot change the verdict: the smallest
+     * value that rounds to infinity (DBL_MAX + half an ulp) is an integer of
+     * 309 digits, so a value at or above it stays at or above it when
+     * truncated to 400 digits, and truncation never raises a value below
+     * it. */
     char tmp[420];
     size_t n = 0;
-    for (const uchar *q = d; q < ie && n < 400; q++)
-        tmp[n++] = (char)*q;
-    for (const uchar *q = (d >= ip && d < ie) ? fp : d; q && q < fe && n < 400;
-         q++)
-        tmp[n++] = (char)*q;
+    const uchar *q = d;
+    if (d < ie) {
+        while (q < ie && n < 400)
+            tmp[n++] = (char)*q++;
+        q = fp;
+    }
+    while (q && q < fe && n < 400)
+        tmp[n++] = (char)*q++;
     snprintf(tmp + n, sizeof tmp - n, "e%lld", e - (long long)n);
     errno = 0;
     double v = strtod(tmp, NULL);

@@ -986,6 +986,14 @@ static void g_u_escape(unsigned v)
     g_str(e);
 }
 
+static const char *const utf8_edges[] = {
+    "\xc2\x80",     "\xdf\xbf",         "\xe0\xa0\x80",     "\xed\x9f\xbf",
+    "\xee\x80\x80", "\xef\xbf\xbf",     "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+    "\xc0\x80",     "\xc1\xbf",         "\xe0\x9f\xbf",     "\xed\xa0\x80",
+    "\xed\xbf\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",
+    "\xc3\x28",     "\xe2\x82",         "\xf0\x9f\x98",     "\x80",
+};
+
 static void g_string_body(void)
 {
     static const char *esc[] = {"\\n", "\\\"", "\\\\", "\\/",
@@ -1029,6 +1037,9 @@ static void g_string_body(void)
         case 9:
             if (rn(8) == 0)
                 g_str("\\u0000");
+            break;
+        case 10: /* either side of every UTF-8 boundary */
+            g_str(utf8_edges[rn(sizeof utf8_edges / sizeof *utf8_edges)]);
             break;
         default:
             g_str("event");
