@@ -45,6 +45,21 @@ size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
     return 10;
 }
 
+/* After frames were appended: a client that does not read must not make
+ * the server grow, so over max_send_queue what it has not taken is dropped
+ * and it is closed; otherwise it is written at the end of the loop turn. */
+static int queued(sb_client *c)
+{
+    if (c->tx.len - LWS_PRE > sb_client_conf(c)->max_send_queue) {
+        c->tx.len = 0;
+        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                               "Send queue full");
+        return SB_ERR_LIMIT;
+    }
+    sb_server_mark_dirty(c);
+    return SB_OK;
+}
+
 long sb_client_frame_begin(sb_client *c)
 {
     if (c->closing)
@@ -79,16 +94,7 @@ int sb_client_frame_end(sb_client *c, long start, int opcode)
     }
     if (opcode != SB_WS_CLOSE)
         c->server->stats.messages_sent++;
-    if (c->tx.len - LWS_PRE > c->server->config->server.max_send_queue) {
-        /* A client that does not read must not make the server grow: drop
-         * what it has not taken and close it. */
-        c->tx.len = 0;
-        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                               "Send queue full");
-        return SB_ERR_LIMIT;
-    }
-    sb_server_mark_dirty(c);
-    return SB_OK;
+    return queued(c);
 }
 
 int sb_client_send_text(sb_client *c, const char *payload, size_t len)
@@ -101,4 +107,17 @@ int sb_client_send_text(sb_client *c, const char *payload, size_t len)
         return SB_ERR_NOMEM;
     }
     return sb_client_frame_end(c, start, SB_WS_TEXT);
+}
+
+int sb_client_send_frames(sb_client *c, const char *frames, size_t len)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return c->closing ? SB_ERR_CLOSED : SB_ERR_NOMEM;
+    /* No header of our own: drop the room frame_begin() made for one. */
+    c->tx.len -= SB_WS_MAX_HEADER;
+    if (sb_buf_append(&c->tx, frames, len) < 0)
+        return SB_ERR_NOMEM;
+    c->server->stats.messages_sent++;
+    return queued(c);
 }

@@ -42,9 +42,27 @@ typedef struct sb_client {
     int close_code;    /* code we closed with (0: none yet) */
     bool close_sent;   /* our close frame is queued or sent */
     char close_reason[64];
-    int peer_close_code;     /* code the client sent, 0 if none */
-    uint64_t last_active_ms; /* loop time of the last message received */
+    int peer_close_code;        /* code the client sent, 0 if none */
+    uint64_t last_active_ms;    /* loop time of the last message received */
+    size_t gateway;             /* index into the config's gateways */
+    struct sb_room_link *rooms; /* the rooms it is in (rooms.c) */
+    size_t nrooms, rooms_cap;
+    struct sb_client_slot *slots; /* per plugin slot, grown on demand */
+    size_t nslots;
+    json_t *identity; /* attached by a handshake hook, owned */
+    /* The handshake as the client sent it, captured at the upgrade (lws
+     * frees its header table afterwards): "path\0query\0" then
+     * "name\0value\0" per header. NULL when there was none to keep. */
+    char *handshake;
+    size_t handshake_len;
 } sb_client;
+
+/* What a plugin keeps for a client (host table: client_state/data). */
+typedef struct sb_client_slot {
+    json_t *state;
+    void *data;
+    sb_destroy_fn destroy;
+} sb_client_slot;
 
 /* Starts a frame in the send queue and returns the offset of its payload;
  * the caller appends the payload to c->tx and then calls
@@ -58,6 +76,8 @@ int sb_client_frame_end(sb_client *c, long start, int opcode);
 void sb_client_frame_abort(sb_client *c, long start);
 /* Queues one whole text frame holding `len` bytes of `payload`. */
 int sb_client_send_text(sb_client *c, const char *payload, size_t len);
+/* Queues bytes that already are whole frames (a broadcast framed once). */
+int sb_client_send_frames(sb_client *c, const char *frames, size_t len);
 
 /* Size of the header of a server frame carrying `len` payload bytes. */
 size_t sb_ws_header_len(size_t len);

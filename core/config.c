@@ -77,10 +77,11 @@ struct frame {
 };
 
 enum section_kind {
-    SEC_NONE,   /* before any header: every key is an error */
-    SEC_SERVER, /* [server] */
-    SEC_PLUGIN, /* [plugin.NAME]: p->plugin indexes cfg->plugins */
-    SEC_SKIP    /* a section already reported as wrong: its keys are not */
+    SEC_NONE,    /* before any header: every key is an error */
+    SEC_SERVER,  /* [server] */
+    SEC_PLUGIN,  /* [plugin.NAME]: p->plugin indexes cfg->plugins */
+    SEC_GATEWAY, /* [gateway.NAME]: p->gateway indexes cfg->gateways */
+    SEC_SKIP     /* a section already reported as wrong: its keys are not */
 };
 
 struct parser {
@@ -90,6 +91,10 @@ struct parser {
     bool value_open; /* libinih would take an indented line as continuation */
     enum section_kind kind;
     size_t plugin;
+    size_t gateway;
+    /* Which keys each gateway set itself (bit = enum server_key_id); the
+     * others are copied from [server] once the whole file is read. */
+    unsigned *gateway_set;
     int server_line; /* of the first [server], 0 if none yet */
     char *last_key;  /* names the value an indented line would continue */
     struct frame frame;
@@ -317,10 +322,9 @@ static bool valid_url_path(const char *s)
 }
 
 /* Checks one [server] value and stores it; false when it is bad. */
-static bool server_set(struct parser *p, const struct server_key *k,
-                       const char *value)
+static bool server_set(struct parser *p, sb_server_conf *srv,
+                       const struct server_key *k, const char *value)
 {
-    sb_server_conf *srv = &p->cfg->server;
     unsigned long long n = 0;
     int word = 0;
     bool ok = false;
@@ -410,12 +414,178 @@ static void on_server_key(struct parser *p, int line, const char *name,
         const struct server_key *k = &server_keys[i];
         if (strcmp(name, k->name) != 0)
             continue;
-        if (!server_set(p, k, value))
+        if (!server_set(p, &p->cfg->server, k, value))
             add_error(p, line, "bad value '%s' for '%s' (expected %s)", value,
                       name, k->expected);
         return;
     }
     add_error(p, line, "unknown key '%s' in [server]", name);
+}
+
+/* ---- [gateway.NAME] ----------------------------------------------------- */
+
+static bool valid_plugin_name(const char *s);
+
+static void gateway_section(struct parser *p, int line, const char *name)
+{
+    sb_config *cfg = p->cfg;
+    p->kind = SEC_SKIP;
+    if (!valid_plugin_name(name) || strcmp(name, "default") == 0) {
+        add_error(p, line,
+                  "bad gateway name '%s' (expected letters, digits, '_', "
+                  "'.' or '-'; 'default' is [server])",
+                  name);
+        return;
+    }
+    for (size_t i = 1; i < cfg->ngateways; i++) {
+        if (strcmp(cfg->gateways[i].name, name) == 0) {
+            add_error(p, line,
+                      "duplicate section [gateway.%s] (first at line %d)", name,
+                      cfg->gateways[i].line);
+            return;
+        }
+    }
+    sb_gateway_conf *gws =
+        realloc(cfg->gateways, (cfg->ngateways + 1) * sizeof(*gws));
+    if (gws)
+        cfg->gateways = gws;
+    unsigned *set =
+        gws ? realloc(p->gateway_set, (cfg->ngateways + 1) * sizeof(*set))
+            : NULL;
+    if (!set) {
+        p->oom = true;
+        return;
+    }
+    p->gateway_set = set;
+    sb_gateway_conf *g = &gws[cfg->ngateways];
+    memset(g, 0, sizeof(*g));
+    set[cfg->ngateways] = 0;
+    g->name = dup_or_oom(p, name);
+    g->line = line;
+    if (!g->name)
+        return;
+    p->gateway = cfg->ngateways++;
+    p->kind = SEC_GATEWAY;
+}
+
+static void on_gateway_key(struct parser *p, int line, const char *name,
+                           const char *value)
+{
+    for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++) {
+        const struct server_key *k = &server_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        if (k->id == SK_LOG_LEVEL || k->id == SK_SHUTDOWN_TIMEOUT) {
+            add_error(p, line, "key '%s' belongs in [server], not in a gateway",
+                      name);
+            return;
+        }
+        sb_gateway_conf *g = &p->cfg->gateways[p->gateway];
+        if (!server_set(p, &g->conf, k, value))
+            add_error(p, line, "bad value '%s' for '%s' (expected %s)", value,
+                      name, k->expected);
+        else
+            p->gateway_set[p->gateway] |= 1u << k->id;
+        return;
+    }
+    add_error(p, line, "unknown key '%s' in [gateway.%s]", name,
+              p->cfg->gateways[p->gateway].name);
+}
+
+/* Gives every gateway the [server] value of each key it did not set itself,
+ * and checks that no two gateways claim the same port and path. */
+static void finish_gateways(struct parser *p)
+{
+    sb_config *cfg = p->cfg;
+    const sb_server_conf *srv = &cfg->server;
+    sb_gateway_conf *def = &cfg->gateways[0];
+    def->conf = *srv;
+    def->conf.host = srv->host ? dup_or_oom(p, srv->host) : NULL;
+    def->conf.path = dup_or_oom(p, srv->path);
+    for (size_t i = 1; i < cfg->ngateways; i++) {
+        sb_server_conf *g = &cfg->gateways[i].conf;
+        unsigned set = p->gateway_set[i];
+        sb_server_conf own = *g;
+        *g = *srv;
+        g->host = own.host;
+        g->path = own.path;
+#define KEEP(id, field)                                                        \
+    if (set & (1u << (id)))                                                    \
+        g->field = own.field;
+        KEEP(SK_PORT, port)
+        KEEP(SK_MAX_MESSAGE_SIZE, max_message_size)
+        KEEP(SK_MAX_JSON_DEPTH, max_json_depth)
+        KEEP(SK_MAX_SEND_QUEUE, max_send_queue)
+        KEEP(SK_PING_INTERVAL, ping_interval)
+        KEEP(SK_IDLE_TIMEOUT, idle_timeout)
+        KEEP(SK_MAX_CONNECTIONS, max_connections)
+        KEEP(SK_UNKNOWN_EVENT, unknown_event)
+#undef KEEP
+        if (!(set & (1u << SK_HOST)) && srv->host)
+            g->host = dup_or_oom(p, srv->host);
+        if (!(set & (1u << SK_PATH)))
+            g->path = dup_or_oom(p, srv->path);
+        if (!g->path)
+            return;
+        for (size_t j = 0; j < i; j++) {
+            const sb_server_conf *o = &cfg->gateways[j].conf;
+            if (o->port == g->port && o->path && strcmp(o->path, g->path) == 0)
+                add_error(p, cfg->gateways[i].line,
+                          "gateway '%s' uses port %d and path %s, like "
+                          "gateway '%s'",
+                          cfg->gateways[i].name, g->port, g->path,
+                          cfg->gateways[j].name);
+        }
+    }
+}
+
+/* `gateways = a, b` of a plugin, as indexes; every gateway without it. */
+static void finish_plugin_gateways(struct parser *p, sb_plugin_conf *pc)
+{
+    sb_config *cfg = p->cfg;
+    const char *list = sb_plugin_conf_get(pc, "gateways");
+    pc->gateways = calloc(cfg->ngateways, sizeof(*pc->gateways));
+    if (!pc->gateways) {
+        p->oom = true;
+        return;
+    }
+    if (!list) {
+        for (size_t i = 0; i < cfg->ngateways; i++)
+            pc->gateways[pc->ngateways++] = i;
+        return;
+    }
+    int line = pc->line;
+    for (size_t k = 0; k < pc->nkeys; k++)
+        if (strcmp(pc->keys[k].key, "gateways") == 0)
+            line = pc->keys[k].line;
+    size_t bad = 0;
+    for (const char *s = list; *s;) {
+        s += strspn(s, " ,\t");
+        size_t n = strcspn(s, " ,\t");
+        if (n == 0)
+            break;
+        size_t found = cfg->ngateways;
+        for (size_t i = 0; i < cfg->ngateways; i++)
+            if (strlen(cfg->gateways[i].name) == n &&
+                strncmp(cfg->gateways[i].name, s, n) == 0)
+                found = i;
+        if (found == cfg->ngateways) {
+            add_error(p, line,
+                      "unknown gateway '%.*s' in 'gateways' of [plugin.%s]",
+                      (int)n, s, pc->name);
+            bad++;
+        } else {
+            bool dup = false;
+            for (size_t i = 0; i < pc->ngateways; i++)
+                dup = dup || pc->gateways[i] == found;
+            if (!dup)
+                pc->gateways[pc->ngateways++] = found;
+        }
+        s += n;
+    }
+    if (pc->ngateways == 0 && bad == 0)
+        add_error(p, line, "'gateways' of [plugin.%s] names no gateway",
+                  pc->name);
 }
 
 /* ---- [plugin.NAME] ------------------------------------------------------ */
@@ -573,9 +743,12 @@ static void on_section(struct parser *p, int line, const char *name,
         p->kind = SEC_SERVER;
     } else if (strncmp(name, "plugin.", 7) == 0) {
         plugin_section(p, line, name + 7);
+    } else if (strncmp(name, "gateway.", 8) == 0) {
+        gateway_section(p, line, name + 8);
     } else {
         add_error(p, line,
-                  "unknown section [%s] (expected [server] or [plugin.NAME])",
+                  "unknown section [%s] (expected [server], [gateway.NAME] "
+                  "or [plugin.NAME])",
                   name);
         p->kind = SEC_SKIP;
     }
@@ -599,6 +772,8 @@ static void on_key(struct parser *p, int line, const char *name,
     }
     if (p->kind == SEC_SERVER)
         on_server_key(p, line, name, value);
+    else if (p->kind == SEC_GATEWAY)
+        on_gateway_key(p, line, name, value);
     else
         on_plugin_key(p, line, name, value);
 }
@@ -808,7 +983,15 @@ int sb_config_load(sb_config *cfg, const char *path)
     set_defaults(&cfg->server);
     cfg->file = dup_or_oom(&p, path);
     cfg->server.path = dup_or_oom(&p, "/");
-    if (p.oom)
+    /* [server] is the first gateway; its settings are copied in at the end,
+     * when the whole section has been read. */
+    cfg->gateways = calloc(1, sizeof(*cfg->gateways));
+    p.gateway_set = calloc(1, sizeof(*p.gateway_set));
+    if (cfg->gateways) {
+        cfg->ngateways = 1;
+        cfg->gateways[0].name = dup_or_oom(&p, "default");
+    }
+    if (p.oom || !cfg->gateways || !p.gateway_set)
         goto out;
 
     fp = fopen(path, "r");
@@ -835,11 +1018,16 @@ int sb_config_load(sb_config *cfg, const char *path)
             add_error(&p, cfg->plugins[i].line,
                       "missing key 'file' in [plugin.%s]",
                       cfg->plugins[i].name);
+    if (!p.oom)
+        finish_gateways(&p);
+    for (size_t i = 0; i < cfg->nplugins && !p.oom; i++)
+        finish_plugin_gateways(&p, &cfg->plugins[i]);
 
 out:
     if (p.oom)
         add_error(&p, 0, "out of memory");
     frame_clear(&p.frame);
+    free(p.gateway_set);
     free(p.last_key);
     free(p.error_lines);
     /* Even when "out of memory" itself could not be recorded, the caller
@@ -855,10 +1043,17 @@ void sb_config_free(sb_config *cfg)
     free(cfg->dir);
     free(cfg->server.host);
     free(cfg->server.path);
+    for (size_t i = 0; i < cfg->ngateways; i++) {
+        free(cfg->gateways[i].name);
+        free(cfg->gateways[i].conf.host);
+        free(cfg->gateways[i].conf.path);
+    }
+    free(cfg->gateways);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         sb_plugin_conf *pc = &cfg->plugins[i];
         free(pc->name);
         free(pc->file);
+        free(pc->gateways);
         for (size_t k = 0; k < pc->nkeys; k++) {
             free(pc->keys[k].key);
             free(pc->keys[k].value);

@@ -32,6 +32,10 @@ typedef struct sb_plugin_conf {
     int line;           /* line of the section header */
     sb_config_kv *keys; /* every key of the section, in file order */
     size_t nkeys;
+    /* `gateways = a, b`: indexes into sb_config.gateways; every gateway
+     * when the key is absent. */
+    size_t *gateways;
+    size_t ngateways;
 } sb_plugin_conf;
 
 typedef struct sb_server_conf {
@@ -49,10 +53,21 @@ typedef struct sb_server_conf {
     unsigned shutdown_timeout; /* seconds to wait for close handshakes, 5 */
 } sb_server_conf;
 
+/* One listener: [server] is the gateway "default"; each [gateway.NAME] adds
+ * one. A gateway's limits are the [server] values unless its section sets
+ * them. */
+typedef struct sb_gateway_conf {
+    char *name;
+    int line;            /* of the section header, 0 for [server] */
+    sb_server_conf conf; /* host, port, path and the per-gateway limits */
+} sb_gateway_conf;
+
 typedef struct sb_config {
     char *file; /* the path as given */
     char *dir;  /* its folder, absolute */
     sb_server_conf server;
+    sb_gateway_conf *gateways; /* [0] is "default" ([server]) */
+    size_t ngateways;
     sb_plugin_conf *plugins; /* in file order */
     size_t nplugins;
     char **errors; /* "FILE:LINE: message", one per problem */

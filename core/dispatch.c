@@ -114,7 +114,7 @@ int sb_send_exception(sb_client *c, const char *message,
 void sb_dispatch(sb_client *c, const char *buf, size_t len)
 {
     sb_server *s = c->server;
-    const sb_server_conf *conf = &s->config->server;
+    const sb_server_conf *conf = sb_client_conf(c);
     sb_envelope env;
 
     s->stats.messages_received++;
@@ -125,13 +125,13 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
         sb_send_exception(c, env.error, NULL, (sb_span){0}, env.id);
         return;
     }
-    const sb_route *route =
-        sb_router_find(&s->plugins->router, env.event, env.event_len);
+    const sb_route *route = sb_router_find(&s->plugins->routers[c->gateway],
+                                           env.event, env.event_len);
     if (!route) {
         s->stats.unknown_events++;
         sb_log_debug("dispatch", "client %llu: no handler for '%s'",
                      (unsigned long long)c->id, env.event);
-        if (conf->unknown_event == SB_UNKNOWN_EXCEPTION) {
+        if (sb_client_conf(c)->unknown_event == SB_UNKNOWN_EXCEPTION) {
             char why[SB_EVENT_MAX + 48];
             snprintf(why, sizeof(why), "There is no handler for event '%s'",
                      env.event);
@@ -147,9 +147,14 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
     m.data = NULL;
     m.data_loaded = 0;
     m.failed = 0;
-    sb_crash_enter(route->owner->name, "handler of event", env.event);
-    int rc = route->fn(route->owner, &m, route->udata);
-    sb_crash_leave();
+    /* Guards run first, in config order; a denial is an exception like a
+     * failed handler's. */
+    int rc = sb_plugin_host_guard(s->plugins, c->gateway, &m);
+    if (rc == SB_OK) {
+        sb_crash_enter(route->owner->name, "handler of event", env.event);
+        rc = route->fn(route->owner, &m, route->udata);
+        sb_crash_leave();
+    }
     if (rc != SB_OK) {
         const char *why = m.failed ? m.fail_text : "Internal server error";
         sb_log_debug("dispatch", "client %llu: handler of '%s' failed: %s",
@@ -161,6 +166,33 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
 }
 
 /* ---- host table: the message being handled ---------------------------- */
+
+int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id)
+{
+    int rc = SB_OK;
+    if (data)
+        rc = encode(data);
+    json_decref(data);
+    if (rc != SB_OK)
+        return rc;
+    int bad = sb_buf_append(b, "{\"event\":", 9) ||
+              sb_json_append_string(b, event, strlen(event));
+    if (!bad && data)
+        bad = sb_buf_append(b, ",\"data\":", 8) ||
+              sb_buf_append(b, scratch.data, scratch.len);
+    if (!bad && id.ptr)
+        bad =
+            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    return bad ? SB_ERR_NOMEM : SB_OK;
+}
+
+const char *sb_msg_gateway(const sb_message *m)
+{
+    return m ? m->client->server->config->gateways[m->client->gateway].name
+             : NULL;
+}
 
 const char *sb_msg_event(const sb_message *m)
 {

@@ -36,7 +36,12 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len);
 int sb_send_exception(sb_client *c, const char *message,
                       const char *cause_event, sb_span cause_data, sb_span id);
 
+/* Appends {"event":E[,"data":D][,"id":I]} to b, D encoded by jansson
+ * (stolen; NULL: no data key). SB_OK, SB_ERR_JSON or SB_ERR_NOMEM. */
+int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id);
+
 /* Host table entries (see plugin.h for their contracts). */
+const char *sb_msg_gateway(const sb_message *m);
 const char *sb_msg_event(const sb_message *m);
 sb_client_id sb_msg_client(const sb_message *m);
 json_t *sb_msg_data(sb_message *m);

@@ -112,8 +112,15 @@ int main(int argc, char **argv)
     if (!problems)
         sb_log_set_level((sb_log_level)cfg.server.log_level);
 
+    /* The loop exists before the plugins: their init may start timers. */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
     sb_plugin_host ph;
-    sb_plugin_host_init(&ph);
+    if (sb_plugin_host_init(&ph, &loop, cfg.gateways, cfg.ngateways) < 0) {
+        sb_log_error("core", "out of memory");
+        sb_config_free(&cfg);
+        return 1;
+    }
     int failed = problems;
     /* A config with problems is not served, but -t still tries the plugins
      * so that it can list every reason at once. */
@@ -132,8 +139,6 @@ int main(int argc, char **argv)
         sb_log_error("core", "not starting: %d problem(s) in %s", failed, path);
         rc = 1;
     } else {
-        uv_loop_t loop;
-        uv_loop_init(&loop);
         sb_server server;
         if (sb_server_start(&server, &cfg, &ph, &loop) == 0) {
             sb_plugin_host_ready(&ph);
@@ -142,12 +147,15 @@ int main(int argc, char **argv)
         } else {
             rc = 1;
         }
+        /* Every client is gone: then the plugins, in reverse order. */
         sb_server_free(&server);
         sb_plugin_host_free(&ph);
-        if (uv_loop_close(&loop) != 0)
-            sb_log_warn("core", "event loop closed with handles still open");
     }
     sb_plugin_host_free(&ph);
+    /* Let the handles closed above (timers, the post queue) finish. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        sb_log_warn("core", "event loop closed with handles still open");
     sb_config_free(&cfg);
     return rc;
 }

@@ -11,14 +11,18 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <math.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "async.h"
 #include "crash.h"
 #include "dispatch.h"
+#include "host_api.h"
 #include "log.h"
 #include "version.h"
 
@@ -28,6 +32,8 @@
 
 /* ---- host table: registration ------------------------------------------ */
 
+/* An event is unique within a gateway: the plugin subscribes it on every
+ * gateway it serves, and a clash on any of them refuses the plugin. */
 static int host_subscribe(sb_plugin *p, const char *event, sb_event_fn fn,
                           void *udata)
 {
@@ -35,15 +41,23 @@ static int host_subscribe(sb_plugin *p, const char *event, sb_event_fn fn,
         return SB_ERR_INVALID;
     if (!p->in_init)
         return SB_ERR_STATE;
-    const sb_route *existing = NULL;
-    int rc = sb_router_add(&p->host->router, event, p, fn, udata, &existing);
-    if (rc == SB_ERR_EXISTS) {
-        p->conflict = true;
-        snprintf(p->error, sizeof(p->error),
-                 "event '%s' is already handled by plugin '%s'", event,
-                 existing->owner->name);
+    sb_plugin_host *h = p->host;
+    for (size_t g = 0; g < h->ngateways; g++) {
+        if (!sb_plugin_serves(p, g))
+            continue;
+        const sb_route *existing = NULL;
+        int rc = sb_router_add(&h->routers[g], event, p, fn, udata, &existing);
+        if (rc == SB_ERR_EXISTS && existing->owner != p) {
+            p->conflict = true;
+            snprintf(p->error, sizeof(p->error),
+                     "event '%s' is already handled by plugin '%s' (gateway "
+                     "'%s')",
+                     event, existing->owner->name, h->gateways[g].name);
+        }
+        if (rc != SB_OK)
+            return rc;
     }
-    return rc;
+    return SB_OK;
 }
 
 #define HOOK_SETTER(kind, type)                                                \
@@ -61,6 +75,8 @@ HOOK_SETTER(ready, sb_ready_fn)
 HOOK_SETTER(connect, sb_connect_fn)
 HOOK_SETTER(disconnect, sb_disconnect_fn)
 HOOK_SETTER(unload, sb_unload_fn)
+HOOK_SETTER(handshake, sb_handshake_fn)
+HOOK_SETTER(guard, sb_guard_fn)
 
 /* ---- host table: the plugin itself ------------------------------------- */
 
@@ -77,6 +93,109 @@ static const char *host_config_get(const sb_plugin *p, const char *key)
         if (strcmp(p->keys[i].key, key) == 0)
             return p->keys[i].value;
     return NULL;
+}
+
+/* ---- host table: typed config getters (1.1) ---------------------------- */
+
+/* Looks the key up; on a bad value records why (for init to return). */
+static int config_bad(sb_plugin *p, const char *key, const char *value,
+                      const char *expected)
+{
+    snprintf(p->error, sizeof(p->error),
+             "bad value '%s' for '%s' in [plugin.%s] (expected %s)", value, key,
+             p->name, expected);
+    return SB_ERR_INVALID;
+}
+
+static int host_config_string(sb_plugin *p, const char *key, const char *def,
+                              const char **out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = v ? v : def;
+    return SB_OK;
+}
+
+static int host_config_require(sb_plugin *p, const char *key, const char **out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = v;
+    if (v && *v)
+        return SB_OK;
+    snprintf(p->error, sizeof(p->error),
+             "missing required key '%s' in [plugin.%s]", key, p->name);
+    return SB_ERR_NOT_FOUND;
+}
+
+static int host_config_int(sb_plugin *p, const char *key, int64_t def,
+                           int64_t *out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    errno = 0;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    int shift = 0;
+    if (end != v && (*end == 'k' || *end == 'K'))
+        shift = 10, end++;
+    else if (end != v && (*end == 'm' || *end == 'M'))
+        shift = 20, end++;
+    else if (end != v && (*end == 'g' || *end == 'G'))
+        shift = 30, end++;
+    if (end == v || *end || errno ||
+        (shift && (n > (INT64_MAX >> shift) || n < (INT64_MIN >> shift))))
+        return config_bad(p, key, v,
+                          "an integer, optionally with a k, m or g suffix");
+    *out = (int64_t)n * ((int64_t)1 << shift);
+    return SB_OK;
+}
+
+static int host_config_bool(sb_plugin *p, const char *key, int def, int *out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return SB_OK;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return SB_OK;
+        }
+    }
+    return config_bad(p, key, v, "true/false, yes/no, on/off or 1/0");
+}
+
+static int host_config_double(sb_plugin *p, const char *key, double def,
+                              double *out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    errno = 0;
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno || !isfinite(d))
+        return config_bad(p, key, v, "a number");
+    *out = d;
+    return SB_OK;
 }
 
 static int host_plugin_error(sb_plugin *p, const char *fmt, ...)
@@ -127,6 +246,8 @@ static const char *host_strerror(int status)
         return "invalid JSON";
     case SB_ERR_FAILED:
         return "failed";
+    case SB_ERR_CANCELLED:
+        return "cancelled";
     default:
         return "unknown status";
     }
@@ -157,14 +278,69 @@ const sb_host sb_host_table = {
     .reply_value = sb_msg_reply_value,
     .reply_data = sb_msg_reply_data,
     .fail = sb_msg_fail,
+    /* 1.1 */
+    .client_info = sb_api_client_info,
+    .client_identity = sb_api_client_identity,
+    .client_close = sb_api_client_close,
+    .client_state_set = sb_api_client_state_set,
+    .client_state_get = sb_api_client_state_get,
+    .client_data_set = sb_api_client_data_set,
+    .client_data_get = sb_api_client_data_get,
+    .send = sb_api_send,
+    .send_ack = sb_api_send_ack,
+    .broadcast = sb_api_broadcast,
+    .room_join = sb_api_room_join,
+    .room_leave = sb_api_room_leave,
+    .room_send = sb_api_room_send,
+    .room_count = sb_api_room_count,
+    .client_rooms = sb_api_client_rooms,
+    .timer_start = sb_api_timer_start,
+    .timer_stop = sb_api_timer_stop,
+    .work_queue = sb_api_work_queue,
+    .post = sb_api_post,
+    .on_handshake = host_on_handshake,
+    .on_guard = host_on_guard,
+    .handshake_path = sb_api_handshake_path,
+    .handshake_query = sb_api_handshake_query,
+    .handshake_query_arg = sb_api_handshake_query_arg,
+    .handshake_header = sb_api_handshake_header,
+    .handshake_remote = sb_api_handshake_remote,
+    .handshake_gateway = sb_api_handshake_gateway,
+    .handshake_set_identity = sb_api_handshake_set_identity,
+    .config_string = host_config_string,
+    .config_int = host_config_int,
+    .config_bool = host_config_bool,
+    .config_double = host_config_double,
+    .config_require = host_config_require,
+    .message_gateway = sb_msg_gateway,
 };
 
 /* ---- loading ------------------------------------------------------------ */
 
-void sb_plugin_host_init(sb_plugin_host *h)
+int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
+                        const sb_gateway_conf *gateways, size_t ngateways)
 {
     memset(h, 0, sizeof(*h));
-    sb_router_init(&h->router);
+    h->loop = loop;
+    h->gateways = gateways;
+    h->ngateways = ngateways;
+    h->routers = calloc(ngateways ? ngateways : 1, sizeof(*h->routers));
+    if (!h->routers)
+        return -1;
+    for (size_t g = 0; g < ngateways; g++)
+        sb_router_init(&h->routers[g]);
+    if (sb_async_init(h) < 0) {
+        free(h->routers);
+        h->routers = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void remove_routes(sb_plugin_host *h, const sb_plugin *p)
+{
+    for (size_t g = 0; g < h->ngateways; g++)
+        sb_router_remove_owner(&h->routers[g], p);
 }
 
 static void plugin_free(sb_plugin *p)
@@ -187,6 +363,8 @@ static sb_plugin *plugin_new(sb_plugin_host *h, const sb_plugin_conf *pc)
     if (!p)
         return NULL;
     p->host = h;
+    for (size_t i = 0; i < pc->ngateways; i++)
+        p->gateways |= UINT64_C(1) << pc->gateways[i];
     p->name = strdup(pc->name);
     p->file = strdup(pc->file);
     p->keys = calloc(pc->nkeys ? pc->nkeys : 1, sizeof(*p->keys));
@@ -301,6 +479,7 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
     }
     p->dl = dl;
     p->desc = d;
+    p->slot = h->next_slot;
 
     p->in_init = true;
     sb_crash_enter(p->name, "init", NULL);
@@ -308,6 +487,7 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
     sb_crash_leave();
     p->in_init = false;
     if (rc != SB_OK || p->conflict) {
+        sb_async_quiesce(p);
         if (rc == SB_OK && p->unload) {
             /* init succeeded: let it clean up */
             sb_crash_enter(p->name, "unload hook", NULL);
@@ -319,12 +499,14 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
                      p->error[0] ? p->error : "no reason given");
         else
             snprintf(err, errlen, "cannot load %s: %s", pc->file, p->error);
-        sb_router_remove_owner(&h->router, p);
+        remove_routes(h, p);
+        sb_async_quiesce(p);
         dlclose(dl);
         plugin_free(p);
         return -1;
     }
     h->plugins[h->count++] = p;
+    h->next_slot++;
     sb_log_info("plugins", "loaded plugin '%s' (%s %s, ABI %u.%u) from %s",
                 p->name, d->name, d->version ? d->version : "?", d->abi_major,
                 d->abi_minor, p->file);
@@ -335,19 +517,29 @@ void sb_plugin_host_free(sb_plugin_host *h)
 {
     for (size_t i = h->count; i-- > 0;) {
         sb_plugin *p = h->plugins[i];
+        sb_async_quiesce(p);
+        sb_api_release_plugin(p);
         if (p->unload) {
             sb_crash_enter(p->name, "unload hook", NULL);
             p->unload(p, p->unload_ud);
             sb_crash_leave();
         }
-        sb_router_remove_owner(&h->router, p);
+        remove_routes(h, p);
         sb_log_info("plugins", "unloaded plugin '%s'", p->name);
         dlclose(p->dl);
         plugin_free(p);
     }
     free(h->plugins);
-    sb_router_free(&h->router);
-    memset(h, 0, sizeof(*h));
+    if (h->routers) {
+        for (size_t g = 0; g < h->ngateways; g++)
+            sb_router_free(&h->routers[g]);
+        free(h->routers);
+        h->routers = NULL;
+        sb_async_close(h);
+    }
+    /* Not a memset: the post handle is still closing in the loop. */
+    h->plugins = NULL;
+    h->count = 0;
 }
 
 /* ---- hook runners ------------------------------------------------------- */
@@ -364,13 +556,49 @@ void sb_plugin_host_ready(sb_plugin_host *h)
     }
 }
 
-size_t sb_plugin_host_connect(sb_plugin_host *h, sb_client_id id,
-                              const sb_plugin **refuser)
+int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
+                             sb_handshake *hs)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        sb_plugin *p = h->plugins[i];
+        if (!p->handshake || !sb_plugin_serves(p, gateway))
+            continue;
+        sb_crash_enter(p->name, "handshake hook", NULL);
+        int rc = p->handshake(p, hs, p->handshake_ud);
+        sb_crash_leave();
+        if (rc != SB_OK) {
+            /* Anything that is not an HTTP error status is a plain "no". */
+            int status = rc >= 400 && rc <= 599 ? rc : 403;
+            sb_log_debug("plugins", "plugin '%s' refused a handshake (%d)",
+                         p->name, status);
+            return status;
+        }
+    }
+    return SB_OK;
+}
+
+int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        sb_plugin *p = h->plugins[i];
+        if (!p->guard || !sb_plugin_serves(p, gateway))
+            continue;
+        sb_crash_enter(p->name, "event guard", NULL);
+        int rc = p->guard(p, m, p->guard_ud);
+        sb_crash_leave();
+        if (rc != SB_OK)
+            return rc;
+    }
+    return SB_OK;
+}
+
+size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
+                              sb_client_id id, const sb_plugin **refuser)
 {
     *refuser = NULL;
     for (size_t i = 0; i < h->count; i++) {
         sb_plugin *p = h->plugins[i];
-        if (!p->connect)
+        if (!p->connect || !sb_plugin_serves(p, gateway))
             continue;
         sb_crash_enter(p->name, "connect hook", NULL);
         int rc = p->connect(p, id, p->connect_ud);
@@ -383,8 +611,8 @@ size_t sb_plugin_host_connect(sb_plugin_host *h, sb_client_id id,
     return h->count;
 }
 
-void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
-                               size_t upto)
+void sb_plugin_host_disconnect(sb_plugin_host *h, size_t gateway,
+                               sb_client_id id, int code, size_t upto)
 {
     bool accepted = upto >= h->count;
     if (upto > h->count)
@@ -393,10 +621,11 @@ void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
         sb_plugin *p = h->plugins[i];
         /* A refused client is news only to plugins whose connect hook saw
          * it and accepted it. */
-        if (p->disconnect && (accepted || p->connect)) {
-            sb_crash_enter(p->name, "disconnect hook", NULL);
-            p->disconnect(p, id, code, p->disconnect_ud);
-            sb_crash_leave();
-        }
+        if (!p->disconnect || !sb_plugin_serves(p, gateway) ||
+            !(accepted || p->connect))
+            continue;
+        sb_crash_enter(p->name, "disconnect hook", NULL);
+        p->disconnect(p, id, code, p->disconnect_ud);
+        sb_crash_leave();
     }
 }

@@ -14,8 +14,14 @@
 
 #include <switchboard/plugin.h>
 
+#include <uv.h>
+
 #include "config.h"
 #include "router.h"
+
+struct sb_timer;
+struct sb_work;
+struct sb_post;
 
 struct sb_plugin {
     struct sb_plugin_host *host;
@@ -23,9 +29,12 @@ struct sb_plugin {
     char *file;         /* path it was loaded from */
     sb_config_kv *keys; /* owned copy of its config section */
     size_t nkeys;
-    void *dl; /* dlopen handle */
+    uint64_t gateways; /* bit g set: serves gateway g */
+    size_t slot;       /* index of its per-client slot (sb_client.slots) */
+    void *dl;          /* dlopen handle */
     const sb_plugin_desc *desc;
     bool in_init;    /* registrations are allowed */
+    bool unloading;  /* no new timers, work or posts */
     bool conflict;   /* a subscribe hit an event owned elsewhere */
     char error[512]; /* why init failed, from plugin_error() */
     sb_ready_fn ready;
@@ -36,38 +45,71 @@ struct sb_plugin {
     void *disconnect_ud;
     sb_unload_fn unload;
     void *unload_ud;
+    sb_handshake_fn handshake;
+    void *handshake_ud;
+    sb_guard_fn guard;
+    void *guard_ud;
+    struct sb_timer *timers; /* live timers (async.c) */
+    struct sb_work *work;    /* queued or running work (async.c) */
+    uint64_t next_timer_id;
 };
 
 typedef struct sb_plugin_host {
-    sb_router router;
+    uv_loop_t *loop;
+    sb_router *routers; /* one per gateway */
+    const sb_gateway_conf *gateways;
+    size_t ngateways;
     sb_plugin **plugins; /* in load (config) order */
     size_t count;
+    size_t next_slot;
+    /* post(): the one thread-safe entry (async.c) */
+    uv_async_t post_async;
+    uv_mutex_t post_lock;
+    struct sb_post *posts, *posts_tail;
+    bool post_closed;
 } sb_plugin_host;
 
 /* The table handed to every plugin. */
 extern const sb_host sb_host_table;
 
-void sb_plugin_host_init(sb_plugin_host *h);
+/* Prepares a host for `ngateways` gateways (names are borrowed for its
+ * life) on `loop`. 0, or -1 when out of memory. */
+int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
+                        const sb_gateway_conf *gateways, size_t ngateways);
 
 /* Loads one plugin instance. On failure returns -1 and writes a one-line
  * reason ("cannot load FILE: ...") to err; nothing of the plugin remains. */
 int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
                         size_t errlen);
 
-/* Unloads every plugin in reverse load order (unload hook, routes dropped,
- * dlclose) and frees the host. */
+/* Unloads every plugin in reverse load order (timers stopped, work drained,
+ * posts run, unload hook, routes dropped, dlclose) and frees the host. The
+ * caller runs the loop once more afterwards so closed handles are freed. */
 void sb_plugin_host_free(sb_plugin_host *h);
+
+static inline bool sb_plugin_serves(const sb_plugin *p, size_t gateway)
+{
+    return (p->gateways >> gateway) & 1u;
+}
 
 /* Hook runners, called by the server on the loop thread. */
 void sb_plugin_host_ready(sb_plugin_host *h);
-/* Runs connect hooks in load order. Returns the number of plugins whose hook
- * ran before a refusal, or h->count when every hook accepted; *refuser gets
- * the refusing plugin (or NULL). */
-size_t sb_plugin_host_connect(sb_plugin_host *h, sb_client_id id,
-                              const sb_plugin **refuser);
+/* Runs the handshake hooks of the plugins serving `gateway`, in load order.
+ * Returns SB_OK, or the HTTP status (400..599) of the first refusal. */
+int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
+                             sb_handshake *hs);
+/* Runs the event guards of the plugins serving the message's gateway.
+ * Returns SB_OK, or the denying guard's status (its message recorded by
+ * fail() in the message). */
+int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m);
+/* Runs connect hooks of the plugins serving `gateway` in load order.
+ * Returns the number of plugins passed before a refusal, or h->count when
+ * every hook accepted; *refuser gets the refusing plugin (or NULL). */
+size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
+                              sb_client_id id, const sb_plugin **refuser);
 /* Runs disconnect hooks of the first `upto` plugins (the value connect
- * returned), in reverse order. */
-void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
-                               size_t upto);
+ * returned) serving `gateway`, in reverse order. */
+void sb_plugin_host_disconnect(sb_plugin_host *h, size_t gateway,
+                               sb_client_id id, int code, size_t upto);
 
 #endif

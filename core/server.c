@@ -23,12 +23,15 @@
 #include <libwebsockets.h>
 
 #include "dispatch.h"
+#include "host_api.h"
 #include "log.h"
 
 /* Reassembly and send buffers bigger than this are freed after use rather
  * than kept for the next message, so one large message does not pin memory
  * on an otherwise quiet connection. */
 #define SB_KEEP_BUFFER_MAX (64 * 1024)
+
+sb_server *sb_server_instance;
 
 static void finish(sb_server *s);
 static void on_shutdown_timer(uv_timer_t *t);
@@ -187,8 +190,7 @@ static int too_big(sb_client *c)
     sb_log_info("server",
                 "client %llu: message over max_message_size (%zu), "
                 "closing with 1009",
-                (unsigned long long)c->id,
-                c->server->config->server.max_message_size);
+                (unsigned long long)c->id, sb_client_conf(c)->max_message_size);
     sb_buf_free(&c->rx);
     dirty_unlink(c);
     flush_client(c);
@@ -199,7 +201,7 @@ static int on_receive(sb_client *c, const char *in, size_t len)
 {
     if (c->closing)
         return 0;
-    size_t max = c->server->config->server.max_message_size;
+    size_t max = sb_client_conf(c)->max_message_size;
     size_t remaining = lws_remaining_packet_payload(c->wsi);
     bool final = lws_is_final_fragment(c->wsi) && remaining == 0;
 
@@ -241,44 +243,158 @@ static int refuse_upgrade(struct lws *wsi, unsigned code, const char *why)
     return 1;
 }
 
+/* The gateway a request is for: its listener (vhost) and exact path. */
+static size_t gateway_of(sb_server *s, struct lws *wsi, const char *path)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    for (size_t g = 0; g < s->config->ngateways; g++)
+        if (s->vhosts[s->listener_of[g]] == vh &&
+            strcmp(s->config->gateways[g].conf.path, path) == 0)
+            return g;
+    return SIZE_MAX;
+}
+
+static void pending_drop(sb_server *s, struct lws *wsi, sb_pending *out)
+{
+    for (size_t i = 0; i < s->npending; i++) {
+        if (s->pending[i].wsi != wsi)
+            continue;
+        if (out)
+            *out = s->pending[i];
+        else
+            json_decref(s->pending[i].identity);
+        s->pending[i] = s->pending[--s->npending];
+        return;
+    }
+}
+
 static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
 {
-    const sb_server_conf *conf = &s->config->server;
-    char uri[1024];
-    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
-    if (n < 0 || strcmp(uri, conf->path) != 0)
+    sb_handshake hs;
+    memset(&hs, 0, offsetof(sb_handshake, scratch));
+    hs.used = 0;
+    hs.wsi = wsi;
+    if (lws_hdr_copy(wsi, hs.path, sizeof(hs.path), WSI_TOKEN_GET_URI) < 0)
+        return refuse_upgrade(wsi, HTTP_STATUS_REQ_URI_TOO_LONG,
+                              "URI too long");
+    size_t g = gateway_of(s, wsi, hs.path);
+    if (g == SIZE_MAX)
         return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "Not Found");
+    const sb_server_conf *conf = &s->config->gateways[g].conf;
     if (s->stopping)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Shutting down");
-    if (conf->max_connections && s->nclients >= conf->max_connections) {
+    if (conf->max_connections &&
+        s->gateway_clients[g] >= conf->max_connections) {
         sb_log_warn("server",
-                    "max_connections (%u) reached: refusing a "
-                    "client with HTTP 503",
-                    conf->max_connections);
+                    "max_connections (%u) of gateway '%s' reached: "
+                    "refusing a client with HTTP 503",
+                    conf->max_connections, s->config->gateways[g].name);
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Too many connections");
     }
+    /* Handshake hooks see the request before it is answered. */
+    hs.gateway = g;
+    hs.gateway_name = s->config->gateways[g].name;
+    if (lws_hdr_copy(wsi, hs.query, sizeof(hs.query), WSI_TOKEN_HTTP_URI_ARGS) <
+        0)
+        hs.query[0] = 0;
+    lws_get_peer_simple(wsi, hs.remote, sizeof(hs.remote));
+    int status = sb_plugin_host_handshake(s->plugins, g, &hs);
+    if (status != SB_OK) {
+        json_decref(hs.identity);
+        return refuse_upgrade(wsi, (unsigned)status,
+                              status == 401   ? "Unauthorized"
+                              : status == 429 ? "Too Many Requests"
+                                              : "Refused");
+    }
+    if (s->npending == s->pending_cap) {
+        size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
+        sb_pending *grown = realloc(s->pending, cap * sizeof(*grown));
+        if (!grown) {
+            json_decref(hs.identity);
+            return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                  "Out of memory");
+        }
+        s->pending = grown;
+        s->pending_cap = cap;
+    }
+    s->pending[s->npending++] = (sb_pending){wsi, g, hs.identity};
     return 0;
+}
+
+/* Keeps path, query and the headers lws knows, for client_info(): lws
+ * frees its header table once the connection is upgraded. */
+static void capture_handshake(sb_client *c, struct lws *wsi)
+{
+    sb_buf b = {0};
+    char value[1024];
+    int bad = 0;
+    if (lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_GET_URI) < 0)
+        value[0] = 0;
+    bad |= sb_buf_append(&b, value, strlen(value) + 1);
+    if (lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_URI_ARGS) < 0)
+        value[0] = 0;
+    bad |= sb_buf_append(&b, value, strlen(value) + 1);
+    for (int t = 0; t < WSI_TOKEN_COUNT && !bad; t++) {
+        const char *name =
+            (const char *)lws_token_to_string((enum lws_token_indexes)t);
+        size_t nlen = name ? strlen(name) : 0;
+        /* Header tokens end with ':'; the others are request parts. */
+        if (nlen < 2 || name[nlen - 1] != ':' || name[0] == ':')
+            continue;
+        if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) <= 0)
+            continue;
+        if (lws_hdr_copy(wsi, value, sizeof(value), (enum lws_token_indexes)t) <
+            0)
+            continue;
+        bad |= sb_buf_append(&b, name, nlen - 1) || sb_buf_append_byte(&b, 0) ||
+               sb_buf_append(&b, value, strlen(value) + 1);
+    }
+    if (bad) {
+        sb_buf_free(&b);
+        return;
+    }
+    c->handshake = b.data;
+    c->handshake_len = b.len;
 }
 
 static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
 {
+    sb_pending pend = {NULL, 0, NULL};
+    pending_drop(s, wsi, &pend);
     memset(c, 0, sizeof(*c));
+    if (!pend.wsi) {
+        /* Every upgrade passes CONFIRM_UPGRADE first; never expected. */
+        sb_log_error("server", "a connection was established without a "
+                               "handshake decision; dropping it");
+        return -1;
+    }
     c->id = ++s->next_id;
     c->wsi = wsi;
     c->server = s;
+    c->gateway = pend.gateway;
+    c->identity = pend.identity;
     c->last_active_ms = uv_now(s->loop);
+    if (sb_clients_add(&s->table, c) < 0) {
+        json_decref(c->identity);
+        c->server = NULL;
+        return -1;
+    }
+    capture_handshake(c, wsi);
     clients_link(s, c);
+    s->gateway_clients[c->gateway]++;
     s->stats.connections_total++;
     if (sb_log_get_level() >= SB_LOG_DEBUG) {
         char peer[64] = "?";
         lws_get_peer_simple(wsi, peer, sizeof(peer));
-        sb_log_debug("server", "client %llu connected from %s",
-                     (unsigned long long)c->id, peer);
+        sb_log_debug("server", "client %llu connected from %s to gateway '%s'",
+                     (unsigned long long)c->id, peer,
+                     s->config->gateways[c->gateway].name);
     }
     const sb_plugin *refuser;
-    c->hooks_upto = sb_plugin_host_connect(s->plugins, c->id, &refuser);
+    c->hooks_upto =
+        sb_plugin_host_connect(s->plugins, c->gateway, c->id, &refuser);
     c->accepted = true;
     if (refuser) {
         sb_log_info("server", "client %llu refused by plugin '%s'",
@@ -298,9 +414,18 @@ static void on_closed(sb_server *s, sb_client *c)
                : c->peer_close_code ? c->peer_close_code
                                     : LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
     dirty_unlink(c);
-    clients_unlink(s, c);
     if (c->accepted)
-        sb_plugin_host_disconnect(s->plugins, c->id, code, c->hooks_upto);
+        sb_plugin_host_disconnect(s->plugins, c->gateway, c->id, code,
+                                  c->hooks_upto);
+    /* After the hooks, so that they could still see the client's rooms and
+     * state; from here on its id is stale. */
+    sb_rooms_leave_all(&s->rooms, c);
+    sb_client_slots_release(c);
+    json_decref(c->identity);
+    free(c->handshake);
+    sb_clients_remove(&s->table, c->id);
+    clients_unlink(s, c);
+    s->gateway_clients[c->gateway]--;
     sb_log_debug("server", "client %llu disconnected (%d)",
                  (unsigned long long)c->id, code);
     sb_buf_free(&c->rx);
@@ -319,8 +444,8 @@ static int on_http(struct lws *wsi, sb_server *s)
 {
     char uri[1024];
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
-    bool ws_path = n >= 0 && strcmp(uri, s->config->server.path) == 0;
-    /* Plain HTTP is not served here: the WebSocket path says how to use it,
+    bool ws_path = n >= 0 && gateway_of(s, wsi, uri) != SIZE_MAX;
+    /* Plain HTTP is not served here: a gateway's path says how to use it,
      * anything else does not exist. */
     if (lws_return_http_status(wsi, ws_path ? 426 : HTTP_STATUS_NOT_FOUND,
                                ws_path ? "WebSocket upgrade required"
@@ -355,6 +480,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLOSED:
         on_closed(server_of(wsi), c);
         return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* An upgrade that was accepted but never established. */
+        if (server_of(wsi))
+            pending_drop(server_of(wsi), wsi, NULL);
+        return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
@@ -365,15 +495,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 static void on_sweep(uv_timer_t *t)
 {
     sb_server *s = t->data;
-    uint64_t limit = (uint64_t)s->config->server.idle_timeout * 1000;
     uint64_t now = uv_now(s->loop);
-    for (sb_client *c = s->clients; c; c = c->next)
-        if (!c->closing && now - c->last_active_ms >= limit) {
+    for (sb_client *c = s->clients; c; c = c->next) {
+        uint64_t limit = (uint64_t)sb_client_conf(c)->idle_timeout * 1000;
+        if (limit && !c->closing && now - c->last_active_ms >= limit) {
             sb_log_debug("server", "client %llu idle, closing",
                          (unsigned long long)c->id);
             sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
                                    "Idle timeout");
         }
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -403,10 +534,80 @@ static struct lws_protocols protocols[] = {
      .tx_packet_size = 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+static bool same_host(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* One vhost per distinct host:port, shared by the gateways on it. */
+static int create_listeners(sb_server *s)
+{
+    const sb_config *cfg = s->config;
+    s->vhosts = calloc(cfg->ngateways, sizeof(*s->vhosts));
+    s->listener_of = calloc(cfg->ngateways, sizeof(*s->listener_of));
+    s->gateway_clients = calloc(cfg->ngateways, sizeof(*s->gateway_clients));
+    if (!s->vhosts || !s->listener_of || !s->gateway_clients)
+        return -1;
+    /* lws keeps a pointer to the retry policy: one per vhost, static for
+     * the life of the process (there is one server). */
+    static lws_retry_bo_t retry[64];
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        const sb_server_conf *conf = &cfg->gateways[g].conf;
+        size_t h = 0;
+        while (h < g && !(cfg->gateways[h].conf.port == conf->port &&
+                          same_host(cfg->gateways[h].conf.host, conf->host)))
+            h++;
+        if (h < g) {
+            s->listener_of[g] = s->listener_of[h]; /* same port, other path */
+            continue;
+        }
+        if (s->nvhosts >= sizeof(retry) / sizeof(retry[0])) {
+            sb_log_error("server", "more than %zu listeners",
+                         sizeof(retry) / sizeof(retry[0]));
+            return -1;
+        }
+        lws_retry_bo_t *r = &retry[s->nvhosts];
+        r->secs_since_valid_ping = (uint16_t)conf->ping_interval;
+        /* A client that does not answer within another interval is gone. */
+        r->secs_since_valid_hangup = (uint16_t)(conf->ping_interval * 2);
+        char name[32];
+        snprintf(name, sizeof(name), "listener-%zu", s->nvhosts);
+        struct lws_context_creation_info vinfo;
+        memset(&vinfo, 0, sizeof(vinfo));
+        vinfo.options =
+            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+        vinfo.port = conf->port;
+        vinfo.iface = conf->host && *conf->host ? conf->host : NULL;
+        vinfo.protocols = protocols;
+        vinfo.vhost_name = name;
+        if (conf->ping_interval)
+            vinfo.retry_and_idle_policy = r;
+        struct lws_vhost *vh = lws_create_vhost(s->lws, &vinfo);
+        if (!vh) {
+            sb_log_error("server",
+                         "gateway '%s': cannot listen on %s:%d (is the port "
+                         "in use?)",
+                         cfg->gateways[g].name, vinfo.iface ? vinfo.iface : "*",
+                         conf->port);
+            return -1;
+        }
+        s->listener_of[g] = s->nvhosts;
+        s->vhosts[s->nvhosts++] = vh;
+    }
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        const sb_server_conf *conf = &cfg->gateways[g].conf;
+        sb_log_info("server", "gateway '%s' listening on ws://%s:%d%s",
+                    cfg->gateways[g].name,
+                    conf->host && *conf->host ? conf->host : "*",
+                    lws_get_vhost_listen_port(s->vhosts[s->listener_of[g]]),
+                    conf->path);
+    }
+    return 0;
+}
+
 int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
                     uv_loop_t *loop)
 {
-    const sb_server_conf *conf = &cfg->server;
     memset(s, 0, sizeof(*s));
     s->config = cfg;
     s->plugins = ph;
@@ -419,7 +620,11 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     /* lws' own writes (close, pong, the handshake) may be bigger than
      * rx_buffer_size, and our raw writes are whole queues: let lws send
      * them in one piece. */
-    protocols[0].tx_packet_size = conf->max_send_queue + 4096;
+    size_t max_queue = 0;
+    for (size_t g = 0; g < cfg->ngateways; g++)
+        if (cfg->gateways[g].conf.max_send_queue > max_queue)
+            max_queue = cfg->gateways[g].conf.max_send_queue;
+    protocols[0].tx_packet_size = max_queue + 4096;
 
     void *loops[] = {loop};
     struct lws_context_creation_info info;
@@ -434,25 +639,8 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         sb_log_error("server", "cannot create the libwebsockets context");
         return -1;
     }
-
-    static lws_retry_bo_t retry;
-    retry.secs_since_valid_ping = (uint16_t)conf->ping_interval;
-    /* A client that does not answer a ping within another interval is gone. */
-    retry.secs_since_valid_hangup = (uint16_t)(conf->ping_interval * 2);
-
-    struct lws_context_creation_info vinfo;
-    memset(&vinfo, 0, sizeof(vinfo));
-    vinfo.options = info.options;
-    vinfo.port = conf->port;
-    vinfo.iface = conf->host && *conf->host ? conf->host : NULL;
-    vinfo.protocols = protocols;
-    vinfo.vhost_name = "default";
-    if (conf->ping_interval)
-        vinfo.retry_and_idle_policy = &retry;
-    s->vhost = lws_create_vhost(s->lws, &vinfo);
-    if (!s->vhost) {
-        sb_log_error("server", "cannot listen on %s:%d (is the port in use?)",
-                     vinfo.iface ? vinfo.iface : "*", conf->port);
+    sb_server_instance = s;
+    if (create_listeners(s) < 0) {
         /* The same two-step destroy as a normal stop: let lws close its
          * uv handles, then free the rest in sb_server_free(). */
         lws_context_destroy(s->lws);
@@ -473,14 +661,13 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
 
     uv_timer_init(loop, &s->sweep_timer);
     s->sweep_timer.data = s;
-    if (conf->idle_timeout)
-        uv_timer_start(&s->sweep_timer, on_sweep, 1000, 1000);
+    for (size_t g = 0; g < cfg->ngateways; g++)
+        if (cfg->gateways[g].conf.idle_timeout) {
+            uv_timer_start(&s->sweep_timer, on_sweep, 1000, 1000);
+            break;
+        }
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
-
-    sb_log_info("server", "listening on ws://%s:%d%s",
-                vinfo.iface ? vinfo.iface : "*",
-                lws_get_vhost_listen_port(s->vhost), conf->path);
     return 0;
 }
 
@@ -534,5 +721,16 @@ void sb_server_free(sb_server *s)
     if (s->lws)
         lws_context_destroy(s->lws); /* the second destroy, after uv_run */
     s->lws = NULL;
+    for (size_t i = 0; i < s->npending; i++)
+        json_decref(s->pending[i].identity);
+    free(s->pending);
+    free(s->vhosts);
+    free(s->listener_of);
+    free(s->gateway_clients);
+    sb_clients_free(&s->table);
+    sb_rooms_free(&s->rooms);
+    sb_server_instance = NULL;
     sb_dispatch_cleanup();
+    sb_host_api_cleanup();
+    memset(s, 0, sizeof(*s));
 }

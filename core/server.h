@@ -15,6 +15,8 @@
 #include <uv.h>
 
 #include "client.h"
+#include "clients.h"
+#include "rooms.h"
 #include "config.h"
 #include "plugin_host.h"
 
@@ -29,18 +31,34 @@ typedef struct sb_stats {
     uint64_t exceptions;
 } sb_stats;
 
+/* A handshake accepted by the hooks, waiting for lws to establish it. */
+typedef struct sb_pending {
+    struct lws *wsi;
+    size_t gateway;
+    json_t *identity;
+} sb_pending;
+
 typedef struct sb_server {
     const sb_config *config; /* borrowed; outlives the server */
     sb_plugin_host *plugins; /* borrowed */
     uv_loop_t *loop;
     struct lws_context *lws;
-    struct lws_vhost *vhost;
-    uv_check_t flush_check; /* writes dirty send queues once per turn */
+    /* One vhost per distinct host:port; gateways sharing a port are told
+     * apart by path. listener_of[g] is gateway g's vhost index. */
+    struct lws_vhost **vhosts;
+    size_t nvhosts;
+    size_t *listener_of;
+    unsigned *gateway_clients; /* connected clients per gateway */
+    uv_check_t flush_check;    /* writes dirty send queues once per turn */
     uv_signal_t sig_int, sig_term;
     uv_timer_t sweep_timer;    /* idle timeout */
     uv_timer_t shutdown_timer; /* bounds the close handshakes */
     sb_client *clients;        /* all connected clients */
-    sb_client *dirty;          /* clients with queued frames */
+    sb_client_table table;     /* the same, by id */
+    sb_rooms rooms;
+    sb_client *dirty;    /* clients with queued frames */
+    sb_pending *pending; /* accepted handshakes not yet established */
+    size_t npending, pending_cap;
     unsigned nclients;
     sb_client_id next_id;
     bool stopping;
@@ -48,6 +66,10 @@ typedef struct sb_server {
     int exit_code;
     sb_stats stats;
 } sb_server;
+
+/* The server being served (one per process), or NULL. Host calls that
+ * take a client id find clients through it. */
+extern sb_server *sb_server_instance;
 
 /* Creates the listener on `loop`. Returns 0, or -1 after logging why (e.g.
  * the port is taken). */
@@ -58,6 +80,12 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
 void sb_server_stop(sb_server *s);
 /* Frees what remains after uv_run() returned. */
 void sb_server_free(sb_server *s);
+
+/* The settings of the gateway a client came through. */
+static inline const sb_server_conf *sb_client_conf(const sb_client *c)
+{
+    return &c->server->config->gateways[c->gateway].conf;
+}
 
 /* For client.c: the client has frames to write this loop turn. */
 void sb_server_mark_dirty(sb_client *c);

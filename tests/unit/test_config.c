@@ -467,16 +467,17 @@ START_TEST(test_unknown_section)
     int rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 3);
     ASSERT_ERROR(&cfg,
-                 "%s:3: unknown section [admin] (expected [server] or "
-                 "[plugin.NAME])",
+                 "%s:3: unknown section [admin] (expected [server], "
+                 "[gateway.NAME] or [plugin.NAME])",
+                 path);
+    /* An empty gateway inherits port 80 and path / from [server]. */
+    ASSERT_ERROR(&cfg,
+                 "%s:5: gateway 'chat' uses port 80 and path /, like gateway "
+                 "'default'",
                  path);
     ASSERT_ERROR(&cfg,
-                 "%s:5: unknown section [gateway.chat] (expected [server] or "
-                 "[plugin.NAME])",
-                 path);
-    ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [Server] (expected [server] or "
-                 "[plugin.NAME])",
+                 "%s:6: unknown section [Server] (expected [server], "
+                 "[gateway.NAME] or [plugin.NAME])",
                  path);
     /* Keys of a section already reported are not reported again, nor
      * applied. */
@@ -691,8 +692,8 @@ START_TEST(test_plugin_bad_names)
                  "letters, digits, '_', '.' or '-')",
                  path);
     ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [plugin] (expected [server] or "
-                 "[plugin.NAME])",
+                 "%s:6: unknown section [plugin] (expected [server], "
+                 "[gateway.NAME] or [plugin.NAME])",
                  path);
     ck_assert_uint_eq(cfg.nplugins, 0);
     sb_config_free(&cfg);
@@ -862,7 +863,8 @@ START_TEST(test_errors_fixture_reports_all_in_line_order)
         "8: bad value 'loud' for 'log_level' (expected " E_LEVEL ")",
         "9: syntax error in 'this line has no equals sign' (expected "
         "[section], key = value or a comment)",
-        "11: unknown section [admin] (expected [server] or [plugin.NAME])",
+        "11: unknown section [admin] (expected [server], [gateway.NAME] or "
+        "[plugin.NAME])",
         "14: missing key 'file' in [plugin.chat]",
         "15: bad value 'maybe' for 'enabled' (expected true/false, yes/no, "
         "on/off or 1/0)",
@@ -880,6 +882,70 @@ START_TEST(test_errors_fixture_reports_all_in_line_order)
 END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
+
+/* ---- [gateway.NAME] ----------------------------------------------------- */
+
+START_TEST(test_gateways_inherit_and_override)
+{
+    sb_config cfg;
+    const char *path = write_ini(
+        "[gateway.admin]\nport = 4000\nmax_connections = 5\n"
+        "[server]\nport = 3000\nmax_message_size = 2k\nidle_timeout = 9\n"
+        "[gateway.chat]\npath = /chat\n"
+        "[plugin.a]\nfile = a.so\ngateways = chat, admin ,chat\n"
+        "[plugin.b]\nfile = b.so\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_uint_eq(cfg.ngateways, 3);
+    ck_assert_str_eq(cfg.gateways[0].name, "default");
+    ck_assert_int_eq(cfg.gateways[0].conf.port, 3000);
+    ck_assert_str_eq(cfg.gateways[0].conf.path, "/");
+    /* [server] values reach gateways whatever the section order... */
+    ck_assert_str_eq(cfg.gateways[1].name, "admin");
+    ck_assert_int_eq(cfg.gateways[1].conf.port, 4000);
+    ck_assert_uint_eq(cfg.gateways[1].conf.max_connections, 5);
+    ck_assert_uint_eq(cfg.gateways[1].conf.max_message_size, 2048);
+    ck_assert_uint_eq(cfg.gateways[1].conf.idle_timeout, 9);
+    ck_assert_str_eq(cfg.gateways[1].conf.path, "/");
+    /* ...and a gateway may share the port with another path. */
+    ck_assert_str_eq(cfg.gateways[2].name, "chat");
+    ck_assert_int_eq(cfg.gateways[2].conf.port, 3000);
+    ck_assert_str_eq(cfg.gateways[2].conf.path, "/chat");
+    ck_assert_uint_eq(cfg.gateways[2].conf.max_connections, 10000);
+    /* Plugin gateway lists, deduplicated; every gateway by default. */
+    ck_assert_uint_eq(cfg.plugins[0].ngateways, 2);
+    ck_assert_uint_eq(cfg.plugins[0].gateways[0], 2);
+    ck_assert_uint_eq(cfg.plugins[0].gateways[1], 1);
+    ck_assert_uint_eq(cfg.plugins[1].ngateways, 3);
+    sb_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_gateway_errors)
+{
+    sb_config cfg;
+    const char *path = write_ini("[gateway.default]\n"
+                                 "[gateway.x]\nport = 81\nlog_level = "
+                                 "debug\nbogus = 1\n"
+                                 "[gateway.x]\n"
+                                 "[plugin.p]\nfile = p.so\ngateways = x, y\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 5);
+    ASSERT_ERROR(&cfg,
+                 "%s:1: bad gateway name 'default' (expected letters, "
+                 "digits, '_', '.' or '-'; 'default' is [server])",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:4: key 'log_level' belongs in [server], not in a gateway",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:5: unknown key 'bogus' in [gateway.x]", path);
+    ASSERT_ERROR(&cfg, "%s:6: duplicate section [gateway.x] (first at line 2)",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:9: unknown gateway 'y' in 'gateways' of [plugin.p]",
+                 path);
+    sb_config_free(&cfg);
+}
+END_TEST
 
 static Suite *config_suite(void)
 {
@@ -910,6 +976,8 @@ static Suite *config_suite(void)
     tc = tcase_create("sections");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_unknown_section);
+    tcase_add_test(tc, test_gateways_inherit_and_override);
+    tcase_add_test(tc, test_gateway_errors);
     tcase_add_test(tc, test_key_before_any_section);
     tcase_add_test(tc, test_section_name_too_long);
     tcase_add_test(tc, test_empty_key_name);

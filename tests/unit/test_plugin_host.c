@@ -9,6 +9,23 @@
 
 #include "plugin_host.h"
 
+/* One gateway, as [server] alone gives. */
+static const sb_gateway_conf default_gateway = {.name = "default"};
+static uv_loop_t loop;
+
+static void host_init(sb_plugin_host *h)
+{
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(sb_plugin_host_init(h, &loop, &default_gateway, 1), 0);
+}
+
+static void host_free(sb_plugin_host *h)
+{
+    sb_plugin_host_free(h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
 static sb_plugin_conf conf_for(const char *name, const char *file)
 {
     static char path[4096];
@@ -19,14 +36,16 @@ static sb_plugin_conf conf_for(const char *name, const char *file)
         snprintf(path, sizeof(path), "%s/%s", SB_TEST_PLUGIN_DIR, file);
     kv[0] = (sb_config_kv){"file", path, 1};
     kv[1] = (sb_config_kv){"dsn", "pg://db", 2};
-    return (sb_plugin_conf){(char *)name, path, true, false, 1, kv, 2};
+    static size_t gateways[] = {0};
+    return (sb_plugin_conf){(char *)name, path, true,     false, 1,
+                            kv,           2,    gateways, 1};
 }
 
 /* Loads and expects a refusal whose text contains every `needle`. */
 static void expect_refusal(const char *file, const char *n1, const char *n2)
 {
     sb_plugin_host h;
-    sb_plugin_host_init(&h);
+    host_init(&h);
     sb_plugin_conf pc = conf_for("x", file);
     char err[1024] = "";
     ck_assert_int_eq(sb_plugin_host_load(&h, &pc, err, sizeof(err)), -1);
@@ -34,8 +53,8 @@ static void expect_refusal(const char *file, const char *n1, const char *n2)
     if (n2)
         ck_assert_msg(strstr(err, n2), "'%s' lacks '%s'", err, n2);
     ck_assert_uint_eq(h.count, 0);
-    ck_assert_uint_eq(h.router.count, 0);
-    sb_plugin_host_free(&h);
+    ck_assert_uint_eq(h.routers[0].count, 0);
+    host_free(&h);
 }
 
 START_TEST(test_missing_file)
@@ -110,11 +129,11 @@ END_TEST
 START_TEST(test_duplicate_event)
 {
     sb_plugin_host h;
-    sb_plugin_host_init(&h);
+    host_init(&h);
     char err[1024] = "";
     sb_plugin_conf a = conf_for("nest", "nest-example.so");
     ck_assert_int_eq(sb_plugin_host_load(&h, &a, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.router.count, 2);
+    ck_assert_uint_eq(h.routers[0].count, 2);
     sb_plugin_conf b = conf_for("dup", "test-dup-event.so");
     ck_assert_int_eq(sb_plugin_host_load(&h, &b, err, sizeof(err)), -1);
     ck_assert_msg(strstr(err, "event 'identity' is already handled by "
@@ -122,11 +141,11 @@ START_TEST(test_duplicate_event)
                   "%s", err);
     /* dup-event's other event went with it; nest-example keeps its own. */
     ck_assert_uint_eq(h.count, 1);
-    ck_assert_uint_eq(h.router.count, 2);
-    ck_assert_ptr_null(sb_router_find(&h.router, "mine", 4));
-    ck_assert_ptr_eq(sb_router_find(&h.router, "identity", 8)->owner,
+    ck_assert_uint_eq(h.routers[0].count, 2);
+    ck_assert_ptr_null(sb_router_find(&h.routers[0], "mine", 4));
+    ck_assert_ptr_eq(sb_router_find(&h.routers[0], "identity", 8)->owner,
                      h.plugins[0]);
-    sb_plugin_host_free(&h);
+    host_free(&h);
 }
 END_TEST
 
@@ -142,7 +161,7 @@ START_TEST(test_load_and_hooks)
     pc.nkeys = 2;
 
     sb_plugin_host h;
-    sb_plugin_host_init(&h);
+    host_init(&h);
     char err[1024] = "";
     ck_assert_msg(sb_plugin_host_load(&h, &pc, err, sizeof(err)) == 0, "%s",
                   err);
@@ -157,12 +176,12 @@ START_TEST(test_load_and_hooks)
 
     const sb_plugin *refuser;
     sb_plugin_host_ready(&h);
-    ck_assert_uint_eq(sb_plugin_host_connect(&h, 1, &refuser), 1);
+    ck_assert_uint_eq(sb_plugin_host_connect(&h, 0, 1, &refuser), 1);
     ck_assert_ptr_null(refuser);
-    ck_assert_uint_eq(sb_plugin_host_connect(&h, 3, &refuser), 0);
+    ck_assert_uint_eq(sb_plugin_host_connect(&h, 0, 3, &refuser), 0);
     ck_assert_ptr_eq(refuser, h.plugins[0]);
-    sb_plugin_host_disconnect(&h, 1, 1000, 1);
-    sb_plugin_host_free(&h);
+    sb_plugin_host_disconnect(&h, 0, 1, 1000, 1);
+    host_free(&h);
 
     FILE *f = fopen(journal, "r");
     char text[256] = "";

@@ -1,5 +1,5 @@
 /*
- * switchboard/plugin.h — the Switchboard plugin ABI, version 1.0.
+ * switchboard/plugin.h — the Switchboard plugin ABI, version 1.1.
  *
  * This is the only header a plugin author needs. It depends on the C standard
  * headers and <jansson.h>, nothing else. A plugin never links against the
@@ -42,7 +42,7 @@ extern "C" {
 /* The ABI this header describes. A host accepts a plugin built against the
  * same major and a minor no newer than the host's own. */
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 0
+#define SB_ABI_MINOR 1
 
 /* First field of every descriptor: "SBPL" in ASCII. */
 #define SB_PLUGIN_MAGIC 0x5342504cu
@@ -64,8 +64,9 @@ typedef enum sb_status {
     SB_ERR_CLOSED = -6,    /* the client is closing; nothing more is sent */
     SB_ERR_LIMIT = -7,     /* a configured limit was reached (send queue) */
     SB_ERR_JSON = -8,      /* a value is not valid JSON / cannot be encoded */
-    SB_ERR_FAILED = -9     /* returned by fail()/plugin_error(): the caller
+    SB_ERR_FAILED = -9,    /* returned by fail()/plugin_error(): the caller
                               reports a failure whose message is recorded */
+    SB_ERR_CANCELLED = -10 /* 1.1: work cancelled before it ran (unload) */
 } sb_status;
 
 /* ---- log levels ---------------------------------------------------------- */
@@ -118,6 +119,42 @@ typedef void (*sb_disconnect_fn)(sb_plugin *plugin, sb_client_id client,
 /* The plugin is about to be unloaded (shutdown, or removed from config). Free
  * what init allocated. Registrations are removed by the host afterwards. */
 typedef void (*sb_unload_fn)(sb_plugin *plugin, void *udata);
+
+/* -- 1.1 -- */
+
+/* The WebSocket handshake being decided. Owned by the host; valid only
+ * during the handshake hook. */
+typedef struct sb_handshake sb_handshake;
+
+/* Decides a handshake before the upgrade is answered. Return SB_OK to accept
+ * (optionally after handshake_set_identity()), or an HTTP status from 400 to
+ * 599 to refuse the upgrade with it (401, 403, 429...). Hooks run in config
+ * order; the first refusal wins and later hooks are not asked. */
+typedef int (*sb_handshake_fn)(sb_plugin *plugin, sb_handshake *hs,
+                               void *udata);
+
+/* Runs before every event handler of the client's gateway, in config order.
+ * Return SB_OK to let the event through, or host->fail(msg, ...) to deny it:
+ * the client then gets an `exception` and no handler runs. */
+typedef int (*sb_guard_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
+
+/* A timer fired. For a one-shot timer the id is stale afterwards. */
+typedef void (*sb_timer_fn)(sb_plugin *plugin, uint64_t timer, void *udata);
+
+/* Runs on a thread-pool thread, never on the loop: it may block, but must
+ * call no host function except post(). */
+typedef void (*sb_work_fn)(void *udata);
+
+/* The work is over, on the loop thread: status is SB_OK after the work ran,
+ * SB_ERR_CANCELLED if it was cancelled before it started (the plugin is
+ * being unloaded). Free udata here. */
+typedef void (*sb_done_fn)(sb_plugin *plugin, int status, void *udata);
+
+/* What post() asked for, on the loop thread. */
+typedef void (*sb_post_fn)(sb_plugin *plugin, void *udata);
+
+/* Releases per-client data (client_data_set), on the loop thread. */
+typedef void (*sb_destroy_fn)(void *ptr);
 
 /* ---- the host function table --------------------------------------------- */
 
@@ -214,6 +251,147 @@ typedef struct sb_host {
         __attribute__((format(printf, 2, 3)))
 #endif
         ;
+
+    /* ==== 1.1 ============================================================
+     * Everything below exists when host->abi_minor >= 1 (always true for a
+     * plugin built against 1.1, since the host refuses newer minors). Calls
+     * taking a client id return SB_ERR_NOT_FOUND for a stale id. */
+
+    /* -- clients -- */
+
+    /* A new JSON object describing the client, or NULL for a stale id:
+     * {"id":N,"remote":"1.2.3.4","gateway":"default","path":"/",
+     *  "query":"a=1","headers":{"host":"...",...},"identity":<or null>}.
+     * Header names are lower-case. The caller owns it (json_decref). */
+    json_t *(*client_info)(sb_client_id client);
+    /* The identity a handshake hook attached, or NULL. Borrowed: valid
+     * until the client disconnects; json_incref() to keep it. */
+    json_t *(*client_identity)(sb_client_id client);
+    /* Closes the client with a close code (1000, 1008, 4000-4999...) and a
+     * reason of at most 123 bytes, after what is already queued for it. */
+    int (*client_close)(sb_client_id client, int code, const char *reason);
+
+    /* -- per-client state, per plugin instance -- */
+
+    /* Keeps `value` for this plugin and client (stolen; NULL clears). Kept by
+     * the host until the client disconnects, and across hot reloads of the
+     * plugin. */
+    int (*client_state_set)(sb_plugin *plugin, sb_client_id client,
+                            json_t *value);
+    /* The value kept by client_state_set, or NULL. Borrowed. */
+    json_t *(*client_state_get)(sb_plugin *plugin, sb_client_id client);
+    /* Keeps a pointer for this plugin and client; `destroy` (may be NULL) is
+     * called with it when replaced, when the client disconnects (after the
+     * disconnect hook) and when the plugin unloads. */
+    int (*client_data_set)(sb_plugin *plugin, sb_client_id client, void *ptr,
+                           sb_destroy_fn destroy);
+    /* The pointer kept by client_data_set, or NULL. */
+    void *(*client_data_get)(sb_plugin *plugin, sb_client_id client);
+
+    /* -- sending, from any loop-thread callback -- */
+
+    /* Sends {"event":event,"data":data} to one client. `data` is stolen
+     * (NULL: no data key); `event` is copied. */
+    int (*send)(sb_plugin *plugin, sb_client_id to, const char *event,
+                json_t *data);
+    /* Like send(), with "id" set to `id` (JSON text of `id_len` bytes, as
+     * message_id_raw() gave it; copied): an acknowledgement sent after the
+     * handler returned, e.g. from a work completion. NULL id: as send(). */
+    int (*send_ack)(sb_plugin *plugin, sb_client_id to, const char *event,
+                    json_t *data, const char *id, size_t id_len);
+    /* Sends {"event":event,"data":data} to every client of the plugin's
+     * gateways except `except` (0: none). Serialised once. Stolen. Returns
+     * the number of clients it was queued for, or an error. */
+    int (*broadcast)(sb_plugin *plugin, const char *event, json_t *data,
+                     sb_client_id except);
+
+    /* -- rooms: named sets of clients, shared by every plugin -- */
+
+    /* Adds the client to `room` (created on first join). Joining twice is
+     * SB_OK. A client leaves every room when it disconnects. */
+    int (*room_join)(sb_plugin *plugin, sb_client_id client, const char *room);
+    /* Removes it; SB_ERR_NOT_FOUND if it was not a member. An empty room
+     * is deleted. */
+    int (*room_leave)(sb_plugin *plugin, sb_client_id client, const char *room);
+    /* Sends {"event":event,"data":data} to every member except `except`
+     * (0: none). Serialised once; stolen. Returns the number of members it
+     * was queued for (0 for an unknown room), or an error. */
+    int (*room_send)(sb_plugin *plugin, const char *room, const char *event,
+                     json_t *data, sb_client_id except);
+    /* The number of members of `room` (0 when it does not exist). */
+    size_t (*room_count)(sb_plugin *plugin, const char *room);
+    /* A new JSON array of the names of the rooms the client is in, sorted;
+     * NULL for a stale id. The caller owns it. */
+    json_t *(*client_rooms)(sb_plugin *plugin, sb_client_id client);
+
+    /* -- asynchronous work -- */
+
+    /* Calls fn after delay_ms, then every repeat_ms if it is not 0. *timer
+     * (may be NULL) gets an id for timer_stop(). A plugin's timers are
+     * stopped when it unloads. */
+    int (*timer_start)(sb_plugin *plugin, uint64_t delay_ms, uint64_t repeat_ms,
+                       sb_timer_fn fn, void *udata, uint64_t *timer);
+    /* Stops a timer; SB_ERR_NOT_FOUND if it already fired (one-shot) or was
+     * stopped. Safe from inside its own callback. */
+    int (*timer_stop)(sb_plugin *plugin, uint64_t timer);
+    /* Runs work(udata) on the thread pool, then done(plugin, status, udata)
+     * on the loop thread. Before a plugin unloads, its queued work is
+     * cancelled (done gets SB_ERR_CANCELLED) and running work is waited for,
+     * so no code of the plugin runs after its unload hook. */
+    int (*work_queue)(sb_plugin *plugin, sb_work_fn work, sb_done_fn done,
+                      void *udata);
+    /* The one call that is safe from any thread: runs fn(plugin, udata) on
+     * the loop thread soon. Posts still pending when the plugin unloads run
+     * before its unload hook. */
+    int (*post)(sb_plugin *plugin, sb_post_fn fn, void *udata);
+
+    /* -- guards (registration: init only) -- */
+
+    int (*on_handshake)(sb_plugin *plugin, sb_handshake_fn fn, void *udata);
+    int (*on_guard)(sb_plugin *plugin, sb_guard_fn fn, void *udata);
+
+    /* -- the handshake being decided (handshake hooks only); strings are
+     * borrowed for the duration of the hook -- */
+
+    /* The request path without the query, e.g. "/chat". */
+    const char *(*handshake_path)(const sb_handshake *hs);
+    /* The raw query string without '?', or "" when there is none. */
+    const char *(*handshake_query)(const sb_handshake *hs);
+    /* The URL-decoded value of query argument `name`, or NULL. */
+    const char *(*handshake_query_arg)(sb_handshake *hs, const char *name);
+    /* The value of request header `name` (any case), or NULL. */
+    const char *(*handshake_header)(sb_handshake *hs, const char *name);
+    /* The peer's address, e.g. "127.0.0.1" or "::1". */
+    const char *(*handshake_remote)(const sb_handshake *hs);
+    /* The gateway's name ("default" for [server]). */
+    const char *(*handshake_gateway)(const sb_handshake *hs);
+    /* Attaches an identity to the client being accepted (stolen), visible
+     * to every plugin through client_identity(). A later hook replaces it. */
+    int (*handshake_set_identity)(sb_handshake *hs, json_t *identity);
+
+    /* -- typed config getters for the plugin's own section. On a bad value
+     * they return SB_ERR_INVALID, on a missing required key
+     * SB_ERR_NOT_FOUND, and in both cases record a message naming the key,
+     * the section and the expected type, so that init can just
+     * `return rc;` and the host logs why. `out` gets the default when the
+     * key is absent. Strings are borrowed until unload. -- */
+
+    int (*config_string)(sb_plugin *plugin, const char *key, const char *def,
+                         const char **out);
+    /* Decimal integers; optional k/m/g suffix (binary). */
+    int (*config_int)(sb_plugin *plugin, const char *key, int64_t def,
+                      int64_t *out);
+    /* true/false, yes/no, on/off, 1/0. */
+    int (*config_bool)(sb_plugin *plugin, const char *key, int def, int *out);
+    int (*config_double)(sb_plugin *plugin, const char *key, double def,
+                         double *out);
+    /* A string that must be present and non-empty. */
+    int (*config_require)(sb_plugin *plugin, const char *key, const char **out);
+
+    /* -- the message being handled, 1.1 additions -- */
+
+    /* The gateway the message arrived on. Borrowed. */
+    const char *(*message_gateway)(const sb_message *msg);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */

@@ -1,0 +1,33 @@
+/*
+ * async — timers, thread-pool work and post() for plugins, on the one loop.
+ *
+ * Owns every timer handle and work request it hands out and links each to
+ * its plugin, so that unloading a plugin can stop its timers, cancel or wait
+ * for its work, and run its pending posts before its unload hook: after that
+ * hook, no code of the plugin is ever called again. Plugin timers are
+ * unreferenced: they never keep the loop (and so a stopping server) alive.
+ */
+#ifndef SB_ASYNC_H
+#define SB_ASYNC_H
+
+#include <switchboard/plugin.h>
+
+#include "plugin_host.h"
+
+/* Set up / tear down the post() queue of a host. */
+int sb_async_init(sb_plugin_host *h);
+void sb_async_close(sb_plugin_host *h);
+
+/* Before a plugin's unload hook: stop its timers, cancel its queued work
+ * and wait for running work, run its pending posts. */
+void sb_async_quiesce(sb_plugin *p);
+
+/* Host table entries (see plugin.h). */
+int sb_api_timer_start(sb_plugin *p, uint64_t delay_ms, uint64_t repeat_ms,
+                       sb_timer_fn fn, void *udata, uint64_t *timer);
+int sb_api_timer_stop(sb_plugin *p, uint64_t timer);
+int sb_api_work_queue(sb_plugin *p, sb_work_fn work, sb_done_fn done,
+                      void *udata);
+int sb_api_post(sb_plugin *p, sb_post_fn fn, void *udata);
+
+#endif

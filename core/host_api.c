@@ -1,0 +1,460 @@
+/*
+ * host_api — see host_api.h.
+ *
+ * One process serves one sb_server, so the entries that take only an id
+ * find it through sb_server_instance (NULL outside serving, e.g. under -t:
+ * then every id is stale).
+ */
+#include "host_api.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libwebsockets.h>
+
+#include "crash.h"
+#include "dispatch.h"
+#include "plugin_host.h"
+#include "rooms.h"
+#include "server.h"
+
+/* Reused buffers (loop thread only): the JSON of one outgoing message, and
+ * the same framed once for sending to many clients. */
+static sb_buf text_buf, frame_buf;
+
+static sb_client *client_of(sb_client_id id)
+{
+    sb_server *s = sb_server_instance;
+    if (!s)
+        return NULL;
+    sb_client *c = sb_clients_find(&s->table, id);
+    return c && c->server ? c : NULL;
+}
+
+void sb_host_api_cleanup(void)
+{
+    sb_buf_free(&text_buf);
+    sb_buf_free(&frame_buf);
+}
+
+/* ---- per-client slots ---------------------------------------------------- */
+
+static sb_client_slot *slot_of(sb_client *c, const sb_plugin *p, bool grow)
+{
+    if (p->slot < c->nslots)
+        return &c->slots[p->slot];
+    if (!grow)
+        return NULL;
+    sb_client_slot *slots = realloc(c->slots, (p->slot + 1) * sizeof(*slots));
+    if (!slots)
+        return NULL;
+    memset(slots + c->nslots, 0, (p->slot + 1 - c->nslots) * sizeof(*slots));
+    c->slots = slots;
+    c->nslots = p->slot + 1;
+    return &c->slots[p->slot];
+}
+
+static void slot_release(sb_client_slot *sl, const char *plugin)
+{
+    json_decref(sl->state);
+    sl->state = NULL;
+    if (sl->data && sl->destroy) {
+        sb_crash_enter(plugin, "client data destructor", NULL);
+        sl->destroy(sl->data);
+        sb_crash_leave();
+    }
+    sl->data = NULL;
+    sl->destroy = NULL;
+}
+
+void sb_client_slots_release(sb_client *c)
+{
+    for (size_t i = 0; i < c->nslots; i++)
+        slot_release(&c->slots[i], "?");
+    free(c->slots);
+    c->slots = NULL;
+    c->nslots = 0;
+}
+
+void sb_api_release_plugin(const sb_plugin *p)
+{
+    sb_server *s = sb_server_instance;
+    if (!s)
+        return;
+    for (sb_client *c = s->clients; c; c = c->next)
+        if (p->slot < c->nslots)
+            slot_release(&c->slots[p->slot], p->name);
+}
+
+int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
+{
+    sb_client *c = p ? client_of(client) : NULL;
+    sb_client_slot *sl = c ? slot_of(c, p, value != NULL) : NULL;
+    if (!sl) {
+        json_decref(value);
+        return !p      ? SB_ERR_INVALID
+               : !c    ? SB_ERR_NOT_FOUND
+               : value ? SB_ERR_NOMEM
+                       : SB_OK;
+    }
+    json_decref(sl->state);
+    sl->state = value;
+    return SB_OK;
+}
+
+json_t *sb_api_client_state_get(sb_plugin *p, sb_client_id client)
+{
+    sb_client *c = p ? client_of(client) : NULL;
+    sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
+    return sl ? sl->state : NULL;
+}
+
+int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
+                           sb_destroy_fn destroy)
+{
+    if (!p)
+        return SB_ERR_INVALID;
+    sb_client *c = client_of(client);
+    if (!c)
+        return SB_ERR_NOT_FOUND;
+    sb_client_slot *sl = slot_of(c, p, true);
+    if (!sl)
+        return SB_ERR_NOMEM;
+    if (sl->data && sl->destroy && sl->data != ptr) {
+        sb_crash_enter(p->name, "client data destructor", NULL);
+        sl->destroy(sl->data);
+        sb_crash_leave();
+    }
+    sl->data = ptr;
+    sl->destroy = destroy;
+    return SB_OK;
+}
+
+void *sb_api_client_data_get(sb_plugin *p, sb_client_id client)
+{
+    sb_client *c = p ? client_of(client) : NULL;
+    sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
+    return sl ? sl->data : NULL;
+}
+
+/* ---- client info -----------------------------------------------------------
+ */
+
+json_t *sb_api_client_info(sb_client_id client)
+{
+    sb_client *c = client_of(client);
+    if (!c)
+        return NULL;
+    char peer[64] = "";
+    lws_get_peer_simple(c->wsi, peer, sizeof(peer));
+    json_t *headers = json_object();
+    const char *path = "", *query = "";
+    if (c->handshake) {
+        const char *p = c->handshake, *end = c->handshake + c->handshake_len;
+        path = p;
+        p += strlen(p) + 1;
+        query = p;
+        p += strlen(p) + 1;
+        while (p < end) {
+            const char *name = p;
+            p += strlen(p) + 1;
+            json_object_set_new(headers, name, json_string(p));
+            p += strlen(p) + 1;
+        }
+    }
+    json_t *identity = c->identity ? json_incref(c->identity) : json_null();
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:o,s:o}", "id", (json_int_t)c->id,
+                     "remote", peer, "gateway",
+                     c->server->config->gateways[c->gateway].name, "path", path,
+                     "query", query, "headers", headers, "identity", identity);
+}
+
+json_t *sb_api_client_identity(sb_client_id client)
+{
+    sb_client *c = client_of(client);
+    return c ? c->identity : NULL;
+}
+
+int sb_api_client_close(sb_client_id client, int code, const char *reason)
+{
+    sb_client *c = client_of(client);
+    if (!c)
+        return SB_ERR_NOT_FOUND;
+    if (code < 1000 || code > 4999 || code == 1005 || code == 1006 ||
+        code == 1015)
+        return SB_ERR_INVALID;
+    if (c->closing)
+        return SB_ERR_CLOSED;
+    sb_server_close_client(c, code, reason ? reason : "");
+    return SB_OK;
+}
+
+/* ---- sending ---------------------------------------------------------------
+ */
+
+/* {"event":E,"data":D[,"id":I]} into text_buf. Steals data. */
+static int compose(const char *event, json_t *data, sb_span id)
+{
+    if (!event || !*event) {
+        json_decref(data);
+        return SB_ERR_INVALID;
+    }
+    text_buf.len = 0;
+    return sb_envelope_compose(&text_buf, event, data, id);
+}
+
+/* text_buf framed once into frame_buf, for many clients. */
+static int frame_once(void)
+{
+    unsigned char head[10];
+    size_t hlen = sb_ws_header_write(head, SB_WS_TEXT, text_buf.len);
+    frame_buf.len = 0;
+    if (sb_buf_append(&frame_buf, head, hlen) < 0 ||
+        sb_buf_append(&frame_buf, text_buf.data, text_buf.len) < 0)
+        return SB_ERR_NOMEM;
+    return SB_OK;
+}
+
+int sb_api_send(sb_plugin *p, sb_client_id to, const char *event, json_t *data)
+{
+    return sb_api_send_ack(p, to, event, data, NULL, 0);
+}
+
+int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
+                    json_t *data, const char *id, size_t id_len)
+{
+    sb_client *c = client_of(to);
+    if (!c) {
+        json_decref(data);
+        return SB_ERR_NOT_FOUND;
+    }
+    sb_span ids = {NULL, 0};
+    if (id) {
+        /* The id goes out as JSON text: it must be a number or a string. */
+        sb_span v;
+        char why[64];
+        if (sb_json_validate(id, id_len, 1, &v, why, sizeof(why)) !=
+                SB_ENV_OK ||
+            !(v.ptr[0] == '"' || v.ptr[0] == '-' ||
+              isdigit((unsigned char)v.ptr[0]))) {
+            json_decref(data);
+            return SB_ERR_INVALID;
+        }
+        ids = v;
+    }
+    int rc = compose(event, data, ids);
+    if (rc != SB_OK)
+        return rc;
+    return sb_client_send_text(c, text_buf.data, text_buf.len);
+}
+
+int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
+                     sb_client_id except)
+{
+    sb_server *s = sb_server_instance;
+    if (!p) {
+        json_decref(data);
+        return SB_ERR_INVALID;
+    }
+    if (!s) {
+        json_decref(data);
+        return 0;
+    }
+    int rc = compose(event, data, (sb_span){NULL, 0});
+    if (rc != SB_OK || (rc = frame_once()) != SB_OK)
+        return rc;
+    int sent = 0;
+    for (sb_client *c = s->clients; c; c = c->next) {
+        if (c->id == except || c->closing || !sb_plugin_serves(p, c->gateway))
+            continue;
+        if (sb_client_send_frames(c, frame_buf.data, frame_buf.len) == SB_OK)
+            sent++;
+    }
+    return sent;
+}
+
+/* ---- rooms -----------------------------------------------------------------
+ */
+
+int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room)
+{
+    if (!p || !room || !*room)
+        return SB_ERR_INVALID;
+    sb_client *c = client_of(client);
+    if (!c)
+        return SB_ERR_NOT_FOUND;
+    return sb_rooms_join(&c->server->rooms, c, room) < 0 ? SB_ERR_NOMEM : SB_OK;
+}
+
+int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
+{
+    if (!p || !room)
+        return SB_ERR_INVALID;
+    sb_client *c = client_of(client);
+    if (!c || sb_rooms_leave(&c->server->rooms, c, room) < 0)
+        return SB_ERR_NOT_FOUND;
+    return SB_OK;
+}
+
+int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
+                     json_t *data, sb_client_id except)
+{
+    sb_server *s = sb_server_instance;
+    if (!p || !room) {
+        json_decref(data);
+        return SB_ERR_INVALID;
+    }
+    sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
+    if (!r) {
+        json_decref(data);
+        return 0;
+    }
+    int rc = compose(event, data, (sb_span){NULL, 0});
+    if (rc != SB_OK || (rc = frame_once()) != SB_OK)
+        return rc;
+    int sent = 0;
+    /* Sending never removes a member (a client over its queue limit is
+     * closed, and leaves its rooms only when lws reports it closed), so the
+     * member array is stable during the loop. */
+    for (size_t i = 0; i < r->count; i++) {
+        sb_client *c = r->members[i].client;
+        if (c->id == except || c->closing)
+            continue;
+        if (sb_client_send_frames(c, frame_buf.data, frame_buf.len) == SB_OK)
+            sent++;
+    }
+    return sent;
+}
+
+size_t sb_api_room_count(sb_plugin *p, const char *room)
+{
+    sb_server *s = sb_server_instance;
+    sb_room *r = s && room ? sb_rooms_find(&s->rooms, room) : NULL;
+    return r ? r->count : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+json_t *sb_api_client_rooms(sb_plugin *p, sb_client_id client)
+{
+    sb_client *c = client_of(client);
+    if (!c)
+        return NULL;
+    const char **names = malloc((c->nrooms ? c->nrooms : 1) * sizeof(*names));
+    if (!names)
+        return NULL;
+    for (size_t i = 0; i < c->nrooms; i++)
+        names[i] = c->rooms[i].room->name;
+    qsort(names, c->nrooms, sizeof(*names), by_name);
+    json_t *list = json_array();
+    for (size_t i = 0; i < c->nrooms; i++)
+        json_array_append_new(list, json_string(names[i]));
+    free(names);
+    return list;
+}
+
+/* ---- the handshake being decided ------------------------------------------
+ */
+
+const char *sb_api_handshake_path(const sb_handshake *hs)
+{
+    return hs ? hs->path : NULL;
+}
+
+const char *sb_api_handshake_query(const sb_handshake *hs)
+{
+    return hs ? hs->query : NULL;
+}
+
+const char *sb_api_handshake_remote(const sb_handshake *hs)
+{
+    return hs ? hs->remote : NULL;
+}
+
+const char *sb_api_handshake_gateway(const sb_handshake *hs)
+{
+    return hs ? hs->gateway_name : NULL;
+}
+
+/* Room in the scratch area for one value handed to a hook. */
+static char *scratch_take(sb_handshake *hs, size_t *room)
+{
+    if (hs->used >= sizeof(hs->scratch) - 1)
+        return NULL;
+    *room = sizeof(hs->scratch) - hs->used;
+    return hs->scratch + hs->used;
+}
+
+const char *sb_api_handshake_query_arg(sb_handshake *hs, const char *name)
+{
+    if (!hs || !name || !*name)
+        return NULL;
+    size_t room;
+    char *buf = scratch_take(hs, &room);
+    char key[128];
+    if (!buf || strlen(name) + 2 > sizeof(key))
+        return NULL;
+    snprintf(key, sizeof(key), "%s=", name);
+    const char *v = lws_get_urlarg_by_name(hs->wsi, key, buf, (int)room);
+    if (!v)
+        return NULL;
+    hs->used += strlen(buf) + 1;
+    return v;
+}
+
+const char *sb_api_handshake_header(sb_handshake *hs, const char *name)
+{
+    if (!hs || !name || !*name)
+        return NULL;
+    size_t room, nlen = strlen(name);
+    char *buf = scratch_take(hs, &room);
+    if (!buf)
+        return NULL;
+    /* A header lws knows by token... */
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        const char *tn =
+            (const char *)lws_token_to_string((enum lws_token_indexes)t);
+        if (!tn || strlen(tn) != nlen + 1 || tn[nlen] != ':' ||
+            strncasecmp(tn, name, nlen) != 0)
+            continue;
+        if (lws_hdr_total_length(hs->wsi, (enum lws_token_indexes)t) <= 0)
+            return NULL;
+        int n =
+            lws_hdr_copy(hs->wsi, buf, (int)room, (enum lws_token_indexes)t);
+        if (n < 0)
+            return NULL;
+        hs->used += (size_t)n + 1;
+        return buf;
+    }
+    /* ...or any other, which lws keeps by its lower-case name and colon. */
+    char key[128];
+    if (nlen + 2 > sizeof(key))
+        return NULL;
+    for (size_t i = 0; i < nlen; i++)
+        key[i] = (char)tolower((unsigned char)name[i]);
+    key[nlen] = ':';
+    key[nlen + 1] = 0;
+    if (lws_hdr_custom_length(hs->wsi, key, (int)nlen + 1) < 0)
+        return NULL;
+    int n = lws_hdr_custom_copy(hs->wsi, buf, (int)room, key, (int)nlen + 1);
+    if (n < 0)
+        return NULL;
+    hs->used += (size_t)n + 1;
+    return buf;
+}
+
+int sb_api_handshake_set_identity(sb_handshake *hs, json_t *identity)
+{
+    if (!hs) {
+        json_decref(identity);
+        return SB_ERR_INVALID;
+    }
+    json_decref(hs->identity);
+    hs->identity = identity;
+    return SB_OK;
+}

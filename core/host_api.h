@@ -1,0 +1,69 @@
+/*
+ * host_api — the part of the host table that reaches clients: client info
+ * and state, sending to ids, broadcasts, rooms, and the handshake being
+ * decided.
+ *
+ * Every entry takes ids, looks them up in the server's client table, and
+ * answers SB_ERR_NOT_FOUND for a stale one. A message for many clients is
+ * framed once into a scratch buffer and copied into each client's queue.
+ */
+#ifndef SB_HOST_API_H
+#define SB_HOST_API_H
+
+#include <stdbool.h>
+
+#include <switchboard/plugin.h>
+
+#include "client.h"
+
+struct lws;
+
+/* The handshake being decided: lives on the server's stack for the hooks. */
+struct sb_handshake {
+    struct lws *wsi;
+    size_t gateway;
+    const char *gateway_name;
+    char path[1024];
+    char query[1024];
+    char remote[64];
+    json_t *identity;   /* owned until handed to the client */
+    char scratch[4096]; /* values handed to hooks live here */
+    size_t used;
+};
+
+/* Releases what the host keeps for a client in each plugin slot (after the
+ * disconnect hooks). */
+void sb_client_slots_release(sb_client *c);
+/* Releases one plugin's slot in every client (before it unloads). */
+void sb_api_release_plugin(const sb_plugin *p);
+/* Frees the reused buffers at shutdown. */
+void sb_host_api_cleanup(void);
+
+json_t *sb_api_client_info(sb_client_id client);
+json_t *sb_api_client_identity(sb_client_id client);
+int sb_api_client_close(sb_client_id client, int code, const char *reason);
+int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value);
+json_t *sb_api_client_state_get(sb_plugin *p, sb_client_id client);
+int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
+                           sb_destroy_fn destroy);
+void *sb_api_client_data_get(sb_plugin *p, sb_client_id client);
+int sb_api_send(sb_plugin *p, sb_client_id to, const char *event, json_t *data);
+int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
+                    json_t *data, const char *id, size_t id_len);
+int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
+                     sb_client_id except);
+int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room);
+int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room);
+int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
+                     json_t *data, sb_client_id except);
+size_t sb_api_room_count(sb_plugin *p, const char *room);
+json_t *sb_api_client_rooms(sb_plugin *p, sb_client_id client);
+const char *sb_api_handshake_path(const sb_handshake *hs);
+const char *sb_api_handshake_query(const sb_handshake *hs);
+const char *sb_api_handshake_query_arg(sb_handshake *hs, const char *name);
+const char *sb_api_handshake_header(sb_handshake *hs, const char *name);
+const char *sb_api_handshake_remote(const sb_handshake *hs);
+const char *sb_api_handshake_gateway(const sb_handshake *hs);
+int sb_api_handshake_set_identity(sb_handshake *hs, json_t *identity);
+
+#endif

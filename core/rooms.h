@@ -1,0 +1,50 @@
+/*
+ * rooms — named sets of clients, shared by every plugin.
+ *
+ * Owns the rooms and the membership links in both directions (room →
+ * members for sending, client → rooms for leaving them all at disconnect
+ * and for listing), so joins, leaves and a client's departure cost O(its
+ * rooms), never a scan of every room. Knows clients only through the
+ * membership fields of sb_client; never sends anything itself.
+ */
+#ifndef SB_ROOMS_H
+#define SB_ROOMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sb_client;
+
+typedef struct sb_room_member {
+    struct sb_client *client;
+    size_t link; /* index of this room in client->rooms */
+} sb_room_member;
+
+typedef struct sb_room {
+    char *name;
+    uint32_t hash;
+    sb_room_member *members;
+    size_t count, cap;
+} sb_room;
+
+/* One entry of a client's room list (see sb_client.rooms). */
+typedef struct sb_room_link {
+    sb_room *room;
+    size_t member; /* index of the client in room->members */
+} sb_room_link;
+
+typedef struct sb_rooms {
+    sb_room **slots; /* open addressing by name hash; NULL empty */
+    size_t cap, count;
+} sb_rooms;
+
+sb_room *sb_rooms_find(const sb_rooms *r, const char *name);
+/* 0 (also when already a member), or -1 when out of memory. */
+int sb_rooms_join(sb_rooms *r, struct sb_client *c, const char *name);
+/* 0, or -1 when the client was not in the room. */
+int sb_rooms_leave(sb_rooms *r, struct sb_client *c, const char *name);
+/* Leaves every room (at disconnect) and frees the client's list. */
+void sb_rooms_leave_all(sb_rooms *r, struct sb_client *c);
+void sb_rooms_free(sb_rooms *r);
+
+#endif
