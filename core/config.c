@@ -267,10 +267,34 @@ enum server_key_id {
     SK_MAX_CONNECTIONS,
     SK_UNKNOWN_EVENT,
     SK_LOG_LEVEL,
-    SK_SHUTDOWN_TIMEOUT
+    SK_SHUTDOWN_TIMEOUT,
+    SK_MAX_CONNECTIONS_PER_IP,
+    SK_RATE_LIMIT,
+    SK_RATE_BURST,
+    SK_ALLOWED_ORIGINS,
+    SK_TLS_CERT,
+    SK_TLS_KEY,
+    SK_RX_BUFFER_SIZE,
+    SK_HANDSHAKE_TIMEOUT,
+    SK_STRICT_PLUGIN_FILES,
+    SK_WATCH
 };
 
-enum value_kind { V_TEXT, V_INTEGER, V_SIZE, V_SECONDS, V_WORD };
+/* Keys that only [server] may set: they are process-wide. */
+#define SK_GLOBAL_ONLY                                                         \
+    ((1u << SK_LOG_LEVEL) | (1u << SK_SHUTDOWN_TIMEOUT) |                      \
+     (1u << SK_RX_BUFFER_SIZE) | (1u << SK_HANDSHAKE_TIMEOUT) |                \
+     (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH))
+
+enum value_kind {
+    V_TEXT,
+    V_INTEGER,
+    V_SIZE,
+    V_SECONDS,
+    V_WORD,
+    V_BOOL,
+    V_PATH
+};
 
 /* Upper bounds, and why they are where they are: a message is held whole in
  * memory and parsed in one go, and beyond 1 GiB that is a mistake rather
@@ -309,6 +333,23 @@ static const struct server_key {
     {"log_level", SK_LOG_LEVEL, V_WORD, 0, 0,
      "'error', 'warn', 'info' or 'debug'"},
     {"shutdown_timeout", SK_SHUTDOWN_TIMEOUT, V_SECONDS, 0, DAY, SECONDS_0_DAY},
+    {"max_connections_per_ip", SK_MAX_CONNECTIONS_PER_IP, V_INTEGER, 0, INT_MAX,
+     "an integer 0..2147483647; 0 = unlimited"},
+    {"rate_limit", SK_RATE_LIMIT, V_INTEGER, 0, 1000000,
+     "messages per second 0..1000000; 0 = off"},
+    {"rate_burst", SK_RATE_BURST, V_INTEGER, 1, 1000000,
+     "an integer 1..1000000"},
+    {"allowed_origins", SK_ALLOWED_ORIGINS, V_TEXT, 0, 0,
+     "Origin values separated by spaces or commas"},
+    {"tls_cert", SK_TLS_CERT, V_PATH, 0, 0, "a PEM certificate file"},
+    {"tls_key", SK_TLS_KEY, V_PATH, 0, 0, "a PEM private key file"},
+    {"rx_buffer_size", SK_RX_BUFFER_SIZE, V_SIZE, 128, 1 << 20,
+     "a size 128..1m in bytes, with an optional k or m suffix"},
+    {"handshake_timeout", SK_HANDSHAKE_TIMEOUT, V_SECONDS, 1, DAY,
+     "whole seconds 1..86400, optionally followed by 's'"},
+    {"strict_plugin_files", SK_STRICT_PLUGIN_FILES, V_BOOL, 0, 0,
+     "true/false, yes/no, on/off or 1/0"},
+    {"watch", SK_WATCH, V_BOOL, 0, 0, "true/false, yes/no, on/off or 1/0"},
 };
 
 static bool valid_url_path(const char *s)
@@ -322,16 +363,22 @@ static bool valid_url_path(const char *s)
 }
 
 /* Checks one [server] value and stores it; false when it is bad. */
+static char *resolve_path(struct parser *p, const char *value);
+
 static bool server_set(struct parser *p, sb_server_conf *srv,
                        const struct server_key *k, const char *value)
 {
     unsigned long long n = 0;
     int word = 0;
-    bool ok = false;
+    bool ok = false, flag = false;
 
     switch (k->kind) {
     case V_TEXT:
+    case V_PATH:
         ok = k->id == SK_PATH ? valid_url_path(value) : value[0] != '\0';
+        break;
+    case V_BOOL:
+        ok = parse_bool(value, &flag);
         break;
     case V_INTEGER:
         ok = parse_integer(value, &n);
@@ -359,7 +406,11 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         return false;
 
     char *text = NULL;
-    if (k->kind == V_TEXT) {
+    if (k->kind == V_PATH) {
+        text = resolve_path(p, value);
+        if (!text)
+            return true; /* not the value's fault */
+    } else if (k->kind == V_TEXT) {
         text = dup_or_oom(p, value);
         if (!text)
             return true; /* not the value's fault */
@@ -402,6 +453,39 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         break;
     case SK_LOG_LEVEL:
         srv->log_level = word;
+        break;
+    case SK_MAX_CONNECTIONS_PER_IP:
+        srv->max_connections_per_ip = (unsigned)n;
+        break;
+    case SK_RATE_LIMIT:
+        srv->rate_limit = (unsigned)n;
+        break;
+    case SK_RATE_BURST:
+        srv->rate_burst = (unsigned)n;
+        break;
+    case SK_ALLOWED_ORIGINS:
+        free(srv->allowed_origins);
+        srv->allowed_origins = text;
+        break;
+    case SK_TLS_CERT:
+        free(srv->tls_cert);
+        srv->tls_cert = text;
+        break;
+    case SK_TLS_KEY:
+        free(srv->tls_key);
+        srv->tls_key = text;
+        break;
+    case SK_RX_BUFFER_SIZE:
+        srv->rx_buffer_size = (size_t)n;
+        break;
+    case SK_HANDSHAKE_TIMEOUT:
+        srv->handshake_timeout = (unsigned)n;
+        break;
+    case SK_STRICT_PLUGIN_FILES:
+        srv->strict_plugin_files = flag;
+        break;
+    case SK_WATCH:
+        srv->watch = flag;
         break;
     }
     return true;
@@ -475,7 +559,7 @@ static void on_gateway_key(struct parser *p, int line, const char *name,
         const struct server_key *k = &server_keys[i];
         if (strcmp(name, k->name) != 0)
             continue;
-        if (k->id == SK_LOG_LEVEL || k->id == SK_SHUTDOWN_TIMEOUT) {
+        if (SK_GLOBAL_ONLY & (1u << k->id)) {
             add_error(p, line, "key '%s' belongs in [server], not in a gateway",
                       name);
             return;
@@ -502,6 +586,10 @@ static void finish_gateways(struct parser *p)
     def->conf = *srv;
     def->conf.host = srv->host ? dup_or_oom(p, srv->host) : NULL;
     def->conf.path = dup_or_oom(p, srv->path);
+    def->conf.allowed_origins =
+        srv->allowed_origins ? dup_or_oom(p, srv->allowed_origins) : NULL;
+    def->conf.tls_cert = srv->tls_cert ? dup_or_oom(p, srv->tls_cert) : NULL;
+    def->conf.tls_key = srv->tls_key ? dup_or_oom(p, srv->tls_key) : NULL;
     for (size_t i = 1; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         unsigned set = p->gateway_set[i];
@@ -520,9 +608,21 @@ static void finish_gateways(struct parser *p)
         KEEP(SK_IDLE_TIMEOUT, idle_timeout)
         KEEP(SK_MAX_CONNECTIONS, max_connections)
         KEEP(SK_UNKNOWN_EVENT, unknown_event)
+        KEEP(SK_MAX_CONNECTIONS_PER_IP, max_connections_per_ip)
+        KEEP(SK_RATE_LIMIT, rate_limit)
+        KEEP(SK_RATE_BURST, rate_burst)
 #undef KEEP
         if (!(set & (1u << SK_HOST)) && srv->host)
             g->host = dup_or_oom(p, srv->host);
+        g->allowed_origins = own.allowed_origins;
+        g->tls_cert = own.tls_cert;
+        g->tls_key = own.tls_key;
+        if (!(set & (1u << SK_ALLOWED_ORIGINS)) && srv->allowed_origins)
+            g->allowed_origins = dup_or_oom(p, srv->allowed_origins);
+        if (!(set & (1u << SK_TLS_CERT)) && srv->tls_cert)
+            g->tls_cert = dup_or_oom(p, srv->tls_cert);
+        if (!(set & (1u << SK_TLS_KEY)) && srv->tls_key)
+            g->tls_key = dup_or_oom(p, srv->tls_key);
         if (!(set & (1u << SK_PATH)))
             g->path = dup_or_oom(p, srv->path);
         if (!g->path)
@@ -922,6 +1022,13 @@ static void set_defaults(sb_server_conf *srv)
     srv->unknown_event = SB_UNKNOWN_IGNORE;
     srv->log_level = SB_LOG_INFO;
     srv->shutdown_timeout = 5;
+    srv->max_connections_per_ip = 0;
+    srv->rate_limit = 0;
+    srv->rate_burst = 100;
+    srv->rx_buffer_size = 4096;
+    srv->handshake_timeout = 10;
+    srv->strict_plugin_files = true;
+    srv->watch = false;
 }
 
 /* The absolute folder of `path`; NULL with errno set on failure. */
@@ -1043,10 +1150,17 @@ void sb_config_free(sb_config *cfg)
     free(cfg->dir);
     free(cfg->server.host);
     free(cfg->server.path);
+    free(cfg->server.allowed_origins);
+    free(cfg->server.tls_cert);
+    free(cfg->server.tls_key);
     for (size_t i = 0; i < cfg->ngateways; i++) {
+        sb_server_conf *g = &cfg->gateways[i].conf;
         free(cfg->gateways[i].name);
-        free(cfg->gateways[i].conf.host);
-        free(cfg->gateways[i].conf.path);
+        free(g->host);
+        free(g->path);
+        free(g->allowed_origins);
+        free(g->tls_cert);
+        free(g->tls_key);
     }
     free(cfg->gateways);
     for (size_t i = 0; i < cfg->nplugins; i++) {

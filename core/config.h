@@ -51,6 +51,16 @@ typedef struct sb_server_conf {
     sb_unknown_event unknown_event; /* default ignore */
     int log_level;                  /* sb_log_level, default info */
     unsigned shutdown_timeout; /* seconds to wait for close handshakes, 5 */
+    /* Issue 5/6 keys. Per gateway unless noted "global". */
+    unsigned max_connections_per_ip; /* 0 = unlimited; default 0 */
+    unsigned rate_limit;        /* messages per second per client, 0 = off */
+    unsigned rate_burst;        /* messages allowed at once; default 100 */
+    char *allowed_origins;      /* "a b c" (Origin values), NULL = any */
+    char *tls_cert, *tls_key;   /* PEM files (resolved), NULL = plain ws */
+    size_t rx_buffer_size;      /* global: lws receive buffer per client */
+    unsigned handshake_timeout; /* global: seconds to finish the upgrade */
+    bool strict_plugin_files;   /* global: refuse writable plugin files */
+    bool watch;                 /* global: reload plugins when replaced */
 } sb_server_conf;
 
 /* One listener: [server] is the gateway "default"; each [gateway.NAME] adds

@@ -625,6 +625,9 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         if (cfg->gateways[g].conf.max_send_queue > max_queue)
             max_queue = cfg->gateways[g].conf.max_send_queue;
     protocols[0].tx_packet_size = max_queue + 4096;
+    /* The per-connection receive buffer: memory per idle client against
+     * bytes per read under pipelining (README, Performance). */
+    protocols[0].rx_buffer_size = cfg->server.rx_buffer_size;
 
     void *loops[] = {loop};
     struct lws_context_creation_info info;
@@ -634,6 +637,8 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     info.foreign_loops = loops;
     info.user = s;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    /* Bounds every network round trip lws waits for, the upgrade first. */
+    info.timeout_secs = cfg->server.handshake_timeout;
     s->lws = lws_create_context(&info);
     if (!s->lws) {
         sb_log_error("server", "cannot create the libwebsockets context");
