@@ -47,6 +47,8 @@ typedef struct sb_post {
     struct sb_post *next;
 } sb_post;
 
+static void run_posts(sb_plugin_host *h, const sb_plugin *only);
+
 /* ---- timers ---------------------------------------------------------------
  */
 
@@ -137,7 +139,9 @@ int sb_api_timer_stop(sb_plugin *p, uint64_t timer)
 static void work_run(uv_work_t *req)
 {
     sb_work *w = req->data;
+    sb_crash_enter(w->plugin->name, "work function", NULL);
     w->work(w->udata);
+    sb_crash_leave();
 }
 
 static void work_after(uv_work_t *req, int status)
@@ -156,6 +160,13 @@ static void work_after(uv_work_t *req, int status)
         sb_crash_leave();
     }
     free(w);
+    /* The last completion of a plugin being retired lets it go. */
+    if (p->unloading && !p->work && p->on_drained) {
+        void (*drained)(sb_plugin *) = p->on_drained;
+        p->on_drained = NULL;
+        run_posts(p->host, p);
+        drained(p);
+    }
 }
 
 int sb_api_work_queue(sb_plugin *p, sb_work_fn work, sb_done_fn done,
@@ -239,7 +250,9 @@ int sb_api_post(sb_plugin *p, sb_post_fn fn, void *udata)
     *post = (sb_post){p, fn, udata, NULL};
     sb_plugin_host *h = p->host;
     uv_mutex_lock(&h->post_lock);
-    if (h->post_closed) {
+    /* A plugin being unloaded takes no new posts: they would run after its
+     * unload hook, on freed state. (Read under the lock: set on the loop.) */
+    if (h->post_closed || p->unloading) {
         uv_mutex_unlock(&h->post_lock);
         free(post);
         return SB_ERR_STATE;
@@ -277,15 +290,21 @@ void sb_async_close(sb_plugin_host *h)
     uv_mutex_destroy(&h->post_lock);
 }
 
-void sb_async_quiesce(sb_plugin *p)
+void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p))
 {
+    uv_mutex_lock(&p->host->post_lock);
     p->unloading = true;
+    uv_mutex_unlock(&p->host->post_lock);
     while (p->timers)
         timer_close(p->timers);
     for (sb_work *w = p->work; w; w = w->next)
         uv_cancel((uv_req_t *)&w->req);
-    /* Completions (cancelled or not) come back through the loop. */
-    while (p->work)
-        uv_run(p->host->loop, UV_RUN_ONCE);
+    if (p->work) {
+        /* Running work cannot be stopped: its completion finishes the
+         * job (work_after). Cancelled work completes the same way. */
+        p->on_drained = finalize;
+        return;
+    }
     run_posts(p->host, p);
+    finalize(p);
 }

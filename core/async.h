@@ -18,9 +18,11 @@
 int sb_async_init(sb_plugin_host *h);
 void sb_async_close(sb_plugin_host *h);
 
-/* Before a plugin's unload hook: stop its timers, cancel its queued work
- * and wait for running work, run its pending posts. */
-void sb_async_quiesce(sb_plugin *p);
+/* Takes a plugin's asynchronous work down: stops its timers and cancels
+ * its queued work at once, then, when no work of it is running any more
+ * (now, or at the last completion), runs its pending posts and calls
+ * finalize(p). Never blocks the loop. */
+void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p));
 
 /* Host table entries (see plugin.h). */
 int sb_api_timer_start(sb_plugin *p, uint64_t delay_ms, uint64_t repeat_ms,

@@ -51,6 +51,7 @@ size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
 static int queued(sb_client *c)
 {
     if (c->tx.len - LWS_PRE > sb_client_conf(c)->max_send_queue) {
+        c->server->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
         c->tx.len = 0;
         sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                                "Send queue full");
@@ -92,8 +93,10 @@ int sb_client_frame_end(sb_client *c, long start, int opcode)
         memmove(room + hlen, c->tx.data + start, payload);
         c->tx.len -= SB_WS_MAX_HEADER - hlen;
     }
-    if (opcode != SB_WS_CLOSE)
+    if (opcode != SB_WS_CLOSE) {
         c->server->stats.messages_sent++;
+        c->server->gateway_stats[c->gateway].sent++;
+    }
     return queued(c);
 }
 
@@ -119,5 +122,6 @@ int sb_client_send_frames(sb_client *c, const char *frames, size_t len)
     if (sb_buf_append(&c->tx, frames, len) < 0)
         return SB_ERR_NOMEM;
     c->server->stats.messages_sent++;
+    c->server->gateway_stats[c->gateway].sent++;
     return queued(c);
 }

@@ -81,6 +81,7 @@ enum section_kind {
     SEC_SERVER,  /* [server] */
     SEC_PLUGIN,  /* [plugin.NAME]: p->plugin indexes cfg->plugins */
     SEC_GATEWAY, /* [gateway.NAME]: p->gateway indexes cfg->gateways */
+    SEC_ADMIN,   /* [admin] */
     SEC_SKIP     /* a section already reported as wrong: its keys are not */
 };
 
@@ -96,6 +97,7 @@ struct parser {
      * others are copied from [server] once the whole file is read. */
     unsigned *gateway_set;
     int server_line; /* of the first [server], 0 if none yet */
+    int admin_line;  /* of the first [admin], 0 if none yet */
     char *last_key;  /* names the value an indented line would continue */
     struct frame frame;
 };
@@ -277,14 +279,17 @@ enum server_key_id {
     SK_RX_BUFFER_SIZE,
     SK_HANDSHAKE_TIMEOUT,
     SK_STRICT_PLUGIN_FILES,
-    SK_WATCH
+    SK_WATCH,
+    SK_LOG_FORMAT,
+    SK_LOG_CONNECTIONS
 };
 
 /* Keys that only [server] may set: they are process-wide. */
 #define SK_GLOBAL_ONLY                                                         \
     ((1u << SK_LOG_LEVEL) | (1u << SK_SHUTDOWN_TIMEOUT) |                      \
      (1u << SK_RX_BUFFER_SIZE) | (1u << SK_HANDSHAKE_TIMEOUT) |                \
-     (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH))
+     (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH) |                       \
+     (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS))
 
 enum value_kind {
     V_TEXT,
@@ -350,6 +355,9 @@ static const struct server_key {
     {"strict_plugin_files", SK_STRICT_PLUGIN_FILES, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
     {"watch", SK_WATCH, V_BOOL, 0, 0, "true/false, yes/no, on/off or 1/0"},
+    {"log_format", SK_LOG_FORMAT, V_WORD, 0, 0, "'text' or 'json'"},
+    {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
+     "true/false, yes/no, on/off or 1/0"},
 };
 
 static bool valid_url_path(const char *s)
@@ -392,6 +400,10 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
     case V_WORD:
         if (k->id == SK_LOG_LEVEL) {
             word = parse_log_level(value);
+        } else if (k->id == SK_LOG_FORMAT) {
+            word = strcasecmp(value, "text") == 0   ? SB_LOG_TEXT
+                   : strcasecmp(value, "json") == 0 ? SB_LOG_JSON
+                                                    : -1;
         } else {
             word = strcasecmp(value, "ignore") == 0      ? SB_UNKNOWN_IGNORE
                    : strcasecmp(value, "exception") == 0 ? SB_UNKNOWN_EXCEPTION
@@ -487,6 +499,12 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
     case SK_WATCH:
         srv->watch = flag;
         break;
+    case SK_LOG_FORMAT:
+        srv->log_format = word;
+        break;
+    case SK_LOG_CONNECTIONS:
+        srv->log_connections = flag;
+        break;
     }
     return true;
 }
@@ -506,6 +524,79 @@ static void on_server_key(struct parser *p, int line, const char *name,
     add_error(p, line, "unknown key '%s' in [server]", name);
 }
 
+/* ---- [admin] ------------------------------------------------------------ */
+
+/* The admin listener (admin.c). Its own small table: none of these keys
+ * means anything in [server] or a gateway, nor theirs here. */
+enum admin_key_id { AK_HOST, AK_PORT, AK_TOKEN };
+
+static const struct admin_key {
+    const char *name;
+    enum admin_key_id id;
+    const char *expected;
+} admin_keys[] = {
+    {"host", AK_HOST, "a host name or address"},
+    {"port", AK_PORT, "an integer 1..65535"},
+    {"token", AK_TOKEN,
+     "a bearer token: printable ASCII without spaces, quotes or ';'"},
+};
+
+/* Clients send the token in a header, and the INI syntax would cut it at
+ * " ;": keep to what survives both. */
+static bool valid_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~' || *s == '"' || *s == ';' || *s == '\\')
+            return false;
+    return true;
+}
+
+static void on_admin_key(struct parser *p, int line, const char *name,
+                         const char *value)
+{
+    sb_admin_conf *adm = &p->cfg->admin;
+    for (size_t i = 0; i < sizeof(admin_keys) / sizeof(admin_keys[0]); i++) {
+        const struct admin_key *k = &admin_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        unsigned long long n = 0;
+        bool ok = false;
+        char **text = NULL;
+        switch (k->id) {
+        case AK_HOST:
+            ok = value[0] != '\0';
+            text = &adm->host;
+            break;
+        case AK_PORT:
+            ok = parse_integer(value, &n) && n >= 1 && n <= 65535;
+            if (ok)
+                adm->port = (int)n;
+            break;
+        case AK_TOKEN:
+            ok = valid_token(value);
+            text = &adm->token;
+            break;
+        }
+        if (!ok) {
+            /* The token's value is a secret: it stays out of the log. */
+            add_error(p, line, "bad value %s%s%s for '%s' (expected %s)",
+                      k->id == AK_TOKEN ? "" : "'",
+                      k->id == AK_TOKEN ? "(not shown)" : value,
+                      k->id == AK_TOKEN ? "" : "'", name, k->expected);
+        } else if (text) {
+            char *copy = dup_or_oom(p, value);
+            if (copy) {
+                free(*text);
+                *text = copy;
+            }
+        }
+        return;
+    }
+    add_error(p, line, "unknown key '%s' in [admin]", name);
+}
+
 /* ---- [gateway.NAME] ----------------------------------------------------- */
 
 static bool valid_plugin_name(const char *s);
@@ -519,6 +610,10 @@ static void gateway_section(struct parser *p, int line, const char *name)
                   "bad gateway name '%s' (expected letters, digits, '_', "
                   "'.' or '-'; 'default' is [server])",
                   name);
+        return;
+    }
+    if (cfg->ngateways >= SB_MAX_GATEWAYS) {
+        add_error(p, line, "more than %d gateways", SB_MAX_GATEWAYS);
         return;
     }
     for (size_t i = 1; i < cfg->ngateways; i++) {
@@ -841,14 +936,21 @@ static void on_section(struct parser *p, int line, const char *name,
         /* Still checked and applied, so that its problems are reported
          * too; the last value of a key wins, as within one section. */
         p->kind = SEC_SERVER;
+    } else if (strcmp(name, "admin") == 0) {
+        if (p->admin_line)
+            add_error(p, line, "duplicate section [admin] (first at line %d)",
+                      p->admin_line);
+        else
+            p->admin_line = line;
+        p->kind = SEC_ADMIN;
     } else if (strncmp(name, "plugin.", 7) == 0) {
         plugin_section(p, line, name + 7);
     } else if (strncmp(name, "gateway.", 8) == 0) {
         gateway_section(p, line, name + 8);
     } else {
         add_error(p, line,
-                  "unknown section [%s] (expected [server], [gateway.NAME] "
-                  "or [plugin.NAME])",
+                  "unknown section [%s] (expected [server], [admin], "
+                  "[gateway.NAME] or [plugin.NAME])",
                   name);
         p->kind = SEC_SKIP;
     }
@@ -874,6 +976,8 @@ static void on_key(struct parser *p, int line, const char *name,
         on_server_key(p, line, name, value);
     else if (p->kind == SEC_GATEWAY)
         on_gateway_key(p, line, name, value);
+    else if (p->kind == SEC_ADMIN)
+        on_admin_key(p, line, name, value);
     else
         on_plugin_key(p, line, name, value);
 }
@@ -1029,6 +1133,8 @@ static void set_defaults(sb_server_conf *srv)
     srv->handshake_timeout = 10;
     srv->strict_plugin_files = true;
     srv->watch = false;
+    srv->log_format = SB_LOG_TEXT;
+    srv->log_connections = false;
 }
 
 /* The absolute folder of `path`; NULL with errno set on failure. */
@@ -1127,6 +1233,17 @@ int sb_config_load(sb_config *cfg, const char *path)
                       cfg->plugins[i].name);
     if (!p.oom)
         finish_gateways(&p);
+    /* lws would share one listening socket between the admin vhost and a
+     * gateway's and tell them apart by the Host header: not what anyone
+     * means by giving both the same port. */
+    for (size_t i = 0; i < cfg->ngateways && cfg->admin.port && !p.oom; i++)
+        if (cfg->gateways[i].conf.port == cfg->admin.port) {
+            add_error(&p, p.admin_line,
+                      "[admin] port %d is the port of gateway '%s' too (the "
+                      "admin listener needs a port of its own)",
+                      cfg->admin.port, cfg->gateways[i].name);
+            break;
+        }
     for (size_t i = 0; i < cfg->nplugins && !p.oom; i++)
         finish_plugin_gateways(&p, &cfg->plugins[i]);
 
@@ -1153,6 +1270,8 @@ void sb_config_free(sb_config *cfg)
     free(cfg->server.allowed_origins);
     free(cfg->server.tls_cert);
     free(cfg->server.tls_key);
+    free(cfg->admin.host);
+    free(cfg->admin.token);
     for (size_t i = 0; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         free(cfg->gateways[i].name);

@@ -61,21 +61,34 @@ typedef struct sb_server_conf {
     unsigned handshake_timeout; /* global: seconds to finish the upgrade */
     bool strict_plugin_files;   /* global: refuse writable plugin files */
     bool watch;                 /* global: reload plugins when replaced */
+    int log_format;             /* global: sb_log_format, default text */
+    bool log_connections;       /* global: connects/disconnects at info */
 } sb_server_conf;
 
 /* One listener: [server] is the gateway "default"; each [gateway.NAME] adds
  * one. A gateway's limits are the [server] values unless its section sets
  * them. */
+/* Plugins keep the gateways they serve as bits of a uint64_t. */
+#define SB_MAX_GATEWAYS 64
+
 typedef struct sb_gateway_conf {
     char *name;
     int line;            /* of the section header, 0 for [server] */
     sb_server_conf conf; /* host, port, path and the per-gateway limits */
 } sb_gateway_conf;
 
+/* [admin]: the operator's HTTP listener (admin.c). */
+typedef struct sb_admin_conf {
+    char *host;  /* NULL: 127.0.0.1 */
+    int port;    /* 0 (no `port`): no admin listener */
+    char *token; /* bearer token every request must carry; NULL: none */
+} sb_admin_conf;
+
 typedef struct sb_config {
     char *file; /* the path as given */
     char *dir;  /* its folder, absolute */
     sb_server_conf server;
+    sb_admin_conf admin;
     sb_gateway_conf *gateways; /* [0] is "default" ([server]) */
     size_t ngateways;
     sb_plugin_conf *plugins; /* in file order */

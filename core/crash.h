@@ -16,7 +16,8 @@ typedef struct sb_crash_context {
     const char *volatile detail; /* e.g. the event name, or NULL */
 } sb_crash_context;
 
-extern sb_crash_context sb_crash_ctx;
+/* Per thread: a crash in a thread-pool work function names its plugin. */
+extern _Thread_local sb_crash_context sb_crash_ctx;
 
 static inline void sb_crash_enter(const char *plugin, const char *what,
                                   const char *detail)

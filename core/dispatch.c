@@ -120,6 +120,8 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
     s->stats.messages_received++;
     sb_env_status st = sb_envelope_parse(buf, len, conf->max_json_depth, &env);
     if (st != SB_ENV_OK) {
+        s->stats.exceptions_by[sb_exc_of_env(st)]++;
+        s->gateway_stats[c->gateway].unrouted++;
         sb_log_debug("dispatch", "client %llu: %s", (unsigned long long)c->id,
                      env.error);
         sb_send_exception(c, env.error, NULL, (sb_span){0}, env.id);
@@ -129,6 +131,8 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
                                            env.event, env.event_len);
     if (!route) {
         s->stats.unknown_events++;
+        s->stats.exceptions_by[SB_EXC_UNKNOWN_EVENT]++;
+        s->gateway_stats[c->gateway].unrouted++;
         sb_log_debug("dispatch", "client %llu: no handler for '%s'",
                      (unsigned long long)c->id, env.event);
         if (sb_client_conf(c)->unknown_event == SB_UNKNOWN_EXCEPTION) {
@@ -147,15 +151,25 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
     m.data = NULL;
     m.data_loaded = 0;
     m.failed = 0;
+    /* The route's own count picks the messages whose handler is timed
+     * (metrics.h: SB_DISPATCH_SAMPLE). */
+    sb_route_stats *rs = sb_route_stats_of(route);
+    bool timed = (rs->received++ & (SB_DISPATCH_SAMPLE - 1)) == 0;
+    sb_exc_reason failure = SB_EXC_GUARD_DENIED;
     /* Guards run first, in config order; a denial is an exception like a
      * failed handler's. */
     int rc = sb_plugin_host_guard(s->plugins, c->gateway, &m);
     if (rc == SB_OK) {
+        failure = SB_EXC_HANDLER_FAILED;
         sb_crash_enter(route->owner->name, "handler of event", env.event);
+        uint64_t t0 = timed ? uv_hrtime() : 0;
         rc = route->fn(route->owner, &m, route->udata);
+        if (timed)
+            sb_route_observe(rs, uv_hrtime() - t0);
         sb_crash_leave();
     }
     if (rc != SB_OK) {
+        s->stats.exceptions_by[failure]++;
         const char *why = m.failed ? m.fail_text : "Internal server error";
         sb_log_debug("dispatch", "client %llu: handler of '%s' failed: %s",
                      (unsigned long long)c->id, env.event, why);
@@ -186,6 +200,23 @@ int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id)
     if (!bad)
         bad = sb_buf_append_byte(b, '}');
     return bad ? SB_ERR_NOMEM : SB_OK;
+}
+
+/* Frames queued to the gateway so far: the difference across a reply call
+ * is what that reply queued (client.c counts every frame). */
+static uint64_t sent_so_far(const sb_message *m)
+{
+    return m->client->server->gateway_stats[m->client->gateway].sent;
+}
+
+/* Counts what a handler's reply queued, for its route and gateway. */
+static int count_reply(const sb_message *m, uint64_t before, int rc)
+{
+    sb_gateway_stats *gs =
+        &m->client->server->gateway_stats[m->client->gateway];
+    sb_route_stats_of(m->route)->sent += gs->sent - before;
+    gs->replies += gs->sent - before;
+    return rc;
 }
 
 const char *sb_msg_gateway(const sb_message *m)
@@ -246,8 +277,11 @@ int sb_msg_reply(sb_message *m, const char *event, json_t *data)
 {
     int rc;
     if (!m || !event || !*event) {
-        rc = SB_ERR_INVALID;
-    } else if (!data) {
+        json_decref(data);
+        return SB_ERR_INVALID;
+    }
+    uint64_t before = sent_so_far(m);
+    if (!data) {
         rc = queue_envelope(m->client, event, strlen(event), NULL, 0,
                             m->env->id);
     } else if ((rc = encode(data)) == SB_OK) {
@@ -255,7 +289,7 @@ int sb_msg_reply(sb_message *m, const char *event, json_t *data)
                             scratch.len, m->env->id);
     }
     json_decref(data);
-    return rc;
+    return count_reply(m, before, rc);
 }
 
 int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
@@ -269,19 +303,24 @@ int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
                          m->client->server->config->server.max_json_depth,
                          &value, why, sizeof(why)) != SB_ENV_OK)
         return SB_ERR_JSON;
-    return queue_envelope(m->client, event, strlen(event), value.ptr, value.len,
-                          m->env->id);
+    uint64_t before = sent_so_far(m);
+    return count_reply(m, before,
+                       queue_envelope(m->client, event, strlen(event),
+                                      value.ptr, value.len, m->env->id));
 }
 
 int sb_msg_reply_value(sb_message *m, json_t *value)
 {
     int rc = SB_OK;
-    if (!m)
-        rc = SB_ERR_INVALID;
-    else if (value && !json_is_null(value) && (rc = encode(value)) == SB_OK)
+    if (!m) {
+        json_decref(value);
+        return SB_ERR_INVALID;
+    }
+    uint64_t before = sent_so_far(m);
+    if (value && !json_is_null(value) && (rc = encode(value)) == SB_OK)
         rc = sb_client_send_text(m->client, scratch.data, scratch.len);
     json_decref(value);
-    return rc;
+    return count_reply(m, before, rc);
 }
 
 int sb_msg_reply_data(sb_message *m)
@@ -291,7 +330,8 @@ int sb_msg_reply_data(sb_message *m)
     sb_span d = m->env->data;
     if (!d.ptr || span_is_null(d))
         return SB_OK;
-    return sb_client_send_text(m->client, d.ptr, d.len);
+    uint64_t before = sent_so_far(m);
+    return count_reply(m, before, sb_client_send_text(m->client, d.ptr, d.len));
 }
 
 int sb_msg_fail(sb_message *m, const char *fmt, ...)

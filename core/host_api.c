@@ -78,14 +78,21 @@ void sb_client_slots_release(sb_client *c)
     c->nslots = 0;
 }
 
-void sb_api_release_plugin(const sb_plugin *p)
+void sb_api_release_plugin(const sb_plugin *p, bool keep_state)
 {
     sb_server *s = sb_server_instance;
-    if (!s)
+    if (!s || !p->desc)
         return;
-    for (sb_client *c = s->clients; c; c = c->next)
-        if (p->slot < c->nslots)
-            slot_release(&c->slots[p->slot], p->name);
+    for (sb_client *c = s->clients; c; c = c->next) {
+        if (p->slot >= c->nslots)
+            continue;
+        sb_client_slot *sl = &c->slots[p->slot];
+        json_t *state = keep_state ? sl->state : NULL;
+        if (keep_state)
+            sl->state = NULL;
+        slot_release(sl, p->name);
+        sl->state = state;
+    }
 }
 
 int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
@@ -148,7 +155,7 @@ json_t *sb_api_client_info(sb_client_id client)
     if (!c)
         return NULL;
     char peer[64] = "";
-    lws_get_peer_simple(c->wsi, peer, sizeof(peer));
+    sb_peer_address(c->wsi, peer, sizeof(peer));
     json_t *headers = json_object();
     const char *path = "", *query = "";
     if (c->handshake) {
@@ -182,8 +189,11 @@ int sb_api_client_close(sb_client_id client, int code, const char *reason)
     sb_client *c = client_of(client);
     if (!c)
         return SB_ERR_NOT_FOUND;
-    if (code < 1000 || code > 4999 || code == 1005 || code == 1006 ||
-        code == 1015)
+    /* Only the codes RFC 6455 lets an endpoint send. */
+    bool valid = (code >= 1000 && code <= 1003) ||
+                 (code >= 1007 && code <= 1014) ||
+                 (code >= 3000 && code <= 4999);
+    if (!valid)
         return SB_ERR_INVALID;
     if (c->closing)
         return SB_ERR_CLOSED;
@@ -217,6 +227,31 @@ static int frame_once(void)
     return SB_OK;
 }
 
+/* An id from a plugin goes out as JSON text: it must be one number or one
+ * string. */
+static bool valid_id(const char *id, size_t id_len, sb_span *out)
+{
+    char why[64];
+    if (sb_json_validate(id, id_len, 1, out, why, sizeof(why)) != SB_ENV_OK)
+        return false;
+    return out->ptr[0] == '"' || out->ptr[0] == '-' ||
+           isdigit((unsigned char)out->ptr[0]);
+}
+
+int sb_api_send_exception(sb_plugin *p, sb_client_id to, const char *id,
+                          size_t id_len, const char *message)
+{
+    sb_client *c = client_of(to);
+    if (!p || !message)
+        return SB_ERR_INVALID;
+    if (!c)
+        return SB_ERR_NOT_FOUND;
+    sb_span ids = {NULL, 0};
+    if (id && !valid_id(id, id_len, &ids))
+        return SB_ERR_INVALID;
+    return sb_send_exception(c, message, NULL, (sb_span){NULL, 0}, ids);
+}
+
 int sb_api_send(sb_plugin *p, sb_client_id to, const char *event, json_t *data)
 {
     return sb_api_send_ack(p, to, event, data, NULL, 0);
@@ -231,18 +266,9 @@ int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
         return SB_ERR_NOT_FOUND;
     }
     sb_span ids = {NULL, 0};
-    if (id) {
-        /* The id goes out as JSON text: it must be a number or a string. */
-        sb_span v;
-        char why[64];
-        if (sb_json_validate(id, id_len, 1, &v, why, sizeof(why)) !=
-                SB_ENV_OK ||
-            !(v.ptr[0] == '"' || v.ptr[0] == '-' ||
-              isdigit((unsigned char)v.ptr[0]))) {
-            json_decref(data);
-            return SB_ERR_INVALID;
-        }
-        ids = v;
+    if (id && !valid_id(id, id_len, &ids)) {
+        json_decref(data);
+        return SB_ERR_INVALID;
     }
     int rc = compose(event, data, ids);
     if (rc != SB_OK)
@@ -326,6 +352,15 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
             sent++;
     }
     return sent;
+}
+
+int sb_api_room_has(sb_plugin *p, sb_client_id client, const char *room)
+{
+    sb_client *c = room ? client_of(client) : NULL;
+    for (size_t i = 0; c && i < c->nrooms; i++)
+        if (strcmp(c->rooms[i].room->name, room) == 0)
+            return 1;
+    return 0;
 }
 
 size_t sb_api_room_count(sb_plugin *p, const char *room)

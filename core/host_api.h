@@ -34,8 +34,9 @@ struct sb_handshake {
 /* Releases what the host keeps for a client in each plugin slot (after the
  * disconnect hooks). */
 void sb_client_slots_release(sb_client *c);
-/* Releases one plugin's slot in every client (before it unloads). */
-void sb_api_release_plugin(const sb_plugin *p);
+/* Releases one plugin's slot in every client (before it unloads); with
+ * keep_state the JSON state stays for the version that replaced it. */
+void sb_api_release_plugin(const sb_plugin *p, bool keep_state);
 /* Frees the reused buffers at shutdown. */
 void sb_host_api_cleanup(void);
 
@@ -50,12 +51,15 @@ void *sb_api_client_data_get(sb_plugin *p, sb_client_id client);
 int sb_api_send(sb_plugin *p, sb_client_id to, const char *event, json_t *data);
 int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
                     json_t *data, const char *id, size_t id_len);
+int sb_api_send_exception(sb_plugin *p, sb_client_id to, const char *id,
+                          size_t id_len, const char *message);
 int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
                      sb_client_id except);
 int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room);
 int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room);
 int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
                      json_t *data, sb_client_id except);
+int sb_api_room_has(sb_plugin *p, sb_client_id client, const char *room);
 size_t sb_api_room_count(sb_plugin *p, const char *room);
 json_t *sb_api_client_rooms(sb_plugin *p, sb_client_id client);
 const char *sb_api_handshake_path(const sb_handshake *hs);

@@ -109,8 +109,10 @@ int main(int argc, char **argv)
     int problems = sb_config_load(&cfg, path);
     for (size_t i = 0; i < cfg.nerrors; i++)
         sb_log_error("config", "%s", cfg.errors[i]);
-    if (!problems)
+    if (!problems) {
         sb_log_set_level((sb_log_level)cfg.server.log_level);
+        sb_log_set_format((sb_log_format)cfg.server.log_format);
+    }
 
     /* The loop exists before the plugins: their init may start timers. */
     uv_loop_t loop;
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
         sb_config_free(&cfg);
         return 1;
     }
+    ph.strict_files = cfg.server.strict_plugin_files;
     int failed = problems;
     /* A config with problems is not served, but -t still tries the plugins
      * so that it can list every reason at once. */

@@ -17,11 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "async.h"
 #include "crash.h"
 #include "dispatch.h"
+#include "filecheck.h"
 #include "host_api.h"
 #include "log.h"
 #include "version.h"
@@ -32,8 +38,10 @@
 
 /* ---- host table: registration ------------------------------------------ */
 
-/* An event is unique within a gateway: the plugin subscribes it on every
- * gateway it serves, and a clash on any of them refuses the plugin. */
+/* An event is unique within a gateway: a plugin's events are checked on
+ * every gateway it serves, and a clash on any of them refuses the plugin.
+ * The route is only staged here; sb_plugin_host_add() commits it. The
+ * version being replaced by a reload does not count as a clash. */
 static int host_subscribe(sb_plugin *p, const char *event, sb_event_fn fn,
                           void *udata)
 {
@@ -41,22 +49,32 @@ static int host_subscribe(sb_plugin *p, const char *event, sb_event_fn fn,
         return SB_ERR_INVALID;
     if (!p->in_init)
         return SB_ERR_STATE;
+    for (size_t i = 0; i < p->nstaged; i++)
+        if (strcmp(p->staged[i].event, event) == 0)
+            return SB_ERR_EXISTS;
     sb_plugin_host *h = p->host;
+    size_t len = strlen(event);
     for (size_t g = 0; g < h->ngateways; g++) {
         if (!sb_plugin_serves(p, g))
             continue;
-        const sb_route *existing = NULL;
-        int rc = sb_router_add(&h->routers[g], event, p, fn, udata, &existing);
-        if (rc == SB_ERR_EXISTS && existing->owner != p) {
+        const sb_route *r = sb_router_find(&h->routers[g], event, len);
+        if (r && r->owner != p->replacing) {
             p->conflict = true;
             snprintf(p->error, sizeof(p->error),
                      "event '%s' is already handled by plugin '%s' (gateway "
                      "'%s')",
-                     event, existing->owner->name, h->gateways[g].name);
+                     event, r->owner->name, h->gateways[g].name);
+            return SB_ERR_EXISTS;
         }
-        if (rc != SB_OK)
-            return rc;
     }
+    sb_staged_route *grown =
+        realloc(p->staged, (p->nstaged + 1) * sizeof(*grown));
+    char *copy = grown ? strdup(event) : NULL;
+    if (grown)
+        p->staged = grown;
+    if (!copy)
+        return SB_ERR_NOMEM;
+    p->staged[p->nstaged++] = (sb_staged_route){copy, fn, udata};
     return SB_OK;
 }
 
@@ -77,6 +95,19 @@ HOOK_SETTER(disconnect, sb_disconnect_fn)
 HOOK_SETTER(unload, sb_unload_fn)
 HOOK_SETTER(handshake, sb_handshake_fn)
 HOOK_SETTER(guard, sb_guard_fn)
+HOOK_SETTER(export_state, sb_export_fn)
+HOOK_SETTER(import_state, sb_import_fn)
+HOOK_SETTER(resume, sb_resume_fn)
+
+static uint64_t host_plugin_generation(const sb_plugin *p)
+{
+    return p ? p->generation : 0;
+}
+
+static uint64_t host_plugin_loaded_at(const sb_plugin *p)
+{
+    return p ? p->loaded_at_ms : 0;
+}
 
 /* ---- host table: the plugin itself ------------------------------------- */
 
@@ -125,8 +156,8 @@ static int host_config_require(sb_plugin *p, const char *key, const char **out)
     *out = v;
     if (v && *v)
         return SB_OK;
-    snprintf(p->error, sizeof(p->error),
-             "missing required key '%s' in [plugin.%s]", key, p->name);
+    snprintf(p->error, sizeof(p->error), "%s required key '%s' in [plugin.%s]",
+             v ? "empty" : "missing", key, p->name);
     return SB_ERR_NOT_FOUND;
 }
 
@@ -313,6 +344,14 @@ const sb_host sb_host_table = {
     .config_double = host_config_double,
     .config_require = host_config_require,
     .message_gateway = sb_msg_gateway,
+    /* 1.2 */
+    .on_export = host_on_export_state,
+    .on_import = host_on_import_state,
+    .on_resume = host_on_resume,
+    .plugin_generation = host_plugin_generation,
+    .plugin_loaded_at = host_plugin_loaded_at,
+    .send_exception = sb_api_send_exception,
+    .room_has = sb_api_room_has,
 };
 
 /* ---- loading ------------------------------------------------------------ */
@@ -324,6 +363,7 @@ int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
     h->loop = loop;
     h->gateways = gateways;
     h->ngateways = ngateways;
+    h->strict_files = true;
     h->routers = calloc(ngateways ? ngateways : 1, sizeof(*h->routers));
     if (!h->routers)
         return -1;
@@ -343,6 +383,22 @@ static void remove_routes(sb_plugin_host *h, const sb_plugin *p)
         sb_router_remove_owner(&h->routers[g], p);
 }
 
+/* Puts the routes init staged into the routers. Conflicts were ruled out
+ * at subscribe time, so this fails only for lack of memory. */
+static int commit_routes(sb_plugin_host *h, sb_plugin *p)
+{
+    for (size_t i = 0; i < p->nstaged; i++)
+        for (size_t g = 0; g < h->ngateways; g++)
+            if (sb_plugin_serves(p, g) &&
+                sb_router_add(&h->routers[g], p->staged[i].event, p,
+                              p->staged[i].fn, p->staged[i].udata,
+                              NULL) != SB_OK) {
+                remove_routes(h, p);
+                return -1;
+            }
+    return 0;
+}
+
 static void plugin_free(sb_plugin *p)
 {
     if (!p)
@@ -351,6 +407,9 @@ static void plugin_free(sb_plugin *p)
         free(p->keys[i].key);
         free(p->keys[i].value);
     }
+    for (size_t i = 0; i < p->nstaged; i++)
+        free(p->staged[i].event);
+    free(p->staged);
     free(p->keys);
     free(p->name);
     free(p->file);
@@ -363,6 +422,7 @@ static sb_plugin *plugin_new(sb_plugin_host *h, const sb_plugin_conf *pc)
     if (!p)
         return NULL;
     p->host = h;
+    p->image_fd = -1;
     for (size_t i = 0; i < pc->ngateways; i++)
         p->gateways |= UINT64_C(1) << pc->gateways[i];
     p->name = strdup(pc->name);
@@ -385,28 +445,126 @@ static sb_plugin *plugin_new(sb_plugin_host *h, const sb_plugin_conf *pc)
     return p;
 }
 
-/* Opens the file; on failure explains why in words an operator can act on. */
-static void *open_file(const char *file, char *err, size_t errlen)
+/* Copies the plugin file into a sealed in-memory file and opens that.
+ *
+ * Why not dlopen(file): the dynamic loader returns the already loaded
+ * object for a path it knows, so a new build at the same path would never
+ * load next to the old one; and a file overwritten in place while mapped
+ * crashes the process. A private copy per load avoids both. The memfd stays
+ * open as long as the object is loaded, so its /proc/self/fd path is
+ * unique; its name ("sb:NAME:gGEN") is how /proc/self/maps is checked after
+ * dlclose. */
+static bool elf_complete(int fd, uint64_t size, const char **why);
+
+static void *open_image(sb_plugin *p, const char *file, char *err,
+                        size_t errlen)
 {
     struct stat st;
-    if (stat(file, &st) < 0) {
+    int in = open(file, O_RDONLY | O_CLOEXEC);
+    if (in < 0 || fstat(in, &st) < 0) {
         snprintf(err, errlen, "cannot load %s: %s", file,
                  errno == ENOENT ? "file not found" : strerror(errno));
+        if (in >= 0)
+            close(in);
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "cannot load %s: not a regular file", file);
+        close(in);
         return NULL;
     }
-    dlerror();
-    void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) {
-        const char *why = dlerror();
+    if (p->host->strict_files &&
+        sb_file_check_trusted_fd(in, file, err, errlen) < 0) {
+        close(in);
+        return NULL;
+    }
+    p->file_id = (sb_file_id){st.st_dev, st.st_ino, (uint64_t)st.st_size,
+                              st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+    snprintf(p->image_name, sizeof(p->image_name), "sb:%s:g%llu", p->name,
+             (unsigned long long)p->generation);
+    int fd = memfd_create(p->image_name, MFD_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot load %s: memfd_create: %s", file,
+                 strerror(errno));
+        close(in);
+        return NULL;
+    }
+    char buf[65536];
+    ssize_t n;
+    uint64_t copied = 0;
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(fd, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+        copied += (uint64_t)n;
+    }
+    close(in);
+    if (n < 0) {
+        snprintf(err, errlen, "cannot load %s: copying it: %s", file,
+                 strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    const char *why_not;
+    if (!elf_complete(fd, copied, &why_not)) {
         snprintf(err, errlen,
                  "cannot load %s: not a loadable shared object (%s)", file,
-                 why ? why : "unknown error");
+                 why_not);
+        close(fd);
+        return NULL;
     }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    dlerror();
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *why = dlerror();
+        /* dlerror names the /proc path; the operator knows the file. */
+        const char *colon = why ? strstr(why, ": ") : NULL;
+        snprintf(err, errlen,
+                 "cannot load %s: not a loadable shared object (%s)", file,
+                 colon ? colon + 2
+                 : why ? why
+                       : "unknown error");
+        close(fd);
+        return NULL;
+    }
+    p->image_fd = fd;
     return dl;
+}
+
+/* Whether the image holds every byte its ELF headers promise. The dynamic
+ * loader maps segments without checking the file's length, and touching a
+ * page past the end of a truncated file is SIGBUS: a half-copied build
+ * must be refused here, not crash the server in dlopen(). */
+static bool elf_complete(int fd, uint64_t size, const char **why)
+{
+    Elf64_Ehdr eh;
+    *why = "not an ELF file";
+    if (size < sizeof(eh) || pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        return false;
+    *why = "not a 64-bit ELF shared object for this machine";
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN ||
+        eh.e_phentsize != sizeof(Elf64_Phdr))
+        return false;
+    *why = "truncated (incomplete copy?)";
+    if (eh.e_phoff > size ||
+        (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > size - eh.e_phoff ||
+        (eh.e_shnum &&
+         (eh.e_shoff > size ||
+          (uint64_t)eh.e_shnum * eh.e_shentsize > size - eh.e_shoff)))
+        return false;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+            sizeof(ph))
+            return false;
+        if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)
+            return false;
+    }
+    return true;
 }
 
 static int check_descriptor(const sb_plugin_desc *d, const char *file,
@@ -448,38 +606,92 @@ static int check_descriptor(const sb_plugin_desc *d, const char *file,
     return 0;
 }
 
-int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
-                        size_t errlen)
+/* Whether the object is gone from the address space after dlclose: a
+ * plugin that pins itself (a thread still running, RTLD_NODELETE) would
+ * otherwise leak a mapping at every reload. */
+static bool image_mapped(const char *name)
 {
-    void *dl = open_file(pc->file, err, errlen);
-    if (!dl)
-        return -1;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return false;
+    char line[512];
+    char needle[96];
+    snprintf(needle, sizeof(needle), "/memfd:%s ", name);
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The last step of every unload: nothing of the plugin can run any more
+ * (async.c saw to its timers, work and posts). */
+static void finalize(sb_plugin *p)
+{
+    sb_plugin_host *h = p->host;
+    if (p->serving && !p->released)
+        sb_api_release_plugin(p, p->handed_over);
+    if (p->unload) {
+        sb_crash_enter(p->name, "unload hook", NULL);
+        p->unload(p, p->unload_ud);
+        sb_crash_leave();
+    }
+    if (h->routers)
+        remove_routes(h, p);
+    if (p->dl) {
+        dlclose(p->dl);
+        if (image_mapped(p->image_name))
+            sb_log_warn("plugins",
+                        "plugin '%s' (generation %llu) is still mapped after "
+                        "dlclose: a thread or RTLD_NODELETE keeps it",
+                        p->name, (unsigned long long)p->generation);
+    }
+    if (p->image_fd >= 0)
+        close(p->image_fd);
+    if (p->announce_unload)
+        sb_log_info("plugins", "unloaded plugin '%s' (generation %llu)",
+                    p->name, (unsigned long long)p->generation);
+    plugin_free(p);
+}
+
+void sb_plugin_retire(sb_plugin *p)
+{
+    sb_async_retire(p, finalize);
+}
+
+sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
+                               const sb_plugin *replacing, char *err,
+                               size_t errlen)
+{
+    sb_plugin *p = plugin_new(h, pc);
+    if (!p) {
+        snprintf(err, errlen, "cannot load %s: out of memory", pc->file);
+        return NULL;
+    }
+    p->generation = replacing ? replacing->generation + 1 : 1;
+    p->replacing = replacing;
+    p->dl = open_image(p, pc->file, err, errlen);
+    if (!p->dl) {
+        plugin_free(p);
+        return NULL;
+    }
     dlerror();
-    const sb_plugin_desc *d = dlsym(dl, SB_PLUGIN_SYMBOL);
-    if (!d) {
+    const sb_plugin_desc *d = dlsym(p->dl, SB_PLUGIN_SYMBOL);
+    if (!d)
         snprintf(err, errlen,
                  "cannot load %s: no '%s' symbol: not a Switchboard plugin "
                  "(did you use SB_PLUGIN_DEFINE?)",
                  pc->file, SB_PLUGIN_SYMBOL);
-        dlclose(dl);
-        return -1;
+    if (!d || check_descriptor(d, pc->file, err, errlen) < 0) {
+        finalize(p);
+        return NULL;
     }
-    if (check_descriptor(d, pc->file, err, errlen) < 0) {
-        dlclose(dl);
-        return -1;
-    }
-    sb_plugin **grown = realloc(h->plugins, (h->count + 1) * sizeof(*grown));
-    sb_plugin *p = grown ? plugin_new(h, pc) : NULL;
-    if (grown)
-        h->plugins = grown;
-    if (!p) {
-        snprintf(err, errlen, "cannot load %s: out of memory", pc->file);
-        dlclose(dl);
-        return -1;
-    }
-    p->dl = dl;
     p->desc = d;
-    p->slot = h->next_slot;
+    p->loaded_at_ms = (uint64_t)time(NULL) * 1000;
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0)
+        p->loaded_at_ms =
+            (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 
     p->in_init = true;
     sb_crash_enter(p->name, "init", NULL);
@@ -487,49 +699,101 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
     sb_crash_leave();
     p->in_init = false;
     if (rc != SB_OK || p->conflict) {
-        sb_async_quiesce(p);
-        if (rc == SB_OK && p->unload) {
-            /* init succeeded: let it clean up */
-            sb_crash_enter(p->name, "unload hook", NULL);
-            p->unload(p, p->unload_ud);
-            sb_crash_leave();
-        }
         if (rc != SB_OK)
             snprintf(err, errlen, "cannot load %s: init failed: %s", pc->file,
                      p->error[0] ? p->error : "no reason given");
         else
             snprintf(err, errlen, "cannot load %s: %s", pc->file, p->error);
-        remove_routes(h, p);
-        sb_async_quiesce(p);
-        dlclose(dl);
-        plugin_free(p);
+        /* The unload hook is for a plugin whose init succeeded; a failed
+         * init must have cleaned up after itself. */
+        if (rc != SB_OK)
+            p->unload = NULL;
+        sb_plugin_retire(p);
+        return NULL;
+    }
+    return p;
+}
+
+int sb_plugin_host_add(sb_plugin_host *h, sb_plugin *p)
+{
+    sb_plugin **grown = realloc(h->plugins, (h->count + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    h->plugins = grown;
+    if (commit_routes(h, p) < 0)
+        return -1;
+    p->slot = h->next_slot++;
+    p->serving = true;
+    p->replacing = NULL;
+    p->announce_unload = true;
+    h->plugins[h->count++] = p;
+    const sb_plugin_desc *d = p->desc;
+    sb_log_info("plugins",
+                "loaded plugin '%s' (%s %s, ABI %u.%u, generation %llu) from "
+                "%s",
+                p->name, d->name, d->version ? d->version : "?", d->abi_major,
+                d->abi_minor, (unsigned long long)p->generation, p->file);
+    return 0;
+}
+
+int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
+                        size_t errlen)
+{
+    sb_plugin *p = sb_plugin_host_open(h, pc, NULL, err, errlen);
+    if (!p)
+        return -1;
+    if (sb_plugin_host_add(h, p) < 0) {
+        snprintf(err, errlen, "cannot load %s: out of memory", pc->file);
+        sb_plugin_retire(p);
         return -1;
     }
-    h->plugins[h->count++] = p;
-    h->next_slot++;
-    sb_log_info("plugins", "loaded plugin '%s' (%s %s, ABI %u.%u) from %s",
-                p->name, d->name, d->version ? d->version : "?", d->abi_major,
-                d->abi_minor, p->file);
     return 0;
+}
+
+int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np)
+{
+    size_t at = 0;
+    while (at < h->count && h->plugins[at] != old)
+        at++;
+    if (at == h->count)
+        return -1;
+    remove_routes(h, old);
+    if (commit_routes(h, np) < 0) {
+        /* Out of memory halfway: put the old version's routes back (its
+         * staged list is kept for this) and leave it serving. */
+        commit_routes(h, old);
+        return -1;
+    }
+    np->slot = old->slot; /* clients' JSON state carries over */
+    np->serving = true;
+    np->replacing = NULL;
+    np->announce_unload = true;
+    old->handed_over = true;
+    h->plugins[at] = np;
+    return 0;
+}
+
+void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p)
+{
+    size_t at = 0;
+    while (at < h->count && h->plugins[at] != p)
+        at++;
+    if (at == h->count)
+        return;
+    memmove(&h->plugins[at], &h->plugins[at + 1],
+            (h->count - at - 1) * sizeof(*h->plugins));
+    h->count--;
+    remove_routes(h, p);
+    sb_plugin_retire(p);
 }
 
 void sb_plugin_host_free(sb_plugin_host *h)
 {
-    for (size_t i = h->count; i-- > 0;) {
-        sb_plugin *p = h->plugins[i];
-        sb_async_quiesce(p);
-        sb_api_release_plugin(p);
-        if (p->unload) {
-            sb_crash_enter(p->name, "unload hook", NULL);
-            p->unload(p, p->unload_ud);
-            sb_crash_leave();
-        }
-        remove_routes(h, p);
-        sb_log_info("plugins", "unloaded plugin '%s'", p->name);
-        dlclose(p->dl);
-        plugin_free(p);
-    }
+    for (size_t i = h->count; i-- > 0;)
+        sb_plugin_retire(h->plugins[i]);
     free(h->plugins);
+    h->plugins = NULL;
+    h->count = 0;
     if (h->routers) {
         for (size_t g = 0; g < h->ngateways; g++)
             sb_router_free(&h->routers[g]);
@@ -537,9 +801,6 @@ void sb_plugin_host_free(sb_plugin_host *h)
         h->routers = NULL;
         sb_async_close(h);
     }
-    /* Not a memset: the post handle is still closing in the loop. */
-    h->plugins = NULL;
-    h->count = 0;
 }
 
 /* ---- hook runners ------------------------------------------------------- */

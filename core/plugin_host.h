@@ -23,6 +23,20 @@ struct sb_timer;
 struct sb_work;
 struct sb_post;
 
+/* A route registered during init, put in the routers only once the plugin
+ * is accepted (and, for a reload, when the old version's are taken out). */
+typedef struct sb_staged_route {
+    char *event;
+    sb_event_fn fn;
+    void *udata;
+} sb_staged_route;
+
+/* What a plugin file was when loaded: a change means a new build. */
+typedef struct sb_file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_s, mtime_ns;
+} sb_file_id;
+
 struct sb_plugin {
     struct sb_plugin_host *host;
     char *name;         /* instance name, [plugin.NAME] */
@@ -32,11 +46,23 @@ struct sb_plugin {
     uint64_t gateways; /* bit g set: serves gateway g */
     size_t slot;       /* index of its per-client slot (sb_client.slots) */
     void *dl;          /* dlopen handle */
+    int image_fd;      /* the memfd it was loaded from, open while loaded */
+    char image_name[96];
+    sb_file_id file_id;
     const sb_plugin_desc *desc;
-    bool in_init;    /* registrations are allowed */
-    bool unloading;  /* no new timers, work or posts */
-    bool conflict;   /* a subscribe hit an event owned elsewhere */
-    char error[512]; /* why init failed, from plugin_error() */
+    uint64_t generation;   /* 1, then +1 per reload of this instance */
+    uint64_t loaded_at_ms; /* ms since the epoch */
+    const struct sb_plugin *replacing; /* during a reload's init */
+    sb_staged_route *staged;
+    size_t nstaged;
+    bool serving;         /* was added to the host (has a client slot) */
+    bool released;        /* its client data was already released */
+    bool handed_over;     /* replaced: its clients' JSON state stays */
+    bool announce_unload; /* log the unload (not for a refused load) */
+    bool in_init;         /* registrations are allowed */
+    bool unloading;       /* no new timers, work or posts */
+    bool conflict;        /* a subscribe hit an event owned elsewhere */
+    char error[512];      /* why init failed, from plugin_error() */
     sb_ready_fn ready;
     void *ready_ud;
     sb_connect_fn connect;
@@ -49,8 +75,15 @@ struct sb_plugin {
     void *handshake_ud;
     sb_guard_fn guard;
     void *guard_ud;
-    struct sb_timer *timers; /* live timers (async.c) */
-    struct sb_work *work;    /* queued or running work (async.c) */
+    sb_export_fn export_state;
+    void *export_state_ud;
+    sb_import_fn import_state;
+    void *import_state_ud;
+    sb_resume_fn resume;
+    void *resume_ud;
+    void (*on_drained)(struct sb_plugin *p); /* async.c: retire() */
+    struct sb_timer *timers;                 /* live timers (async.c) */
+    struct sb_work *work; /* queued or running work (async.c) */
     uint64_t next_timer_id;
 };
 
@@ -62,6 +95,7 @@ typedef struct sb_plugin_host {
     sb_plugin **plugins; /* in load (config) order */
     size_t count;
     size_t next_slot;
+    bool strict_files; /* check plugin files like sshd's StrictModes */
     /* post(): the one thread-safe entry (async.c) */
     uv_async_t post_async;
     uv_mutex_t post_lock;
@@ -77,10 +111,34 @@ extern const sb_host sb_host_table;
 int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
                         const sb_gateway_conf *gateways, size_t ngateways);
 
-/* Loads one plugin instance. On failure returns -1 and writes a one-line
- * reason ("cannot load FILE: ...") to err; nothing of the plugin remains. */
+/* Loads one plugin instance: open + add. On failure returns -1 and writes
+ * a one-line reason ("cannot load FILE: ...") to err; nothing of the
+ * plugin remains. */
 int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
                         size_t errlen);
+/* Loads a plugin file and runs its init, with its routes only staged:
+ * the plugin is not serving yet. `replacing` (may be NULL) is the version
+ * it will replace, whose events do not count as taken. NULL and err on
+ * failure (the half-loaded plugin is retired). */
+sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
+                               const sb_plugin *replacing, char *err,
+                               size_t errlen);
+/* Puts an opened plugin in service at the end of the list: its routes go
+ * into the routers, it gets a client-state slot. 0, or -1 (out of memory). */
+int sb_plugin_host_add(sb_plugin_host *h, sb_plugin *p);
+/* Takes a plugin out of service for good: timers stopped, queued work
+ * cancelled, and once running work is done, posts run, client data
+ * released, unload hook, routes dropped, dlclose. The caller has already
+ * removed it from h->plugins. */
+void sb_plugin_retire(sb_plugin *p);
+/* Swaps an opened new version in for `old`, in one step: old routes out,
+ * new routes in, same place in the list, same client-state slot. The old
+ * version is still loaded (retire it after the handover). 0, or -1 with
+ * nothing changed. */
+int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np);
+/* Takes a plugin out of the list and its routes out of the routers, then
+ * retires it. */
+void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p);
 
 /* Unloads every plugin in reverse load order (timers stopped, work drained,
  * posts run, unload hook, routes dropped, dlclose) and frees the host. The

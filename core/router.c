@@ -106,7 +106,7 @@ int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
         i = (i + 1) & (r->cap - 1);
     if (r->slots[i].event == TOMBSTONE)
         r->tombstones--;
-    r->slots[i] = (sb_route){copy, len, h, owner, fn, udata};
+    r->slots[i] = (sb_route){copy, len, h, owner, fn, udata, {0}};
     r->count++;
     return SB_OK;
 }

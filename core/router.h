@@ -14,6 +14,21 @@
 
 #include <switchboard/plugin.h>
 
+/* Upper bounds of the dispatch-time histogram (metrics.h). */
+#define SB_DISPATCH_BUCKETS 16
+
+/* A route's counters for /metrics, kept in the route so that the hot path
+ * counts without a second lookup. They start at zero when the route is
+ * added, so a reloaded plugin's events start over (a counter reset, which
+ * Prometheus' rate() expects). */
+typedef struct sb_route_stats {
+    uint64_t received; /* messages for this event */
+    uint64_t sent;     /* frames the handler's replies queued */
+    uint64_t timed;    /* handler calls timed (a sample, see dispatch.c) */
+    uint64_t time_ns;  /* their total time */
+    uint64_t bucket[SB_DISPATCH_BUCKETS + 1]; /* per bound, then +Inf */
+} sb_route_stats;
+
 typedef struct sb_route {
     char *event; /* owned copy, NUL-terminated */
     size_t event_len;
@@ -21,6 +36,7 @@ typedef struct sb_route {
     sb_plugin *owner; /* borrowed */
     sb_event_fn fn;
     void *udata;
+    sb_route_stats stats; /* zeroed by sb_router_add() */
 } sb_route;
 
 typedef struct sb_router {
@@ -42,6 +58,14 @@ int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
  * add or remove. */
 const sb_route *sb_router_find(const sb_router *r, const char *event,
                                size_t len);
+
+/* A route's counters: the one part of a route that changes while it is in
+ * the table, so they are reachable from the const route that lookups
+ * return (the route itself lives in the router's writable slots). */
+static inline sb_route_stats *sb_route_stats_of(const sb_route *r)
+{
+    return (sb_route_stats *)&r->stats;
+}
 
 /* Removes every route owned by `owner`; returns how many. */
 size_t sb_router_remove_owner(sb_router *r, const sb_plugin *owner);

@@ -15,6 +15,7 @@
  */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,10 @@
 #include <libwebsockets.h>
 
 #include "dispatch.h"
+#include "admin.h"
 #include "host_api.h"
 #include "log.h"
+#include "reload.h"
 
 /* Reassembly and send buffers bigger than this are freed after use rather
  * than kept for the next message, so one large message does not pin memory
@@ -35,6 +38,16 @@ sb_server *sb_server_instance;
 
 static void finish(sb_server *s);
 static void on_shutdown_timer(uv_timer_t *t);
+
+void sb_peer_address(struct lws *wsi, char *buf, size_t len)
+{
+    buf[0] = 0;
+    lws_get_peer_simple(wsi, buf, len);
+    /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; operators
+     * and allow-lists know them as a.b.c.d. */
+    if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf + 7, '.'))
+        memmove(buf, buf + 7, strlen(buf + 7) + 1);
+}
 
 static sb_server *server_of(struct lws *wsi)
 {
@@ -149,18 +162,21 @@ void sb_server_close_client(sb_client *c, int code, const char *reason)
 {
     if (c->closing)
         return;
-    unsigned char payload[2 + sizeof(c->close_reason)];
+    /* A close frame carries at most 125 bytes: the code and 123 of reason,
+     * cut at a UTF-8 character boundary. */
+    unsigned char payload[125];
     size_t rlen = strlen(reason);
-    if (rlen > sizeof(c->close_reason) - 1)
-        rlen = sizeof(c->close_reason) - 1;
+    if (rlen > sizeof(payload) - 2) {
+        rlen = sizeof(payload) - 2;
+        while (rlen > 0 && ((unsigned char)reason[rlen] & 0xc0) == 0x80)
+            rlen--;
+    }
     payload[0] = (unsigned char)(code >> 8);
     payload[1] = (unsigned char)code;
     memcpy(payload + 2, reason, rlen);
     long start = sb_client_frame_begin(c);
     c->closing = true;
     c->close_code = code;
-    memcpy(c->close_reason, reason, rlen);
-    c->close_reason[rlen] = 0;
     if (start < 0 || sb_buf_append(&c->tx, payload, 2 + rlen) < 0) {
         /* No memory even for a close frame: just drop the connection. */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
@@ -187,6 +203,7 @@ static int close_now(sb_client *c, int code, const char *reason)
 
 static int too_big(sb_client *c)
 {
+    c->server->stats.exceptions_by[SB_EXC_TOO_BIG]++;
     sb_log_info("server",
                 "client %llu: message over max_message_size (%zu), "
                 "closing with 1009",
@@ -195,6 +212,34 @@ static int too_big(sb_client *c)
     dirty_unlink(c);
     flush_client(c);
     return close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+}
+
+/* The message rate limit: a message over it is dropped with one exception
+ * for the burst; a client that keeps sending a whole burst more while
+ * over it is closed with 1008. */
+static bool admit(sb_client *c)
+{
+    const sb_server_conf *conf = sb_client_conf(c);
+    if (!conf->rate_limit || sb_rate_take(c, conf, uv_now(c->server->loop))) {
+        c->rate_strikes = 0;
+        return true;
+    }
+    c->server->stats.exceptions_by[SB_EXC_RATE_LIMITED]++;
+    if (++c->rate_strikes == 1) {
+        char why[96];
+        snprintf(why, sizeof(why),
+                 "Rate limit exceeded: at most %u messages per second",
+                 conf->rate_limit);
+        sb_send_exception(c, why, NULL, (sb_span){NULL, 0}, (sb_span){NULL, 0});
+    } else if (c->rate_strikes > conf->rate_burst) {
+        sb_log_info("server",
+                    "client %llu: still over rate_limit, closing "
+                    "with 1008",
+                    (unsigned long long)c->id);
+        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                               "Rate limit exceeded");
+    }
+    return false;
 }
 
 static int on_receive(sb_client *c, const char *in, size_t len)
@@ -210,7 +255,8 @@ static int on_receive(sb_client *c, const char *in, size_t len)
         /* The common case: a whole message in one piece, handled in place. */
         if (len > max)
             return too_big(c);
-        sb_dispatch(c, in, len);
+        if (admit(c))
+            sb_dispatch(c, in, len);
         return 0;
     }
     if (c->rx.len + len + remaining > max)
@@ -224,7 +270,8 @@ static int on_receive(sb_client *c, const char *in, size_t len)
                          "Out of memory");
     }
     if (final) {
-        sb_dispatch(c, c->rx.data, c->rx.len);
+        if (admit(c))
+            sb_dispatch(c, c->rx.data, c->rx.len);
         c->rx.len = 0;
         if (c->rx.cap > SB_KEEP_BUFFER_MAX)
             sb_buf_free(&c->rx);
@@ -268,6 +315,25 @@ static void pending_drop(sb_server *s, struct lws *wsi, sb_pending *out)
     }
 }
 
+/* The query arguments, which lws keeps URL-decoded, one fragment each:
+ * joined back with '&'. "" when there are none. */
+static void copy_query(struct lws *wsi, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    char frag[1024];
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
+                                      WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            break;
+        int w = snprintf(buf + o, len - o, "%s%s", o ? "&" : "", frag);
+        if (w < 0 || (size_t)w >= len - o)
+            break;
+        o += (size_t)w;
+    }
+}
+
 static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
 {
     sb_handshake hs;
@@ -293,13 +359,34 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Too many connections");
     }
+    char origin[512];
+    if (conf->allowed_origins &&
+        !sb_origin_allowed(conf, lws_hdr_copy(wsi, origin, sizeof(origin),
+                                              WSI_TOKEN_ORIGIN) > 0
+                                     ? origin
+                                     : NULL)) {
+        sb_log_info("server",
+                    "gateway '%s': refusing origin '%s' with HTTP "
+                    "403",
+                    s->config->gateways[g].name, origin);
+        return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "Origin not allowed");
+    }
+    sb_peer_address(wsi, hs.remote, sizeof(hs.remote));
+    if (conf->max_connections_per_ip &&
+        sb_ip_count(&s->ips, hs.remote) >= conf->max_connections_per_ip) {
+        sb_log_info("server",
+                    "gateway '%s': %s has %u connections already; "
+                    "refusing with HTTP 429",
+                    s->config->gateways[g].name, hs.remote,
+                    conf->max_connections_per_ip);
+        return refuse_upgrade(wsi, 429,
+                              "Too many connections from this "
+                              "address");
+    }
     /* Handshake hooks see the request before it is answered. */
     hs.gateway = g;
     hs.gateway_name = s->config->gateways[g].name;
-    if (lws_hdr_copy(wsi, hs.query, sizeof(hs.query), WSI_TOKEN_HTTP_URI_ARGS) <
-        0)
-        hs.query[0] = 0;
-    lws_get_peer_simple(wsi, hs.remote, sizeof(hs.remote));
+    copy_query(wsi, hs.query, sizeof(hs.query));
     int status = sb_plugin_host_handshake(s->plugins, g, &hs);
     if (status != SB_OK) {
         json_decref(hs.identity);
@@ -333,8 +420,7 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     if (lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_GET_URI) < 0)
         value[0] = 0;
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
-    if (lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_URI_ARGS) < 0)
-        value[0] = 0;
+    copy_query(wsi, value, sizeof(value));
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
     for (int t = 0; t < WSI_TOKEN_COUNT && !bad; t++) {
         const char *name =
@@ -357,6 +443,30 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     }
     c->handshake = b.data;
     c->handshake_len = b.len;
+}
+
+/* A connect (code 0) or disconnect line: at info with log_connections,
+ * else at debug. JSON lines carry the facts as fields too. */
+static void log_connection(sb_server *s, const sb_client *c, int code)
+{
+    sb_log_level level =
+        s->config->server.log_connections ? SB_LOG_INFO : SB_LOG_DEBUG;
+    if (level > sb_log_get_level())
+        return;
+    const char *gw = s->config->gateways[c->gateway].name;
+    sb_log_field f[] = {{"client", NULL, (long long)c->id},
+                        {"remote", c->remote, 0},
+                        {"gateway", gw, 0},
+                        {"code", NULL, code}};
+    if (code)
+        sb_log_fields(level, "server", f, 4,
+                      "client %llu (%s) disconnected from gateway '%s' with "
+                      "%d",
+                      (unsigned long long)c->id, c->remote, gw, code);
+    else
+        sb_log_fields(level, "server", f, 3,
+                      "client %llu connected from %s to gateway '%s'",
+                      (unsigned long long)c->id, c->remote, gw);
 }
 
 static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
@@ -382,16 +492,17 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
         return -1;
     }
     capture_handshake(c, wsi);
+    if (s->track_ips) {
+        char peer[64] = "";
+        sb_peer_address(wsi, peer, sizeof(peer));
+        c->ip = sb_ip_acquire(&s->ips, peer);
+    }
     clients_link(s, c);
     s->gateway_clients[c->gateway]++;
     s->stats.connections_total++;
-    if (sb_log_get_level() >= SB_LOG_DEBUG) {
-        char peer[64] = "?";
-        lws_get_peer_simple(wsi, peer, sizeof(peer));
-        sb_log_debug("server", "client %llu connected from %s to gateway '%s'",
-                     (unsigned long long)c->id, peer,
-                     s->config->gateways[c->gateway].name);
-    }
+    s->gateway_stats[c->gateway].connections_total++;
+    sb_peer_address(wsi, c->remote, sizeof(c->remote));
+    log_connection(s, c, 0);
     const sb_plugin *refuser;
     c->hooks_upto =
         sb_plugin_host_connect(s->plugins, c->gateway, c->id, &refuser);
@@ -413,6 +524,8 @@ static void on_closed(sb_server *s, sb_client *c)
     int code = c->close_code        ? c->close_code
                : c->peer_close_code ? c->peer_close_code
                                     : LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+    /* Whatever the hooks try to send it goes nowhere: it is closing. */
+    c->closing = true;
     dirty_unlink(c);
     if (c->accepted)
         sb_plugin_host_disconnect(s->plugins, c->gateway, c->id, code,
@@ -424,10 +537,11 @@ static void on_closed(sb_server *s, sb_client *c)
     json_decref(c->identity);
     free(c->handshake);
     sb_clients_remove(&s->table, c->id);
+    sb_ip_release(&s->ips, c->ip);
+    c->ip = NULL;
     clients_unlink(s, c);
     s->gateway_clients[c->gateway]--;
-    sb_log_debug("server", "client %llu disconnected (%d)",
-                 (unsigned long long)c->id, code);
+    log_connection(s, c, code);
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
@@ -570,16 +684,39 @@ static int create_listeners(sb_server *s)
         r->secs_since_valid_ping = (uint16_t)conf->ping_interval;
         /* A client that does not answer within another interval is gone. */
         r->secs_since_valid_hangup = (uint16_t)(conf->ping_interval * 2);
-        char name[32];
-        snprintf(name, sizeof(name), "listener-%zu", s->nvhosts);
         struct lws_context_creation_info vinfo;
         memset(&vinfo, 0, sizeof(vinfo));
         vinfo.options =
             LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
         vinfo.port = conf->port;
         vinfo.iface = conf->host && *conf->host ? conf->host : NULL;
+        /* lws 4.1 binds an IPv4 address given to an IPv6 socket as "::",
+         * i.e. every interface: for an IPv4 host, listen on IPv4 only. */
+        struct in_addr v4;
+        if (vinfo.iface && inet_pton(AF_INET, vinfo.iface, &v4) == 1)
+            vinfo.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         vinfo.protocols = protocols;
-        vinfo.vhost_name = name;
+        /* A client that does not finish its upgrade in time is dropped:
+         * these are per vhost in lws 4.1. */
+        vinfo.timeout_secs = cfg->server.handshake_timeout;
+        vinfo.timeout_secs_ah_idle = cfg->server.handshake_timeout;
+        vinfo.keepalive_timeout = (int)cfg->server.handshake_timeout;
+        if (conf->tls_cert || conf->tls_key) {
+            if (!conf->tls_cert || !conf->tls_key) {
+                sb_log_error("server",
+                             "gateway '%s': tls_cert and tls_key "
+                             "go together",
+                             cfg->gateways[g].name);
+                return -1;
+            }
+            /* wss:// on this listener. Our raw writes go through lws' TLS
+             * layer like its own. */
+            vinfo.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+            vinfo.ssl_cert_filepath = conf->tls_cert;
+            vinfo.ssl_private_key_filepath = conf->tls_key;
+        }
+        /* lws keeps the pointer: the config's string outlives the vhost. */
+        vinfo.vhost_name = cfg->gateways[g].name;
         if (conf->ping_interval)
             vinfo.retry_and_idle_policy = r;
         struct lws_vhost *vh = lws_create_vhost(s->lws, &vinfo);
@@ -634,6 +771,12 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        if (cfg->gateways[g].conf.tls_cert)
+            info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        if (cfg->gateways[g].conf.max_connections_per_ip)
+            s->track_ips = true;
+    }
     info.foreign_loops = loops;
     info.user = s;
     info.port = CONTEXT_PORT_NO_LISTEN;
@@ -645,7 +788,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         return -1;
     }
     sb_server_instance = s;
-    if (create_listeners(s) < 0) {
+    if (create_listeners(s) < 0 || sb_admin_start(s) < 0) {
         /* The same two-step destroy as a normal stop: let lws close its
          * uv handles, then free the rest in sb_server_free(). */
         lws_context_destroy(s->lws);
@@ -673,6 +816,8 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         }
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
+    if (sb_reload_start(s) < 0)
+        sb_log_warn("server", "hot reload is unavailable (out of memory)");
     return 0;
 }
 
@@ -691,6 +836,7 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    sb_reload_stop(s);
     /* First of the two destroys: from inside the loop, so lws can close its
      * own uv handles; uv_run() then returns. */
     lws_context_destroy(s->lws);
@@ -726,6 +872,7 @@ void sb_server_free(sb_server *s)
     if (s->lws)
         lws_context_destroy(s->lws); /* the second destroy, after uv_run */
     s->lws = NULL;
+    sb_admin_free(s);
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);
@@ -734,6 +881,7 @@ void sb_server_free(sb_server *s)
     free(s->gateway_clients);
     sb_clients_free(&s->table);
     sb_rooms_free(&s->rooms);
+    sb_ip_free(&s->ips);
     sb_server_instance = NULL;
     sb_dispatch_cleanup();
     sb_host_api_cleanup();

@@ -16,8 +16,10 @@
 
 #include "client.h"
 #include "clients.h"
+#include "admission.h"
 #include "rooms.h"
 #include "config.h"
+#include "metrics.h"
 #include "plugin_host.h"
 
 struct lws_context;
@@ -29,7 +31,19 @@ typedef struct sb_stats {
     uint64_t messages_sent;
     uint64_t unknown_events;
     uint64_t exceptions;
+    uint64_t reloads_ok;     /* plugins (re)loaded, added or removed */
+    uint64_t reloads_failed; /* attempts that left the old state */
+    uint64_t exceptions_by[SB_EXC_COUNT]; /* by reason (metrics.h) */
 } sb_stats;
+
+/* Counters of one gateway, for /metrics. Fixed-size on the server (as
+ * many as there can be gateways), so counting needs no allocation. */
+typedef struct sb_gateway_stats {
+    uint64_t connections_total;
+    uint64_t unrouted; /* messages no handler got: bad or unknown */
+    uint64_t sent;     /* every frame queued to its clients */
+    uint64_t replies;  /* of those, handlers' replies (also per route) */
+} sb_gateway_stats;
 
 /* A handshake accepted by the hooks, waiting for lws to establish it. */
 typedef struct sb_pending {
@@ -50,12 +64,15 @@ typedef struct sb_server {
     size_t *listener_of;
     unsigned *gateway_clients; /* connected clients per gateway */
     uv_check_t flush_check;    /* writes dirty send queues once per turn */
-    uv_signal_t sig_int, sig_term;
-    uv_timer_t sweep_timer;    /* idle timeout */
-    uv_timer_t shutdown_timer; /* bounds the close handshakes */
-    sb_client *clients;        /* all connected clients */
-    sb_client_table table;     /* the same, by id */
+    uv_signal_t sig_int, sig_term, sig_hup;
+    struct sb_reloader *reloader; /* reload.c */
+    uv_timer_t sweep_timer;       /* idle timeout */
+    uv_timer_t shutdown_timer;    /* bounds the close handshakes */
+    sb_client *clients;           /* all connected clients */
+    sb_client_table table;        /* the same, by id */
     sb_rooms rooms;
+    sb_ip_table ips;     /* open connections per address (admission.c) */
+    bool track_ips;      /* some gateway has max_connections_per_ip */
     sb_client *dirty;    /* clients with queued frames */
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
@@ -65,6 +82,8 @@ typedef struct sb_server {
     bool destroyed;
     int exit_code;
     sb_stats stats;
+    sb_gateway_stats gateway_stats[SB_MAX_GATEWAYS];
+    struct sb_admin *admin; /* admin.c; NULL without [admin] port */
 } sb_server;
 
 /* The server being served (one per process), or NULL. Host calls that
@@ -86,6 +105,9 @@ static inline const sb_server_conf *sb_client_conf(const sb_client *c)
 {
     return &c->server->config->gateways[c->gateway].conf;
 }
+
+/* The peer's address as text, an IPv4-mapped IPv6 address shown as IPv4. */
+void sb_peer_address(struct lws *wsi, char *buf, size_t len);
 
 /* For client.c: the client has frames to write this loop turn. */
 void sb_server_mark_dirty(sb_client *c);

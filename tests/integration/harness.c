@@ -20,6 +20,15 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+static const char *read_file(const char *path);
+
+/* The end of a long text: Check refuses messages over a few KiB. */
+static const char *tail(const char *text)
+{
+    size_t n = strlen(text);
+    return n > 3000 ? text + n - 3000 : text;
+}
+
 static const char *read_file(const char *path)
 {
     static char text[1 << 20];
@@ -41,6 +50,8 @@ static void expand(char *out, size_t outlen, const char *tpl, const sb_srv *s)
         const char *ins = NULL;
         if (p[0] == '%' && p[1] == 'J')
             ins = s->journal;
+        else if (p[0] == '%' && p[1] == 'D')
+            ins = s->dir;
         else if (p[0] == '%' && p[1] == 'P')
             ins = SB_TEST_PLUGIN_DIR;
         if (ins) {
@@ -76,29 +87,45 @@ void srv_start(sb_srv *s, const char *server_extra, const char *sections)
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "/tmp/sb-it-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(s->dir));
+    srv_start_in(s, s->dir, server_extra, sections);
+}
+
+void srv_start_in(sb_srv *s, const char *dir, const char *server_extra,
+                  const char *sections)
+{
+    if (s->dir != dir)
+        snprintf(s->dir, sizeof(s->dir), "%s", dir);
     snprintf(s->ini, sizeof(s->ini), "%s/test.ini", s->dir);
     snprintf(s->log, sizeof(s->log), "%s/server.log", s->dir);
     snprintf(s->journal, sizeof(s->journal), "%s/journal", s->dir);
-    s->port = sb_test_free_port();
-    ck_assert_int_gt(s->port, 0);
+    /* A free port can be taken by a parallel test before our server binds
+     * it: then our server exits with "cannot listen", and we try again on
+     * another port. */
+    for (int attempt = 1;; attempt++) {
+        s->port = sb_test_free_port();
+        ck_assert_int_gt(s->port, 0);
+        char body[8192], expanded[8192];
+        snprintf(body, sizeof(body),
+                 "[server]\nhost = 127.0.0.1\nport = %d\nlog_level = "
+                 "debug\n%s\n%s\n",
+                 s->port, server_extra ? server_extra : "",
+                 sections ? sections : "");
+        expand(expanded, sizeof(expanded), body, s);
+        write_file(s->ini, expanded);
 
-    char body[8192], expanded[8192];
-    snprintf(body, sizeof(body),
-             "[server]\nhost = 127.0.0.1\nport = %d\nlog_level = debug\n%s\n"
-             "%s\n",
-             s->port, server_extra ? server_extra : "",
-             sections ? sections : "");
-    expand(expanded, sizeof(expanded), body, s);
-    write_file(s->ini, expanded);
-
-    char *argv[32], words[1024];
-    build_argv(argv, 32, words, s->ini);
-    ck_assert_int_eq(sb_test_spawn_log(argv, s->log, &s->pid), 0);
-    int status = 0;
-    /* Generous: under valgrind the server starts slowly. */
-    if (sb_test_wait_ready(s->pid, s->port, 30000, &status) != 0)
+        char *argv[32], words[1024];
+        build_argv(argv, 32, words, s->ini);
+        ck_assert_int_eq(sb_test_spawn_log(argv, s->log, &s->pid), 0);
+        int status = 0;
+        /* Generous: under valgrind the server starts slowly. */
+        if (sb_test_wait_ready(s->pid, s->port, 30000, &status) == 0)
+            return;
+        const char *log = read_file(s->log);
+        if (attempt < 5 && strstr(log, "cannot listen"))
+            continue;
         ck_abort_msg("server did not come up (status %d): %s\n%s", status,
-                     sb_test_error(), read_file(s->log));
+                     sb_test_error(), tail(log));
+    }
 }
 
 void srv_start_default(sb_srv *s, const char *server_extra)
@@ -112,7 +139,7 @@ void srv_stop(sb_srv *s)
 {
     int status = -1;
     int rc = sb_test_stop(s->pid, SIGTERM, 30000, &status);
-    const char *log = read_file(s->log);
+    const char *log = tail(read_file(s->log));
     ck_assert_msg(rc == 0, "server did not stop on SIGTERM:\n%s", log);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "server exit status %d (signal %d), log:\n%s",
@@ -159,6 +186,27 @@ const char *srv_journal(const sb_srv *s)
 const char *srv_logtext(const sb_srv *s)
 {
     return read_file(s->log);
+}
+
+const char *srv_logtail(const sb_srv *s)
+{
+    return tail(read_file(s->log));
+}
+
+bool srv_log_wait(const sb_srv *s, const char *needle, int count,
+                  int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        const char *text = srv_logtext(s);
+        int found = 0;
+        for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+            found++;
+        if (found >= count)
+            return true;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
 }
 
 bool srv_journal_wait(const sb_srv *s, const char *needle, int timeout_ms)

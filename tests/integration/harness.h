@@ -27,9 +27,13 @@ typedef struct sb_srv {
 } sb_srv;
 
 /* Starts a server with [server] host/port plus `server_extra` lines, and
- * `sections` (whole INI sections, may use %J for the journal path and %P
- * for the plugin folder). Fails the test if it does not come up. */
+ * `sections` (whole INI sections, may use %J for the journal path, %P for
+ * the plugin folder and %D for the test's own temp folder). Fails the test
+ * if it does not come up. */
 void srv_start(sb_srv *s, const char *server_extra, const char *sections);
+/* The same in a folder the test made (mkdtemp) and filled already. */
+void srv_start_in(sb_srv *s, const char *dir, const char *server_extra,
+                  const char *sections);
 /* The standard gateway: nest-example and the probe plugin. */
 void srv_start_default(sb_srv *s, const char *server_extra);
 /* SIGTERM, wait, assert exit status 0; removes the temp folder. */
@@ -40,6 +44,11 @@ int srv_run(const char *const *args, char *out, size_t outlen);
 /* Reads the whole journal / log file into a static buffer. */
 const char *srv_journal(const sb_srv *s);
 const char *srv_logtext(const sb_srv *s);
+/* Its last 3000 characters, for assertion messages. */
+const char *srv_logtail(const sb_srv *s);
+/* Waits until the server log holds `needle` at least `count` times. */
+bool srv_log_wait(const sb_srv *s, const char *needle, int count,
+                  int timeout_ms);
 /* Waits until the journal contains `needle` (hooks run asynchronously). */
 bool srv_journal_wait(const sb_srv *s, const char *needle, int timeout_ms);
 

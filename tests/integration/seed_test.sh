@@ -24,9 +24,15 @@ grep -q "^file = $plugins/nest-example.so" "$tmp/switchboard.ini"
 # shellcheck disable=SC2086
 ${SB_TEST_WRAPPER:-} "$bin" -c "$tmp/switchboard.ini" 2>"$tmp/log" &
 server=$!
+# Ready when our own server says it listens (another process on port 3000
+# would answer a mere connect).
 for _ in $(seq 1 300); do
-  if (exec 3<>/dev/tcp/127.0.0.1/3000) 2>/dev/null; then break; fi
-  kill -0 "$server" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
+  grep -q "listening on" "$tmp/log" && break
+  kill -0 "$server" 2>/dev/null || {
+    echo "the server did not start (is port 3000 taken?)" >&2
+    cat "$tmp/log" >&2
+    exit 1
+  }
   sleep 0.1
 done
 NODE_PATH=$modules node "$here/seed_client.js"

@@ -42,6 +42,15 @@ START_TEST(test_install_and_template)
     expect_file("lib/cmake/Switchboard/SwitchboardConfigVersion.cmake");
     expect_file("lib/switchboard/plugins/nest-example.so");
     expect_file("etc/switchboard/switchboard.ini");
+    expect_file("lib/systemd/system/switchboard.service");
+    /* The unit starts the installed binary on the installed config. */
+    char unit_check[1024];
+    snprintf(unit_check, sizeof(unit_check),
+             "grep -qx 'ExecStart=%s/bin/switchboard -c "
+             "%s/etc/switchboard/switchboard.ini' "
+             "'%s/lib/systemd/system/switchboard.service'",
+             prefix, prefix, prefix);
+    ck_assert_msg(system(unit_check) == 0, "%s", unit_check);
 
     /* The installed binary accepts the installed default config. */
     run("'%s/bin/switchboard' -t -c '%s/etc/switchboard/switchboard.ini' "

@@ -6,6 +6,7 @@
  * fixtures in data/ are whole files to read as an operator would.
  */
 #include "config.h"
+#include "log.h"
 
 #include <switchboard/plugin.h>
 
@@ -462,13 +463,13 @@ END_TEST
 START_TEST(test_unknown_section)
 {
     sb_config cfg;
-    const char *path = write_ini("[server]\nport = 80\n[admin]\nport = 81\n"
+    const char *path = write_ini("[server]\nport = 80\n[metrics]\nport = 81\n"
                                  "[gateway.chat]\n[Server]\nport = 82\n");
     int rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 3);
     ASSERT_ERROR(&cfg,
-                 "%s:3: unknown section [admin] (expected [server], "
-                 "[gateway.NAME] or [plugin.NAME])",
+                 "%s:3: unknown section [metrics] (expected [server], "
+                 "[admin], [gateway.NAME] or [plugin.NAME])",
                  path);
     /* An empty gateway inherits port 80 and path / from [server]. */
     ASSERT_ERROR(&cfg,
@@ -477,7 +478,7 @@ START_TEST(test_unknown_section)
                  path);
     ASSERT_ERROR(&cfg,
                  "%s:6: unknown section [Server] (expected [server], "
-                 "[gateway.NAME] or [plugin.NAME])",
+                 "[admin], [gateway.NAME] or [plugin.NAME])",
                  path);
     /* Keys of a section already reported are not reported again, nor
      * applied. */
@@ -693,7 +694,7 @@ START_TEST(test_plugin_bad_names)
                  path);
     ASSERT_ERROR(&cfg,
                  "%s:6: unknown section [plugin] (expected [server], "
-                 "[gateway.NAME] or [plugin.NAME])",
+                 "[admin], [gateway.NAME] or [plugin.NAME])",
                  path);
     ck_assert_uint_eq(cfg.nplugins, 0);
     sb_config_free(&cfg);
@@ -863,8 +864,7 @@ START_TEST(test_errors_fixture_reports_all_in_line_order)
         "8: bad value 'loud' for 'log_level' (expected " E_LEVEL ")",
         "9: syntax error in 'this line has no equals sign' (expected "
         "[section], key = value or a comment)",
-        "11: unknown section [admin] (expected [server], [gateway.NAME] or "
-        "[plugin.NAME])",
+        "12: unknown key 'listen' in [admin]",
         "14: missing key 'file' in [plugin.chat]",
         "15: bad value 'maybe' for 'enabled' (expected true/false, yes/no, "
         "on/off or 1/0)",
@@ -947,6 +947,84 @@ START_TEST(test_gateway_errors)
 }
 END_TEST
 
+/* ---- [admin] and the log keys ------------------------------------------- */
+
+START_TEST(test_admin_defaults_and_values)
+{
+    sb_config cfg;
+    const char *path = write_ini("[server]\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    ck_assert_int_eq(cfg.admin.port, 0);
+    ck_assert_ptr_null(cfg.admin.host);
+    ck_assert_ptr_null(cfg.admin.token);
+    ck_assert_int_eq(cfg.server.log_format, SB_LOG_TEXT);
+    ck_assert(!cfg.server.log_connections);
+    sb_config_free(&cfg);
+
+    path = write_ini("[server]\nlog_format = JSON\nlog_connections = yes\n"
+                     "[admin]\nhost = 0.0.0.0\nport = 9090\n"
+                     "token = abc-DEF_123.~+/=\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_int_eq(cfg.admin.port, 9090);
+    ck_assert_str_eq(cfg.admin.host, "0.0.0.0");
+    ck_assert_str_eq(cfg.admin.token, "abc-DEF_123.~+/=");
+    ck_assert_int_eq(cfg.server.log_format, SB_LOG_JSON);
+    ck_assert(cfg.server.log_connections);
+    sb_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_admin_errors)
+{
+    sb_config cfg;
+    const char *path =
+        write_ini("[server]\nport = 3000\nlog_format = xml\n"
+                  "log_connections = sometimes\n"
+                  "[admin]\nport = 70000\nhost =\ntoken = a\"b\nbind = x\n"
+                  "[admin]\nport = 3000\n"
+                  "[gateway.g]\nport = 3001\nlog_format = json\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 9);
+    ASSERT_ERROR(&cfg,
+                 "%s:3: bad value 'xml' for 'log_format' (expected "
+                 "'text' or 'json')",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:4: bad value 'sometimes' for 'log_connections' "
+                 "(expected true/false, yes/no, on/off or 1/0)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:6: bad value '70000' for 'port' (expected an "
+                 "integer 1..65535)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:7: bad value '' for 'host' (expected a host name "
+                 "or address)",
+                 path);
+    /* A token's value is never repeated in the log. */
+    ASSERT_ERROR(&cfg,
+                 "%s:8: bad value (not shown) for 'token' (expected a "
+                 "bearer token: printable ASCII without spaces, quotes "
+                 "or ';')",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:9: unknown key 'bind' in [admin]", path);
+    ASSERT_ERROR(&cfg, "%s:10: duplicate section [admin] (first at line 5)",
+                 path);
+    /* The admin listener needs a port of its own. */
+    ASSERT_ERROR(&cfg,
+                 "%s:5: [admin] port 3000 is the port of gateway "
+                 "'default' too (the admin listener needs a port of "
+                 "its own)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:14: key 'log_format' belongs in [server], not in a "
+                 "gateway",
+                 path);
+    sb_config_free(&cfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -978,6 +1056,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_unknown_section);
     tcase_add_test(tc, test_gateways_inherit_and_override);
     tcase_add_test(tc, test_gateway_errors);
+    tcase_add_test(tc, test_admin_defaults_and_values);
+    tcase_add_test(tc, test_admin_errors);
     tcase_add_test(tc, test_key_before_any_section);
     tcase_add_test(tc, test_section_name_too_long);
     tcase_add_test(tc, test_empty_key_name);

@@ -1,5 +1,5 @@
 /*
- * switchboard/plugin.h — the Switchboard plugin ABI, version 1.1.
+ * switchboard/plugin.h — the Switchboard plugin ABI, version 1.2.
  *
  * This is the only header a plugin author needs. It depends on the C standard
  * headers and <jansson.h>, nothing else. A plugin never links against the
@@ -42,7 +42,7 @@ extern "C" {
 /* The ABI this header describes. A host accepts a plugin built against the
  * same major and a minor no newer than the host's own. */
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 1
+#define SB_ABI_MINOR 2
 
 /* First field of every descriptor: "SBPL" in ASCII. */
 #define SB_PLUGIN_MAGIC 0x5342504cu
@@ -100,7 +100,9 @@ typedef uint64_t sb_client_id;
  * message "Internal server error". */
 typedef int (*sb_event_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
 
-/* All plugins are loaded and every listener is up (NestJS afterInit). */
+/* All plugins are loaded and every listener is up (NestJS afterInit). Also
+ * called for a version loaded by a hot reload, or a plugin added at run
+ * time, once it serves (1.2). */
 typedef void (*sb_ready_fn)(sb_plugin *plugin, void *udata);
 
 /* A client completed the WebSocket handshake. Return SB_OK to accept it; any
@@ -110,9 +112,12 @@ typedef int (*sb_connect_fn)(sb_plugin *plugin, sb_client_id client,
                              void *udata);
 
 /* A client is gone. close_code is the WebSocket close code the client sent or
- * was sent (1005 when none was given, 1006 when the connection dropped). The
- * id is already stale for sending; it stays valid as a key. Called only for
- * clients whose connect hooks all accepted. */
+ * was sent (1005 when none was given, 1006 when the connection dropped).
+ * Nothing can be sent to it any more, but during the hook it is still in
+ * its rooms and its state and info can still be read; afterwards its id is
+ * stale. Called for every client this plugin's connect hook accepted (and,
+ * for a plugin without one, every client that all connect hooks accepted).
+ * Disconnect hooks run in the reverse of config order. */
 typedef void (*sb_disconnect_fn)(sb_plugin *plugin, sb_client_id client,
                                  int close_code, void *udata);
 
@@ -156,6 +161,25 @@ typedef void (*sb_post_fn)(sb_plugin *plugin, void *udata);
 /* Releases per-client data (client_data_set), on the loop thread. */
 typedef void (*sb_destroy_fn)(void *ptr);
 
+/* -- 1.2: hot reload -- */
+
+/* The old version of a plugin being replaced hands over its state: return a
+ * new JSON value (the host releases it) or NULL. Called once, before the
+ * new version's import hook; the old version still owns its resources and
+ * is unloaded (unload hook) afterwards. */
+typedef json_t *(*sb_export_fn)(sb_plugin *plugin, void *udata);
+
+/* The new version receives what the old one exported (borrowed; NULL when
+ * nothing was exported). Called after its init, before any event. */
+typedef void (*sb_import_fn)(sb_plugin *plugin, json_t *state, void *udata);
+
+/* A client that was already connected when this plugin was (re)loaded: the
+ * connect-like hook of a hot reload or of a plugin added at runtime. `state`
+ * is what client_state_set() kept for this plugin and client (borrowed, may
+ * be NULL). Clients cannot be refused here. */
+typedef void (*sb_resume_fn)(sb_plugin *plugin, sb_client_id client,
+                             json_t *state, void *udata);
+
 /* ---- the host function table --------------------------------------------- */
 
 /* Handed to init and valid until the unload hook returns. Plugins may keep the
@@ -169,7 +193,10 @@ typedef struct sb_host {
     /* -- registration (init only) -- */
 
     /* Routes `event` to fn. `event` is copied. An event has one handler per
-     * gateway: SB_ERR_EXISTS if another plugin (or this one) has it. */
+     * gateway: SB_ERR_EXISTS if another plugin (or this one) has it. When
+     * another plugin has it, the reason naming both is recorded and the
+     * plugin is refused whatever init returns, so init may just return the
+     * code. */
     int (*subscribe)(sb_plugin *plugin, const char *event, sb_event_fn fn,
                      void *udata);
     /* Lifecycle hooks; at most one of each kind per plugin (a second call
@@ -262,7 +289,11 @@ typedef struct sb_host {
     /* A new JSON object describing the client, or NULL for a stale id:
      * {"id":N,"remote":"1.2.3.4","gateway":"default","path":"/",
      *  "query":"a=1","headers":{"host":"...",...},"identity":<or null>}.
-     * Header names are lower-case. The caller owns it (json_decref). */
+     * Header names are lower-case; "headers" holds the request headers
+     * libwebsockets knows by name (host, origin, user-agent, cookie,
+     * authorization, ...): others are readable only in a handshake hook
+     * (handshake_header). "query" is as handshake_query() gives it. The
+     * caller owns it (json_decref). */
     json_t *(*client_info)(sb_client_id client);
     /* The identity a handshake hook attached, or NULL. Borrowed: valid
      * until the client disconnects; json_incref() to keep it. */
@@ -288,7 +319,10 @@ typedef struct sb_host {
     /* The pointer kept by client_data_set, or NULL. */
     void *(*client_data_get)(sb_plugin *plugin, sb_client_id client);
 
-    /* -- sending, from any loop-thread callback -- */
+    /* -- sending, from any loop-thread callback. send(), send_ack() and
+     * client_close() reach any client by id, whatever its gateway;
+     * broadcast() reaches the plugin's own gateways; rooms span every
+     * gateway. -- */
 
     /* Sends {"event":event,"data":data} to one client. `data` is stolen
      * (NULL: no data key); `event` is copied. */
@@ -305,7 +339,10 @@ typedef struct sb_host {
     int (*broadcast)(sb_plugin *plugin, const char *event, json_t *data,
                      sb_client_id except);
 
-    /* -- rooms: named sets of clients, shared by every plugin -- */
+    /* -- rooms: named sets of clients, shared by every plugin of the
+     * process (so that, say, a moderation plugin can reach a chat's room).
+     * To keep a room private, prefix its name with plugin_name() and a
+     * ':' (instance names never contain ':'). -- */
 
     /* Adds the client to `room` (created on first join). Joining twice is
      * SB_OK. A client leaves every room when it disconnects. */
@@ -355,7 +392,8 @@ typedef struct sb_host {
 
     /* The request path without the query, e.g. "/chat". */
     const char *(*handshake_path)(const sb_handshake *hs);
-    /* The raw query string without '?', or "" when there is none. */
+    /* The query arguments, URL-decoded by libwebsockets and joined with
+     * '&' ("user=ada&x=1"), or "" when there are none. */
     const char *(*handshake_query)(const sb_handshake *hs);
     /* The URL-decoded value of query argument `name`, or NULL. */
     const char *(*handshake_query_arg)(sb_handshake *hs, const char *name);
@@ -392,6 +430,30 @@ typedef struct sb_host {
 
     /* The gateway the message arrived on. Borrowed. */
     const char *(*message_gateway)(const sb_message *msg);
+
+    /* ==== 1.2: hot reload ================================================
+     * A [plugin.NAME] section is one instance; reloading it (SIGHUP after
+     * its file or section changed, or its file replaced with watch = true)
+     * loads the new build next to the old one, runs its init, and only
+     * then swaps their registrations between two loop iterations. Every
+     * message is handled by exactly one of the two. */
+
+    /* Registration (init only): the handover hooks above. */
+    int (*on_export)(sb_plugin *plugin, sb_export_fn fn, void *udata);
+    int (*on_import)(sb_plugin *plugin, sb_import_fn fn, void *udata);
+    int (*on_resume)(sb_plugin *plugin, sb_resume_fn fn, void *udata);
+    /* 1 for the first load of an instance, +1 at every successful reload. */
+    uint64_t (*plugin_generation)(const sb_plugin *plugin);
+    /* When this generation was loaded, in ms since the Unix epoch. */
+    uint64_t (*plugin_loaded_at)(const sb_plugin *plugin);
+    /* Sends {"event":"exception","data":{"status":"error","message":M}}
+     * to a client after its handler returned (e.g. from a work
+     * completion), with "id" set to `id` (JSON text as message_id_raw()
+     * gave it; copied; NULL: none). `message` is copied. */
+    int (*send_exception)(sb_plugin *plugin, sb_client_id to, const char *id,
+                          size_t id_len, const char *message);
+    /* 1 if the client is in `room`, 0 if not (also for a stale id). */
+    int (*room_has)(sb_plugin *plugin, sb_client_id client, const char *room);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */

@@ -1,0 +1,318 @@
+/*
+ * metrics — see metrics.h.
+ *
+ * A scrape walks the gateways, each gateway's routes, the plugins and the
+ * clients once, on the loop thread, so it sees one consistent moment and
+ * needs no locks; counting in the hot path stays a plain increment.
+ *
+ * Two labels need a word. Events are per gateway (a router each), so every
+ * per-event series carries `gateway` too. And the per-event message
+ * counters get one more series per gateway, event="": for messages
+ * received, those that reached no handler (bad envelopes, unknown events);
+ * for messages sent, every frame that was not a handler's reply (pushes,
+ * broadcasts, exceptions). Event names are never empty, so "" cannot clash
+ * with one, and summing over `event` gives the gateway's totals.
+ */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "server.h"
+
+static const char *const exc_names[SB_EXC_COUNT] = {
+    [SB_EXC_BAD_JSON] = "bad_json",
+    [SB_EXC_TOO_DEEP] = "too_deep",
+    [SB_EXC_NOT_OBJECT] = "not_object",
+    [SB_EXC_NO_EVENT] = "no_event",
+    [SB_EXC_BAD_EVENT] = "bad_event",
+    [SB_EXC_BAD_ID] = "bad_id",
+    [SB_EXC_UNKNOWN_EVENT] = "unknown_event",
+    [SB_EXC_HANDLER_FAILED] = "handler_failed",
+    [SB_EXC_GUARD_DENIED] = "guard_denied",
+    [SB_EXC_RATE_LIMITED] = "rate_limited",
+    [SB_EXC_TOO_BIG] = "too_big",
+    [SB_EXC_SEND_QUEUE_FULL] = "send_queue_full",
+};
+
+const char *sb_exc_reason_name(sb_exc_reason r)
+{
+    return (unsigned)r < SB_EXC_COUNT ? exc_names[r] : "unknown";
+}
+
+/* From a quarter of a microsecond (a pass-through handler) to a tenth of a
+ * second (a handler that blocks the loop, which it must not). */
+const uint64_t sb_dispatch_bounds_ns[SB_DISPATCH_BUCKETS] = {
+    250,    500,    1000,   2500,    5000,    10000,   25000,    50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 100000000};
+
+/* The same bounds as `le` values, written once by hand so that they read
+ * as decimals rather than as printf's exponents. */
+static const char *const bound_text[SB_DISPATCH_BUCKETS] = {
+    "0.00000025", "0.0000005", "0.000001", "0.0000025", "0.000005", "0.00001",
+    "0.000025",   "0.00005",   "0.0001",   "0.00025",   "0.0005",   "0.001",
+    "0.0025",     "0.005",     "0.01",     "0.1"};
+
+/* ---- the text format ---------------------------------------------------- */
+
+int sb_prom_family(sb_buf *b, const char *name, const char *type,
+                   const char *help)
+{
+    int bad = sb_buf_append_str(b, "# HELP ") || sb_buf_append_str(b, name) ||
+              sb_buf_append_byte(b, ' ');
+    for (const char *p = help; *p && !bad; p++) {
+        if (*p == '\\')
+            bad = sb_buf_append_str(b, "\\\\");
+        else if (*p == '\n')
+            bad = sb_buf_append_str(b, "\\n");
+        else
+            bad = sb_buf_append_byte(b, *p);
+    }
+    bad = bad || sb_buf_append_str(b, "\n# TYPE ") ||
+          sb_buf_append_str(b, name) || sb_buf_append_byte(b, ' ') ||
+          sb_buf_append_str(b, type) || sb_buf_append_byte(b, '\n');
+    return bad ? -1 : 0;
+}
+
+int sb_prom_escape(sb_buf *b, const char *value)
+{
+    int bad = 0;
+    for (const char *p = value; *p && !bad; p++) {
+        if (*p == '\\')
+            bad = sb_buf_append_str(b, "\\\\");
+        else if (*p == '"')
+            bad = sb_buf_append_str(b, "\\\"");
+        else if (*p == '\n')
+            bad = sb_buf_append_str(b, "\\n");
+        else
+            bad = sb_buf_append_byte(b, *p);
+    }
+    return bad ? -1 : 0;
+}
+
+/* "name{a="x",b="y"" without the closing brace (for `le` to follow), or
+ * just the name when there are no labels and no more to come. */
+static int series_open(sb_buf *b, const char *name, const char *suffix,
+                       const sb_prom_label *labels, size_t nlabels, bool more)
+{
+    int bad = sb_buf_append_str(b, name) || sb_buf_append_str(b, suffix);
+    if (nlabels || more)
+        bad = bad || sb_buf_append_byte(b, '{');
+    for (size_t i = 0; i < nlabels && !bad; i++)
+        bad = (i && sb_buf_append_byte(b, ',')) ||
+              sb_buf_append_str(b, labels[i].name) ||
+              sb_buf_append_str(b, "=\"") ||
+              sb_prom_escape(b, labels[i].value) || sb_buf_append_byte(b, '"');
+    return bad ? -1 : 0;
+}
+
+static int series_value(sb_buf *b, bool braces, const char *value)
+{
+    int bad = (braces && sb_buf_append_byte(b, '}')) ||
+              sb_buf_append_byte(b, ' ') || sb_buf_append_str(b, value) ||
+              sb_buf_append_byte(b, '\n');
+    return bad ? -1 : 0;
+}
+
+int sb_prom_sample(sb_buf *b, const char *name, const sb_prom_label *labels,
+                   size_t nlabels, uint64_t value)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%" PRIu64, value);
+    if (series_open(b, name, "", labels, nlabels, false) < 0)
+        return -1;
+    return series_value(b, nlabels > 0, num);
+}
+
+int sb_prom_histogram(sb_buf *b, const char *name, const sb_prom_label *labels,
+                      size_t nlabels, const uint64_t *bucket, uint64_t sum_ns)
+{
+    char num[48];
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= SB_DISPATCH_BUCKETS; i++) {
+        cumulative += bucket[i];
+        snprintf(num, sizeof(num), "%" PRIu64, cumulative);
+        const char *le = i < SB_DISPATCH_BUCKETS ? bound_text[i] : "+Inf";
+        int bad = series_open(b, name, "_bucket", labels, nlabels, true) ||
+                  (nlabels && sb_buf_append_byte(b, ',')) ||
+                  sb_buf_append_str(b, "le=\"") || sb_buf_append_str(b, le) ||
+                  sb_buf_append_byte(b, '"') || series_value(b, true, num);
+        if (bad)
+            return -1;
+    }
+    snprintf(num, sizeof(num), "%" PRIu64 ".%09" PRIu64, sum_ns / 1000000000u,
+             sum_ns % 1000000000u);
+    if (series_open(b, name, "_sum", labels, nlabels, false) < 0 ||
+        series_value(b, nlabels > 0, num) < 0)
+        return -1;
+    snprintf(num, sizeof(num), "%" PRIu64, cumulative);
+    if (series_open(b, name, "_count", labels, nlabels, false) < 0 ||
+        series_value(b, nlabels > 0, num) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the page ----------------------------------------------------------- */
+
+#define FAMILY(name, type, help)                                               \
+    if (sb_prom_family(b, name, type, help) < 0)                               \
+        return -1;
+#define SAMPLE(name, labels, n, value)                                         \
+    if (sb_prom_sample(b, name, labels, n, value) < 0)                         \
+        return -1;
+
+/* Slot i of gateway g's router when it holds a route, else NULL: empty
+ * slots have no event, removed ones (tombstones) no owner (router.c). */
+static const sb_route *route_at(const sb_server *s, size_t g, size_t i)
+{
+    const sb_route *r = &s->plugins->routers[g].slots[i];
+    return r->event && r->owner ? r : NULL;
+}
+
+static size_t route_slots(const sb_server *s, size_t g)
+{
+    return s->plugins->routers[g].cap;
+}
+
+static int render_messages(sb_buf *b, const sb_server *s)
+{
+    const sb_config *cfg = s->config;
+    FAMILY("switchboard_messages_received_total", "counter",
+           "Messages received, by gateway and event. event=\"\": messages "
+           "that reached no handler (malformed envelopes, unknown events).")
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
+                              {"event", ""}};
+        for (size_t i = 0; i < route_slots(s, g); i++) {
+            const sb_route *r = route_at(s, g, i);
+            if (!r)
+                continue;
+            l[1].value = r->event;
+            SAMPLE("switchboard_messages_received_total", l, 2,
+                   r->stats.received)
+        }
+        l[1].value = "";
+        SAMPLE("switchboard_messages_received_total", l, 2,
+               s->gateway_stats[g].unrouted)
+    }
+    FAMILY("switchboard_messages_sent_total", "counter",
+           "Messages (WebSocket frames) sent, by gateway and event: a "
+           "handler's replies count for its event. event=\"\": everything "
+           "else (pushes, broadcasts, room messages, exceptions).")
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        const sb_gateway_stats *gs = &s->gateway_stats[g];
+        sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
+                              {"event", ""}};
+        for (size_t i = 0; i < route_slots(s, g); i++) {
+            const sb_route *r = route_at(s, g, i);
+            if (!r)
+                continue;
+            l[1].value = r->event;
+            SAMPLE("switchboard_messages_sent_total", l, 2, r->stats.sent)
+        }
+        l[1].value = "";
+        SAMPLE("switchboard_messages_sent_total", l, 2, gs->sent - gs->replies)
+    }
+    return 0;
+}
+
+static int render_dispatch(sb_buf *b, const sb_server *s)
+{
+    const sb_config *cfg = s->config;
+    char help[256];
+    snprintf(help, sizeof(help),
+             "Time spent in event handlers, by gateway and event. Sampled: "
+             "1 in %llu messages of each event is timed, so _count is about "
+             "1/%llu of the messages received.",
+             (unsigned long long)SB_DISPATCH_SAMPLE,
+             (unsigned long long)SB_DISPATCH_SAMPLE);
+    FAMILY("switchboard_dispatch_seconds", "histogram", help)
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
+                              {"event", ""}};
+        for (size_t i = 0; i < route_slots(s, g); i++) {
+            const sb_route *r = route_at(s, g, i);
+            if (!r)
+                continue;
+            l[1].value = r->event;
+            if (sb_prom_histogram(b, "switchboard_dispatch_seconds", l, 2,
+                                  r->stats.bucket, r->stats.time_ns) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int render_plugins(sb_buf *b, const sb_server *s)
+{
+    FAMILY("switchboard_plugin_info", "gauge",
+           "Plugins in service (always 1): instance name, the plugin's "
+           "version, its generation (1, +1 per reload) and the ABI it was "
+           "built for.")
+    for (size_t i = 0; i < s->plugins->count; i++) {
+        const sb_plugin *p = s->plugins->plugins[i];
+        char gen[24], abi[16];
+        snprintf(gen, sizeof(gen), "%" PRIu64, p->generation);
+        snprintf(abi, sizeof(abi), "%u.%u", (unsigned)p->desc->abi_major,
+                 (unsigned)p->desc->abi_minor);
+        sb_prom_label l[4] = {{"name", p->name},
+                              {"version", p->desc->version},
+                              {"generation", gen},
+                              {"abi", abi}};
+        SAMPLE("switchboard_plugin_info", l, 4, 1)
+    }
+    return 0;
+}
+
+int sb_metrics_render(sb_buf *b, const sb_server *s)
+{
+    const sb_config *cfg = s->config;
+    FAMILY("switchboard_connections", "gauge",
+           "WebSocket clients connected now, by gateway.")
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        sb_prom_label l = {"gateway", cfg->gateways[g].name};
+        SAMPLE("switchboard_connections", &l, 1,
+               s->gateway_clients ? s->gateway_clients[g] : 0)
+    }
+    FAMILY("switchboard_connections_total", "counter",
+           "WebSocket clients accepted since start, by gateway.")
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        sb_prom_label l = {"gateway", cfg->gateways[g].name};
+        SAMPLE("switchboard_connections_total", &l, 1,
+               s->gateway_stats[g].connections_total)
+    }
+    if (render_messages(b, s) < 0)
+        return -1;
+    FAMILY("switchboard_exceptions_total", "counter",
+           "Messages that got an `exception` reply, by reason; unknown_event "
+           "counts unknown events also when they are ignored, rate_limited "
+           "every message dropped (one exception a burst), too_big and "
+           "send_queue_full clients closed with 1009 and 1008.")
+    for (int r = 0; r < SB_EXC_COUNT; r++) {
+        sb_prom_label l = {"reason", sb_exc_reason_name((sb_exc_reason)r)};
+        SAMPLE("switchboard_exceptions_total", &l, 1, s->stats.exceptions_by[r])
+    }
+    if (render_dispatch(b, s) < 0)
+        return -1;
+    FAMILY("switchboard_send_queue_bytes", "gauge",
+           "Bytes queued for clients and not yet written to their sockets, "
+           "by gateway.")
+    uint64_t queued[SB_MAX_GATEWAYS] = {0};
+    for (const sb_client *c = s->clients; c; c = c->next)
+        if (c->tx.len > LWS_PRE && c->gateway < SB_MAX_GATEWAYS)
+            queued[c->gateway] += c->tx.len - LWS_PRE;
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        sb_prom_label l = {"gateway", cfg->gateways[g].name};
+        SAMPLE("switchboard_send_queue_bytes", &l, 1, queued[g])
+    }
+    FAMILY("switchboard_reloads_total", "counter",
+           "Reloads (SIGHUP, POST /reload, file watches), by result: ok, or "
+           "failed (the old version kept serving).")
+    sb_prom_label ok = {"result", "ok"}, failed = {"result", "failed"};
+    SAMPLE("switchboard_reloads_total", &ok, 1, s->stats.reloads_ok)
+    SAMPLE("switchboard_reloads_total", &failed, 1, s->stats.reloads_failed)
+    return render_plugins(b, s);
+}

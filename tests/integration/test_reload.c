@@ -1,0 +1,379 @@
+/*
+ * Hot reload, against the real binary: builds swapped under a connected
+ * client, state handed over, failed reloads that change nothing, plugins
+ * added and removed by editing the INI, file watches, and 100 reloads that
+ * leave no mapping behind. Each test would fail if its guarantee broke.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+static sb_srv srv;
+
+/* Installs a plugin build as %D/current.so the way installers do: a copy
+ * next to it, then rename, so the server never sees a half-written file
+ * (except where a test wants exactly that). */
+static void install_build(const char *build)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cp '%s/test-reload-%s.so' '%s/next.so' && mv '%s/next.so' "
+             "'%s/current.so'",
+             SB_TEST_PLUGIN_DIR, build, srv.dir, srv.dir, srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void install_file(const char *src)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cp '%s' '%s/next.so' && mv '%s/next.so' '%s/current.so'", src,
+             srv.dir, srv.dir, srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A server whose plugin r is %D/current.so, build a to begin with. */
+static void start_reloadable(const char *server_extra, const char *extra)
+{
+    char sections[2048];
+    snprintf(sections, sizeof(sections),
+             "[plugin.r]\nfile = %%D/current.so\n%s", extra ? extra : "");
+    memset(&srv, 0, sizeof(srv));
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/sb-it-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(srv.dir));
+    install_build("a");
+    srv_start_in(&srv, srv.dir, server_extra, sections);
+}
+
+/* Sends `who` and returns the reply's data (caller decrefs). */
+static json_t *who(ws_client *c)
+{
+    cli_send(c, "{\"event\":\"who\"}");
+    ws_frame f;
+    ck_assert_int_eq(ws_recv_message(c, SB_TIMEOUT, &f), 1);
+    json_t *v = json_loads((char *)f.data, 0, NULL);
+    ws_frame_free(&f);
+    ck_assert_ptr_nonnull(v);
+    json_t *d = json_incref(json_object_get(v, "data"));
+    json_decref(v);
+    return d;
+}
+
+static const char *who_build(ws_client *c, json_int_t *generation)
+{
+    static char build[16];
+    json_t *d = who(c);
+    snprintf(build, sizeof(build), "%s",
+             json_string_value(json_object_get(d, "build")));
+    if (generation)
+        *generation = json_integer_value(json_object_get(d, "generation"));
+    json_decref(d);
+    return build;
+}
+
+static void hup(void)
+{
+    ck_assert_int_eq(kill(srv.pid, SIGHUP), 0);
+}
+
+START_TEST(test_fifty_swaps_under_traffic)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    int next_id = 1;
+    for (int round = 1; round <= 50; round++) {
+        const char *build = round % 2 ? "b" : "a";
+        const char *old = round % 2 ? "a" : "b";
+        install_build(build);
+        /* Requests before, during and after the reload, all pipelined. */
+        int first = next_id;
+        char msg[128];
+        for (int i = 0; i < 5; i++, next_id++) {
+            snprintf(msg, sizeof(msg),
+                     "{\"event\":\"ask\",\"data\":%d,\"id\":%d}", next_id,
+                     next_id);
+            cli_send(c, msg);
+        }
+        hup();
+        for (int i = 0; i < 5; i++, next_id++) {
+            snprintf(msg, sizeof(msg),
+                     "{\"event\":\"ask\",\"data\":%d,\"id\":%d}", next_id,
+                     next_id);
+            cli_send(c, msg);
+        }
+        /* Every id answered exactly once, in order, and once the new build
+         * answered, the old one never does again. */
+        bool switched = false;
+        for (int id = first; id < next_id; id++) {
+            ws_frame f;
+            ck_assert_int_eq(ws_recv_message(c, SB_TIMEOUT, &f), 1);
+            json_t *v = json_loads((char *)f.data, 0, NULL);
+            ck_assert_msg(v != NULL, "%s", f.data);
+            ck_assert_int_eq(json_integer_value(json_object_get(v, "id")), id);
+            json_t *d = json_object_get(v, "data");
+            ck_assert_int_eq(json_integer_value(json_object_get(d, "n")), id);
+            const char *b = json_string_value(json_object_get(d, "build"));
+            if (strcmp(b, build) == 0)
+                switched = true;
+            else
+                ck_assert_msg(!switched && strcmp(b, old) == 0,
+                              "round %d id %d: build %s after the switch",
+                              round, id, b);
+            json_decref(v);
+            ws_frame_free(&f);
+        }
+        char want[64];
+        snprintf(want, sizeof(want), "now at generation %d", round + 1);
+        ck_assert_msg(srv_log_wait(&srv, want, 1, SB_TIMEOUT), "%s",
+                      srv_logtail(&srv));
+        /* Right after the reload, the new build answers. */
+        json_int_t gen = 0;
+        ck_assert_str_eq(who_build(c, &gen), build);
+        ck_assert_int_eq(gen, round + 1);
+    }
+    cli_expect_nothing(c, 100);
+    /* No client was ever disconnected by a reload. */
+    ck_assert_ptr_null(strstr(srv_logtext(&srv), "disconnected"));
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
+START_TEST(test_state_handed_over)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ws_client *other = cli_connect(&srv);
+    for (int i = 1; i <= 3; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "{\"event\":\"count\",\"data\":%d}", i);
+        cli_send(c, "{\"event\":\"count\"}");
+        cli_expect(c, want);
+    }
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":1}");
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":2}");
+    for (int round = 0; round < 4; round++) {
+        install_build(round % 2 ? "a" : "b");
+        hup();
+        char want[64];
+        snprintf(want, sizeof(want), "now at generation %d", round + 2);
+        ck_assert(srv_log_wait(&srv, want, 1, SB_TIMEOUT));
+    }
+    /* The instance counter went on from 3; each version was told about
+     * both connected clients; this client's own state survived. */
+    json_t *d = who(c);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "count")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "resumed")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "generation")), 5);
+    json_decref(d);
+    cli_send(c, "{\"event\":\"count\"}");
+    cli_expect(c, "{\"event\":\"count\",\"data\":4}");
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":3}");
+    cli_send(other, "{\"event\":\"mine\"}");
+    cli_expect(other, "{\"event\":\"mine\",\"data\":1}");
+    ws_close(c);
+    ws_close(other);
+    srv_stop(&srv);
+}
+END_TEST
+
+/* A reload that must fail and leave build a, generation 1, serving. */
+static void expect_failed_reload(ws_client *c, int nth, const char *why)
+{
+    hup();
+    ck_assert_msg(
+        srv_log_wait(&srv, "the running version stays", nth, SB_TIMEOUT),
+        "no failure logged (%s):\n%s", why, srv_logtail(&srv));
+    ck_assert_msg(strstr(srv_logtext(&srv), why), "'%s' not in:\n%s", why,
+                  srv_logtail(&srv));
+    json_int_t gen = 0;
+    ck_assert_str_eq(who_build(c, &gen), "a");
+    ck_assert_int_eq(gen, 1);
+}
+
+START_TEST(test_failed_reloads_change_nothing)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"count\"}");
+    cli_expect(c, "{\"event\":\"count\",\"data\":1}");
+
+    char path[512];
+    /* Wrong ABI. */
+    snprintf(path, sizeof(path), "%s/test-bad-major.so", SB_TEST_PLUGIN_DIR);
+    install_file(path);
+    expect_failed_reload(c, 1, "major versions differ");
+    /* Init fails. */
+    install_build("fail");
+    expect_failed_reload(c, 2, "init refused on purpose");
+    /* Half-written file: the first 4 KiB of a real build. */
+    snprintf(path, sizeof(path), "%s/test-reload-b.so", SB_TEST_PLUGIN_DIR);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "head -c 4096 '%s' > '%s/next.so' && mv '%s/next.so' "
+             "'%s/current.so'",
+             path, srv.dir, srv.dir, srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    expect_failed_reload(c, 3, "not a loadable shared object");
+    /* Missing file. */
+    snprintf(path, sizeof(path), "%s/current.so", srv.dir);
+    ck_assert_int_eq(unlink(path), 0);
+    expect_failed_reload(c, 4, "file not found");
+    /* A config that does not parse changes nothing either. */
+    FILE *f = fopen(srv.ini, "a");
+    fputs("[server]\nbogus_key = 1\n", f);
+    fclose(f);
+    hup();
+    ck_assert(
+        srv_log_wait(&srv, "the new config does not load", 1, SB_TIMEOUT));
+    /* Still the same instance: its counter went on. */
+    cli_send(c, "{\"event\":\"count\"}");
+    cli_expect(c, "{\"event\":\"count\",\"data\":2}");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
+START_TEST(test_add_and_remove_by_editing_the_ini)
+{
+    srv_start(&srv, "unknown_event = exception\n",
+              "[plugin.nest]\nfile = %P/nest-example.so\n");
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"info\"}");
+    ws_frame f;
+    ck_assert_int_eq(ws_recv_message(c, SB_TIMEOUT, &f), 1);
+    ck_assert(strstr((char *)f.data, "no handler"));
+    ws_frame_free(&f);
+
+    /* Add the probe plugin: it is loaded and told about this client. */
+    FILE *ini = fopen(srv.ini, "a");
+    fprintf(ini, "[plugin.probe]\nfile = %s/test-probe.so\njournal = %s\n",
+            SB_TEST_PLUGIN_DIR, srv.journal);
+    fclose(ini);
+    hup();
+    ck_assert(
+        srv_log_wait(&srv, "1 added, 0 changed, 0 removed", 1, SB_TIMEOUT));
+    ck_assert(srv_journal_wait(&srv, "connect 1\n", SB_TIMEOUT));
+    cli_send(c, "{\"event\":\"info\"}");
+    ck_assert_int_eq(ws_recv_message(c, SB_TIMEOUT, &f), 1);
+    ck_assert_msg(strstr((char *)f.data, "\"event\":\"info\""), "%s", f.data);
+    ws_frame_free(&f);
+
+    /* Remove it again: unloaded cleanly, its events unknown. */
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "[server]\nhost = 127.0.0.1\nport = %d\nlog_level = debug\n"
+             "unknown_event = exception\n[plugin.nest]\nfile = "
+             "%s/nest-example.so\n",
+             srv.port, SB_TEST_PLUGIN_DIR);
+    ini = fopen(srv.ini, "w");
+    fputs(text, ini);
+    fclose(ini);
+    hup();
+    ck_assert(
+        srv_log_wait(&srv, "0 added, 0 changed, 1 removed", 1, SB_TIMEOUT));
+    ck_assert(srv_journal_wait(&srv, "unload\n", SB_TIMEOUT));
+    cli_send(c, "{\"event\":\"info\"}");
+    ck_assert_int_eq(ws_recv_message(c, SB_TIMEOUT, &f), 1);
+    ck_assert(strstr((char *)f.data, "no handler"));
+    ws_frame_free(&f);
+    /* The nest plugin never stopped serving. */
+    cli_send(c, "{\"event\":\"identity\",\"data\":9}");
+    cli_expect(c, "9");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
+START_TEST(test_watch_reloads_a_replaced_file)
+{
+    start_reloadable(NULL, "watch = true\n");
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    install_build("b"); /* no SIGHUP */
+    ck_assert_msg(
+        srv_log_wait(&srv, "replaced after its file changed", 1, 10000), "%s",
+        srv_logtail(&srv));
+    ck_assert_str_eq(who_build(c, NULL), "b");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
+static int count_maps(pid_t pid, const char *needle)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (!needle || strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_hundred_reloads_leave_nothing_mapped)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    install_build("b");
+    hup();
+    ck_assert(srv_log_wait(&srv, "now at generation 2", 1, SB_TIMEOUT));
+    int base = count_maps(srv.pid, NULL);
+    for (int round = 3; round <= 102; round++) {
+        install_build(round % 2 ? "a" : "b");
+        hup();
+        char want[64];
+        snprintf(want, sizeof(want), "now at generation %d", round);
+        ck_assert_msg(srv_log_wait(&srv, want, 1, 20000), "round %d", round);
+    }
+    /* Old builds are unmapped: one image of the plugin, as before. */
+    ck_assert_int_eq(count_maps(srv.pid, "/memfd:sb:r:"),
+                     count_maps(srv.pid, "/memfd:sb:r:g102"));
+    int after = count_maps(srv.pid, NULL);
+    ck_assert_msg(after <= base + 2, "maps grew from %d to %d lines", base,
+                  after);
+    ck_assert_ptr_null(strstr(srv_logtext(&srv), "still mapped"));
+    json_int_t gen = 0;
+    ck_assert_str_eq(who_build(c, &gen), "b");
+    ck_assert_int_eq(gen, 102);
+    ws_close(c);
+    /* Under SB_TEST_WRAPPER=valgrind, srv_stop also proves no leak. */
+    srv_stop(&srv);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("reload");
+    TCase *tc = tcase_create("reload");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_fifty_swaps_under_traffic);
+    tcase_add_test(tc, test_state_handed_over);
+    tcase_add_test(tc, test_failed_reloads_change_nothing);
+    tcase_add_test(tc, test_add_and_remove_by_editing_the_ini);
+    tcase_add_test(tc, test_watch_reloads_a_replaced_file);
+    tcase_add_test(tc, test_hundred_reloads_leave_nothing_mapped);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# wss://: makes a self-signed certificate, serves a gateway with tls_cert /
+# tls_key, and checks that a `ws` client trusting that certificate talks to
+# it over TLS, and that plain ws:// on the same port is not served.
+#   tls_test.sh SWITCHBOARD PLUGIN_DIR NODE_MODULES
+set -euo pipefail
+bin=$1 plugins=$2 modules=$3
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$tmp/tls.ini" <<INI
+[server]
+host = 127.0.0.1
+port = $port
+tls_cert = cert.pem
+tls_key = key.pem
+[plugin.nest]
+file = $plugins/nest-example.so
+INI
+# shellcheck disable=SC2086
+${SB_TEST_WRAPPER:-} "$bin" -c "$tmp/tls.ini" 2>"$tmp/log" &
+server=$!
+for _ in $(seq 1 300); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  kill -0 "$server" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
+  sleep 0.1
+done
+NODE_PATH=$modules node "$here/tls_client.js" "$port" "$tmp/cert.pem"
+# Plain HTTP to the TLS port gets no WebSocket.
+if printf 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' |
+  timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; head -c 12 <&3" | grep -q "101"; then
+  echo "plain ws:// was upgraded on a TLS port" >&2
+  exit 1
+fi
+kill -TERM "$server"
+status=0
+wait "$server" || status=$?
+server=""
+[ "$status" -eq 0 ] || { echo "server exited with $status" >&2; cat "$tmp/log" >&2; exit 1; }
