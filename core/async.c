@@ -308,3 +308,12 @@ void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p))
     run_posts(p->host, p);
     finalize(p);
 }
+
+size_t sb_async_pending(const sb_plugin_host *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; h && i < h->count; i++)
+        for (const sb_work *w = h->plugins[i]->work; w; w = w->next)
+            n++;
+    return n;
+}

@@ -24,6 +24,10 @@ void sb_async_close(sb_plugin_host *h);
  * finalize(p). Never blocks the loop. */
 void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p));
 
+/* Work items of the host's plugins queued or running now (the drain at
+ * shutdown waits for them). */
+size_t sb_async_pending(const sb_plugin_host *h);
+
 /* Host table entries (see plugin.h). */
 int sb_api_timer_start(sb_plugin *p, uint64_t delay_ms, uint64_t repeat_ms,
                        sb_timer_fn fn, void *udata, uint64_t *timer);

@@ -23,6 +23,7 @@
 
 #include <libwebsockets.h>
 
+#include "async.h"
 #include "dispatch.h"
 #include "admin.h"
 #include "host_api.h"
@@ -545,8 +546,6 @@ static void on_closed(sb_server *s, sb_client *c)
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
-    if (s->stopping && s->nclients == 0 && !s->destroyed)
-        uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
 }
 
 static int on_writeable(sb_client *c)
@@ -842,9 +841,25 @@ static void finish(sb_server *s)
     lws_context_destroy(s->lws);
 }
 
+/* The drain: done when every client is gone and no plugin work is running
+ * or queued, or when shutdown_timeout has passed since the stop. Work still
+ * running then cannot be stopped (it is a thread); the process exits when
+ * it returns. */
 static void on_shutdown_timer(uv_timer_t *t)
 {
-    finish(t->data);
+    sb_server *s = t->data;
+    size_t work = sb_async_pending(s->plugins);
+    bool late = uv_now(s->loop) >= s->stop_deadline_ms;
+    if (!late && (s->nclients || work)) {
+        uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 20, 0);
+        return;
+    }
+    if (work)
+        sb_log_warn("server",
+                    "%zu work item(s) of plugins still pending "
+                    "after shutdown_timeout; waiting for them to return",
+                    work);
+    finish(s);
 }
 
 void sb_server_stop(sb_server *s)
@@ -855,16 +870,14 @@ void sb_server_stop(sb_server *s)
     uv_signal_stop(&s->sig_int);
     uv_signal_stop(&s->sig_term);
     uv_timer_stop(&s->sweep_timer);
-    if (s->nclients == 0) {
-        uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
-        return;
-    }
-    sb_log_info("server", "closing %u client(s) with 1001", s->nclients);
+    s->stop_deadline_ms =
+        uv_now(s->loop) + (uint64_t)s->config->server.shutdown_timeout * 1000;
+    if (s->nclients)
+        sb_log_info("server", "closing %u client(s) with 1001", s->nclients);
     for (sb_client *c = s->clients; c; c = c->next)
         sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
                                "Server shutting down");
-    uv_timer_start(&s->shutdown_timer, on_shutdown_timer,
-                   (uint64_t)s->config->server.shutdown_timeout * 1000, 0);
+    uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
 }
 
 void sb_server_free(sb_server *s)

@@ -79,6 +79,7 @@ typedef struct sb_server {
     unsigned nclients;
     sb_client_id next_id;
     bool stopping;
+    uint64_t stop_deadline_ms; /* loop time when the drain gives up */
     bool destroyed;
     int exit_code;
     sb_stats stats;

@@ -8,9 +8,11 @@
  * still queued, leaves the server healthy and its exit clean.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -371,6 +373,43 @@ START_TEST(test_shutdown_with_work)
 }
 END_TEST
 
+/* The drain on SIGTERM waits, within shutdown_timeout, for work queued or
+ * running; with no time to wait, it says what it left behind. Either way
+ * the exit is clean. */
+static void drain(const char *server_extra, bool expect_leftovers)
+{
+    long long rounds = rounds_for(400);
+    srv_start(&srv, server_extra,
+              "[plugin.work]\nfile = %P/work.so\nmax_rounds = 1000000000\n"
+              "[plugin.nest]\nfile = %P/nest-example.so\n");
+    ws_client *c = cli_connect(&srv);
+    send_hash(c, "drain", rounds, "1");
+    cli_send(c, "{\"event\":\"identity\",\"data\":1}");
+    cli_expect(c, "1"); /* the hash is queued by now */
+    ck_assert_int_eq(kill(srv.pid, SIGTERM), 0);
+    int status = -1;
+    ck_assert_int_eq(sb_test_stop(srv.pid, 0, 60000, &status), 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    bool left = strstr(srv_logtext(&srv), "still pending") != NULL;
+    ck_assert_msg(left == expect_leftovers, "%s", srv_logtail(&srv));
+    ws_close(c);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_drain_waits_for_work)
+{
+    drain("shutdown_timeout = 10\n", false);
+}
+END_TEST
+
+START_TEST(test_drain_bounded_by_shutdown_timeout)
+{
+    drain("shutdown_timeout = 0\n", true);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("work");
@@ -382,6 +421,8 @@ int main(void)
     tcase_add_test(tc, test_bad_config);
     tcase_add_test(tc, test_client_leaves);
     tcase_add_test(tc, test_shutdown_with_work);
+    tcase_add_test(tc, test_drain_waits_for_work);
+    tcase_add_test(tc, test_drain_bounded_by_shutdown_timeout);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
