@@ -787,7 +787,19 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         return -1;
     }
     sb_server_instance = s;
+    /* Signals first: a client (or a test) may send SIGTERM or SIGHUP as
+     * soon as the port answers, and the default action would kill us. */
+    uv_signal_init(loop, &s->sig_int);
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_int.data = s->sig_term.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    if (sb_reload_start(s) < 0)
+        sb_log_warn("server", "hot reload is unavailable (out of memory)");
     if (create_listeners(s) < 0 || sb_admin_start(s) < 0) {
+        uv_close((uv_handle_t *)&s->sig_int, NULL);
+        uv_close((uv_handle_t *)&s->sig_term, NULL);
+        sb_reload_stop(s);
         /* The same two-step destroy as a normal stop: let lws close its
          * uv handles, then free the rest in sb_server_free(). */
         lws_context_destroy(s->lws);
@@ -800,12 +812,6 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     uv_check_start(&s->flush_check, on_flush_check);
     uv_unref((uv_handle_t *)&s->flush_check);
 
-    uv_signal_init(loop, &s->sig_int);
-    uv_signal_init(loop, &s->sig_term);
-    s->sig_int.data = s->sig_term.data = s;
-    uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
-
     uv_timer_init(loop, &s->sweep_timer);
     s->sweep_timer.data = s;
     for (size_t g = 0; g < cfg->ngateways; g++)
@@ -815,8 +821,6 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         }
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
-    if (sb_reload_start(s) < 0)
-        sb_log_warn("server", "hot reload is unavailable (out of memory)");
     return 0;
 }
 

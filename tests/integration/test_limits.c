@@ -182,12 +182,15 @@ START_TEST(test_slow_consumer_closed_memory_flat)
     long peak = rss_kib(srv.pid);
     /* The client is closed with 1008 once its queue passed 256 KiB. */
     int code = 0;
-    ck_assert_int_eq(ws_expect_close(c, 20000, &code, NULL, 0), 0);
+    ck_assert_int_eq(ws_expect_close(c, 120000, &code, NULL, 0), 0);
     ck_assert_int_eq(code, 1008);
     ws_close(c);
-    ck_assert_msg(peak - before < 16 * 1024,
-                  "RSS grew by %ld KiB while a client read nothing",
-                  peak - before);
+    /* Under valgrind the process's RSS is mostly valgrind's own. */
+    const char *wrap = getenv("SB_TEST_WRAPPER");
+    if (!wrap || !*wrap)
+        ck_assert_msg(peak - before < 16 * 1024,
+                      "RSS grew by %ld KiB while a client read nothing",
+                      peak - before);
     /* Everyone else is served. */
     ws_client *d = cli_connect(&srv);
     cli_send(d, "{\"event\":\"identity\",\"data\":5}");
