@@ -111,7 +111,7 @@ int sb_send_exception(sb_client *c, const char *message,
     return sb_client_frame_end(c, start, SB_WS_TEXT);
 }
 
-void sb_dispatch(sb_client *c, const char *buf, size_t len)
+int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
 {
     sb_server *s = c->server;
     const sb_server_conf *conf = sb_client_conf(c);
@@ -119,13 +119,18 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
 
     s->stats.messages_received++;
     sb_env_status st = sb_envelope_parse(buf, len, conf->max_json_depth, &env);
+    /* A document the scan accepts is valid UTF-8, so text frames are only
+     * checked on the way to an error: not UTF-8 at all is a protocol
+     * matter (close 1007), not a JSON one. */
+    if (st != SB_ENV_OK && text && !sb_utf8_valid(buf, len))
+        return SB_DISPATCH_BAD_UTF8;
     if (st != SB_ENV_OK) {
         s->stats.exceptions_by[sb_exc_of_env(st)]++;
         s->gateway_stats[c->gateway].unrouted++;
         sb_log_debug("dispatch", "client %llu: %s", (unsigned long long)c->id,
                      env.error);
         sb_send_exception(c, env.error, NULL, (sb_span){0}, env.id);
-        return;
+        return 0;
     }
     const sb_route *route = sb_router_find(&s->plugins->routers[c->gateway],
                                            env.event, env.event_len);
@@ -141,7 +146,7 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
                      env.event);
             sb_send_exception(c, why, env.event, env.data, env.id);
         }
-        return;
+        return 0;
     }
 
     sb_message m;
@@ -177,6 +182,7 @@ void sb_dispatch(sb_client *c, const char *buf, size_t len)
     }
     if (m.data)
         json_decref(m.data);
+    return 0;
 }
 
 /* ---- host table: the message being handled ---------------------------- */

@@ -9,6 +9,7 @@
 #ifndef SB_DISPATCH_H
 #define SB_DISPATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <switchboard/plugin.h>
@@ -27,8 +28,11 @@ struct sb_message {
     char fail_text[256];
 };
 
-/* Handles one complete message of `len` bytes. */
-void sb_dispatch(sb_client *c, const char *buf, size_t len);
+/* Handles one complete message of `len` bytes (`text`: it came in text
+ * frames). Returns 0, or SB_DISPATCH_BAD_UTF8 for a text message that is
+ * not UTF-8, which the caller must close with 1007. */
+#define SB_DISPATCH_BAD_UTF8 1
+int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text);
 
 /* Queues {"event":"exception","data":{"status":"error","message":M[,
  * "cause":{"pattern":E,"data":D}]}[,"id":I]}. cause_event/cause_data may be

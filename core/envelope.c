@@ -893,3 +893,20 @@ int sb_json_append_string(sb_buf *b, const char *s, size_t len)
     b->len = (size_t)(o - b->data);
     return 0;
 }
+
+bool sb_utf8_valid(const char *buf, size_t len)
+{
+    const uchar *p = (const uchar *)buf, *end = p + len;
+    struct scan s;
+    memset(&s, 0, sizeof(s));
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        p = scan_utf8(p, end, &s);
+        if (!p)
+            return false;
+    }
+    return true;
+}

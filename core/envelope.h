@@ -67,6 +67,11 @@ sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
 sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
                                sb_span *trimmed, char *error, size_t errlen);
 
+/* Whether `len` bytes are valid UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF). A document sb_envelope_parse()
+ * accepts always is; this is for telling why a text frame failed. */
+bool sb_utf8_valid(const char *buf, size_t len);
+
 /* Appends `len` bytes of UTF-8 text as a quoted JSON string, escaping '"',
  * '\\' and control characters. 0, or -1 on out of memory. */
 int sb_json_append_string(sb_buf *b, const char *s, size_t len);

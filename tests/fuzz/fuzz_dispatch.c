@@ -217,7 +217,7 @@ static size_t check_queue(size_t *exceptions)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
-    sb_dispatch(&cli, buf, size);
+    sb_dispatch(&cli, buf, size, false);
     if (cli.closing)
         die("the client was closed", "dispatch must never close a client");
 
