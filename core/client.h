@@ -38,27 +38,26 @@ typedef struct sb_client {
     bool dirty;                 /* on the server's dirty list */
     bool closing;               /* a close is under way: queue nothing more */
     bool accepted;              /* connect hooks ran */
-    size_t hooks_upto;          /* see sb_plugin_host_connect() */
+    uint32_t hooks_upto;        /* see sb_plugin_host_connect() */
     int close_code;             /* code we closed with (0: none yet) */
     bool close_sent;            /* our close frame is queued or sent */
     int peer_close_code;        /* code the client sent, 0 if none */
     uint64_t last_active_ms;    /* loop time of the last message received */
-    size_t gateway;             /* index into the config's gateways */
-    char remote[48];            /* peer address, for logs */
+    uint32_t gateway;           /* index into the config's gateways */
     struct sb_room_link *rooms; /* the rooms it is in (rooms.c) */
-    size_t nrooms, rooms_cap;
+    uint32_t nrooms, rooms_cap;
     struct sb_client_slot *slots; /* per plugin slot, grown on demand */
-    size_t nslots;
+    uint32_t nslots;
     json_t *identity; /* attached by a handshake hook, owned */
     /* The handshake as the client sent it, captured at the upgrade (lws
-     * frees its header table afterwards): "path\0query\0" then
+     * frees its header table afterwards): "path\0query\0remote\0" then
      * "name\0value\0" per header. NULL when there was none to keep. */
     char *handshake;
     size_t handshake_len;
     struct sb_ip_entry *ip; /* its address's entry (admission.c), or NULL */
     double rate_tokens;     /* token bucket of rate_limit */
     uint64_t rate_last_ms;
-    unsigned rate_strikes; /* messages dropped in a row */
+    uint32_t rate_strikes; /* messages dropped in a row */
 } sb_client;
 
 /* What a plugin keeps for a client (host table: client_state/data). */

@@ -154,8 +154,6 @@ json_t *sb_api_client_info(sb_client_id client)
     sb_client *c = client_of(client);
     if (!c)
         return NULL;
-    char peer[64] = "";
-    sb_peer_address(c->wsi, peer, sizeof(peer));
     json_t *headers = json_object();
     const char *path = "", *query = "";
     if (c->handshake) {
@@ -164,6 +162,7 @@ json_t *sb_api_client_info(sb_client_id client)
         p += strlen(p) + 1;
         query = p;
         p += strlen(p) + 1;
+        p += strlen(p) + 1; /* the address: sb_client_remote() */
         while (p < end) {
             const char *name = p;
             p += strlen(p) + 1;
@@ -173,7 +172,7 @@ json_t *sb_api_client_info(sb_client_id client)
     }
     json_t *identity = c->identity ? json_incref(c->identity) : json_null();
     return json_pack("{s:I,s:s,s:s,s:s,s:s,s:o,s:o}", "id", (json_int_t)c->id,
-                     "remote", peer, "gateway",
+                     "remote", sb_client_remote(c), "gateway",
                      c->server->config->gateways[c->gateway].name, "path", path,
                      "query", query, "headers", headers, "identity", identity);
 }

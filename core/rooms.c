@@ -111,14 +111,15 @@ int sb_rooms_join(sb_rooms *r, sb_client *c, const char *name)
         r->slots[slot] = room;
         r->count++;
     }
+    size_t ccap = c->rooms_cap;
     if (reserve((void **)&room->members, &room->cap, room->count,
                 sizeof(*room->members)) < 0 ||
-        reserve((void **)&c->rooms, &c->rooms_cap, c->nrooms,
-                sizeof(*c->rooms)) < 0) {
+        reserve((void **)&c->rooms, &ccap, c->nrooms, sizeof(*c->rooms)) < 0) {
         if (room->count == 0)
             delete_room(r, room);
         return -1;
     }
+    c->rooms_cap = (uint32_t)ccap;
     room->members[room->count] = (sb_room_member){c, c->nrooms};
     c->rooms[c->nrooms] = (sb_room_link){room, room->count};
     room->count++;

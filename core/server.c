@@ -442,12 +442,20 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
     copy_query(wsi, value, sizeof(value));
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
+    /* The address too: the socket is gone by the disconnect log line. */
+    sb_peer_address(wsi, value, sizeof(value));
+    bad |= sb_buf_append(&b, value, strlen(value) + 1);
     for (int t = 0; t < WSI_TOKEN_COUNT && !bad; t++) {
         const char *name =
             (const char *)lws_token_to_string((enum lws_token_indexes)t);
         size_t nlen = name ? strlen(name) : 0;
-        /* Header tokens end with ':'; the others are request parts. */
-        if (nlen < 2 || name[nlen - 1] != ':' || name[0] == ':')
+        /* Header tokens end with ':'; the others are request parts. The
+         * upgrade's own mechanics say nothing about the client and would
+         * cost every connection their bytes. */
+        if (nlen < 2 || name[nlen - 1] != ':' || name[0] == ':' ||
+            t == WSI_TOKEN_UPGRADE || t == WSI_TOKEN_CONNECTION ||
+            t == WSI_TOKEN_KEY || t == WSI_TOKEN_VERSION ||
+            t == WSI_TOKEN_EXTENSIONS)
             continue;
         if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) <= 0)
             continue;
@@ -461,8 +469,20 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
         sb_buf_free(&b);
         return;
     }
-    c->handshake = b.data;
+    /* Kept for the client's life: no slack. */
+    char *fit = realloc(b.data, b.len);
+    c->handshake = fit ? fit : b.data;
     c->handshake_len = b.len;
+}
+
+const char *sb_client_remote(const sb_client *c)
+{
+    if (!c->handshake)
+        return "?";
+    const char *p = c->handshake;
+    p += strlen(p) + 1; /* path */
+    p += strlen(p) + 1; /* query */
+    return p;
 }
 
 /* A connect (code 0) or disconnect line: at info with log_connections,
@@ -474,19 +494,20 @@ static void log_connection(sb_server *s, const sb_client *c, int code)
     if (level > sb_log_get_level())
         return;
     const char *gw = s->config->gateways[c->gateway].name;
+    const char *remote = sb_client_remote(c);
     sb_log_field f[] = {{"client", NULL, (long long)c->id},
-                        {"remote", c->remote, 0},
+                        {"remote", remote, 0},
                         {"gateway", gw, 0},
                         {"code", NULL, code}};
     if (code)
         sb_log_fields(level, "server", f, 4,
                       "client %llu (%s) disconnected from gateway '%s' with "
                       "%d",
-                      (unsigned long long)c->id, c->remote, gw, code);
+                      (unsigned long long)c->id, remote, gw, code);
     else
         sb_log_fields(level, "server", f, 3,
                       "client %llu connected from %s to gateway '%s'",
-                      (unsigned long long)c->id, c->remote, gw);
+                      (unsigned long long)c->id, remote, gw);
 }
 
 static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
@@ -521,7 +542,6 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     s->gateway_clients[c->gateway]++;
     s->stats.connections_total++;
     s->gateway_stats[c->gateway].connections_total++;
-    sb_peer_address(wsi, c->remote, sizeof(c->remote));
     log_connection(s, c, 0);
     const sb_plugin *refuser;
     c->hooks_upto =
@@ -555,13 +575,14 @@ static void on_closed(sb_server *s, sb_client *c)
     sb_rooms_leave_all(&s->rooms, c);
     sb_client_slots_release(c);
     json_decref(c->identity);
-    free(c->handshake);
     sb_clients_remove(&s->table, c->id);
     sb_ip_release(&s->ips, c->ip);
     c->ip = NULL;
     clients_unlink(s, c);
     s->gateway_clients[c->gateway]--;
     log_connection(s, c, code);
+    free(c->handshake);
+    c->handshake = NULL;
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;

@@ -107,6 +107,9 @@ static inline const sb_server_conf *sb_client_conf(const sb_client *c)
     return &c->server->config->gateways[c->gateway].conf;
 }
 
+/* The peer's address as captured at the upgrade ("?" if unknown). */
+const char *sb_client_remote(const sb_client *c);
+
 /* The peer's address as text, an IPv4-mapped IPv6 address shown as IPv4. */
 void sb_peer_address(struct lws *wsi, char *buf, size_t len);
 
