@@ -226,7 +226,7 @@ static bool parse_seconds(const char *s, unsigned long long *out)
     return rest[0] == '\0' || (rest[0] == 's' && rest[1] == '\0');
 }
 
-static bool parse_bool(const char *s, bool *out)
+bool sb_config_parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};
@@ -386,7 +386,7 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         ok = k->id == SK_PATH ? valid_url_path(value) : value[0] != '\0';
         break;
     case V_BOOL:
-        ok = parse_bool(value, &flag);
+        ok = sb_config_parse_bool(value, &flag);
         break;
     case V_INTEGER:
         ok = parse_integer(value, &n);
@@ -862,7 +862,7 @@ static void on_plugin_key(struct parser *p, int line, const char *name,
             pc->file = resolve_path(p, value);
     } else if (strcmp(name, "enabled") == 0 || strcmp(name, "optional") == 0) {
         bool *flag = name[0] == 'e' ? &pc->enabled : &pc->optional;
-        if (!parse_bool(value, flag))
+        if (!sb_config_parse_bool(value, flag))
             add_error(p, line,
                       "bad value '%s' for '%s' (expected true/false, "
                       "yes/no, on/off or 1/0)",

@@ -106,6 +106,10 @@ int sb_config_load(sb_config *cfg, const char *path);
 /* Frees everything sb_config_load() allocated. Safe on a zeroed struct. */
 void sb_config_free(sb_config *cfg);
 
+/* Parses true/false, yes/no, on/off or 1/0 (any case): the booleans of
+ * every config value, plugins' included. False when it is none of them. */
+bool sb_config_parse_bool(const char *s, bool *out);
+
 /* The value of `key` in a plugin section, or NULL. */
 const char *sb_plugin_conf_get(const sb_plugin_conf *pc, const char *key);
 

@@ -51,14 +51,11 @@ static int queue_status(sb_client *c)
     return c->closing ? SB_ERR_CLOSED : SB_ERR_NOMEM;
 }
 
-/* Queues {"event":E[,"data":D][,"id":I]} where D is JSON text. */
-static int queue_envelope(sb_client *c, const char *event, size_t event_len,
-                          const char *data, size_t data_len, sb_span id)
+/* Appends {"event":E[,"data":D][,"id":I]}, D and I being JSON text.
+ * 0, or -1 when out of memory. */
+static int append_envelope(sb_buf *b, const char *event, size_t event_len,
+                           const char *data, size_t data_len, sb_span id)
 {
-    long start = sb_client_frame_begin(c);
-    if (start < 0)
-        return queue_status(c);
-    sb_buf *b = &c->tx;
     int bad = sb_buf_append(b, "{\"event\":", 9) ||
               sb_json_append_string(b, event, event_len);
     if (!bad && data)
@@ -69,7 +66,17 @@ static int queue_envelope(sb_client *c, const char *event, size_t event_len,
             sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
     if (!bad)
         bad = sb_buf_append_byte(b, '}');
-    if (bad) {
+    return bad ? -1 : 0;
+}
+
+/* Queues {"event":E[,"data":D][,"id":I]} where D is JSON text. */
+static int queue_envelope(sb_client *c, const char *event, size_t event_len,
+                          const char *data, size_t data_len, sb_span id)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return queue_status(c);
+    if (append_envelope(&c->tx, event, event_len, data, data_len, id) < 0) {
         sb_client_frame_abort(c, start);
         return SB_ERR_NOMEM;
     }
@@ -190,22 +197,16 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
 int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id)
 {
     int rc = SB_OK;
+    bool has_data = data != NULL;
     if (data)
         rc = encode(data);
     json_decref(data);
     if (rc != SB_OK)
         return rc;
-    int bad = sb_buf_append(b, "{\"event\":", 9) ||
-              sb_json_append_string(b, event, strlen(event));
-    if (!bad && data)
-        bad = sb_buf_append(b, ",\"data\":", 8) ||
-              sb_buf_append(b, scratch.data, scratch.len);
-    if (!bad && id.ptr)
-        bad =
-            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
-    if (!bad)
-        bad = sb_buf_append_byte(b, '}');
-    return bad ? SB_ERR_NOMEM : SB_OK;
+    return append_envelope(b, event, strlen(event),
+                           has_data ? scratch.data : NULL, scratch.len, id) < 0
+               ? SB_ERR_NOMEM
+               : SB_OK;
 }
 
 /* Frames queued to the gateway so far: the difference across a reply call

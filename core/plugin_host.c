@@ -196,17 +196,10 @@ static int host_config_bool(sb_plugin *p, const char *key, int def, int *out)
     *out = def;
     if (!v)
         return SB_OK;
-    static const char *const yes[] = {"true", "yes", "on", "1"};
-    static const char *const no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(v, yes[i]) == 0) {
-            *out = 1;
-            return SB_OK;
-        }
-        if (strcasecmp(v, no[i]) == 0) {
-            *out = 0;
-            return SB_OK;
-        }
+    bool flag;
+    if (sb_config_parse_bool(v, &flag)) {
+        *out = flag;
+        return SB_OK;
     }
     return config_bad(p, key, v, "true/false, yes/no, on/off or 1/0");
 }

@@ -531,10 +531,8 @@ static void watches_clear(sb_reloader *r)
 static bool wants_watch(const sb_config *cfg, const sb_plugin_conf *pc)
 {
     const char *v = sb_plugin_conf_get(pc, "watch");
-    if (!v)
-        return cfg->server.watch;
-    return strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
-           strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0;
+    bool on;
+    return v ? sb_config_parse_bool(v, &on) && on : cfg->server.watch;
 }
 
 static void watches_rebuild(sb_reloader *r)
