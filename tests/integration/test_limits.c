@@ -212,6 +212,48 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+/* Keepalive: after ping_interval seconds of silence the server pings; a
+ * client that answers stays, one that does not is dropped after another
+ * interval. (This test client never answers pings by itself.) */
+START_TEST(test_ping_keepalive)
+{
+    srv_start(&srv, "ping_interval = 1\n", NEST);
+    ws_client *quiet = cli_connect(&srv);
+    ws_client *alive = cli_connect(&srv);
+    bool pinged = false;
+    time_t t0 = time(NULL);
+    /* The live client answers every ping for 5 s. */
+    while (time(NULL) - t0 < 5) {
+        ws_frame f;
+        int rc = ws_recv(alive, 200, &f);
+        ck_assert_int_ge(rc, 0);
+        if (rc == 1 && f.opcode == WS_OP_PING) {
+            pinged = true;
+            ck_assert_int_eq(ws_send_pong(alive, f.data, f.len), 0);
+        }
+        if (rc == 1)
+            ws_frame_free(&f);
+    }
+    ck_assert_msg(pinged, "no ping within 5 s with ping_interval = 1");
+    cli_send(alive, "{\"event\":\"identity\",\"data\":7}");
+    for (;;) { /* skip pings still coming */
+        ws_frame f;
+        ck_assert_int_eq(ws_recv(alive, SB_TIMEOUT, &f), 1);
+        bool ping = f.opcode == WS_OP_PING;
+        if (!ping)
+            ck_assert_str_eq((char *)f.data, "7");
+        ws_frame_free(&f);
+        if (!ping)
+            break;
+    }
+    /* The one that never answered is gone. */
+    ck_assert_int_eq(ws_wait_eof(quiet, SB_TIMEOUT), 0);
+    ws_close(quiet);
+    ws_close(alive);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("limits");
@@ -224,6 +266,7 @@ int main(void)
     tcase_add_test(tc, test_half_open_handshake_dropped);
     tcase_add_test(tc, test_slow_consumer_closed_memory_flat);
     tcase_add_test(tc, test_idle_timeout);
+    tcase_add_test(tc, test_ping_keepalive);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
