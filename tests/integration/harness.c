@@ -193,6 +193,22 @@ const char *srv_logtail(const sb_srv *s)
     return tail(read_file(s->log));
 }
 
+void srv_ini_replace(const sb_srv *s, const char *from, const char *to)
+{
+    char ini[16384];
+    FILE *f = fopen(s->ini, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(ini, 1, sizeof(ini) - 1, f);
+    fclose(f);
+    ini[n] = 0;
+    char *at = strstr(ini, from);
+    ck_assert_msg(at != NULL, "'%s' is not in the config", from);
+    f = fopen(s->ini, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%.*s%s%s", (int)(at - ini), ini, to, at + strlen(from));
+    fclose(f);
+}
+
 bool srv_log_wait(const sb_srv *s, const char *needle, int count,
                   int timeout_ms)
 {

@@ -46,6 +46,9 @@ const char *srv_journal(const sb_srv *s);
 const char *srv_logtext(const sb_srv *s);
 /* Its last 3000 characters, for assertion messages. */
 const char *srv_logtail(const sb_srv *s);
+/* Rewrites the server's INI file with the first `from` replaced by `to`
+ * (for reload tests; the caller sends SIGHUP). */
+void srv_ini_replace(const sb_srv *s, const char *from, const char *to);
 /* Waits until the server log holds `needle` at least `count` times. */
 bool srv_log_wait(const sb_srv *s, const char *needle, int count,
                   int timeout_ms);

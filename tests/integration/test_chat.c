@@ -491,19 +491,7 @@ START_TEST(test_reload_keeps_rooms)
     join(a, "lobby", 1);
     join(b, "lobby", 2);
 
-    FILE *f = fopen(srv.ini, "r");
-    ck_assert_ptr_nonnull(f);
-    char ini[8192];
-    size_t n = fread(ini, 1, sizeof(ini) - 1, f);
-    fclose(f);
-    ini[n] = 0;
-    char *key = strstr(ini, "max_text_length = 100\n");
-    ck_assert_ptr_nonnull(key);
-    memcpy(key, "max_text_length = 005\n", 22);
-    f = fopen(srv.ini, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(ini, f);
-    fclose(f);
+    srv_ini_replace(&srv, "max_text_length = 100\n", "max_text_length = 005\n");
     ck_assert_int_eq(kill(srv.pid, SIGHUP), 0);
     ck_assert_msg(srv_log_wait(&srv, "now at generation 2", 1, SB_TIMEOUT),
                   "no reload:\n%s", srv_logtail(&srv));

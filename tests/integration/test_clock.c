@@ -250,19 +250,7 @@ START_TEST(test_reload_keeps_subscribers)
     cli_expect(a, SUBSCRIBED50);
     recv_tick(a, NULL, 0);
 
-    FILE *f = fopen(srv.ini, "r");
-    ck_assert_ptr_nonnull(f);
-    char ini[8192];
-    size_t n = fread(ini, 1, sizeof(ini) - 1, f);
-    fclose(f);
-    ini[n] = 0;
-    char *key = strstr(ini, "interval_ms = 50\n");
-    ck_assert_ptr_nonnull(key);
-    memcpy(key, "interval_ms = 99\n", 17);
-    f = fopen(srv.ini, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(ini, f);
-    fclose(f);
+    srv_ini_replace(&srv, "interval_ms = 50\n", "interval_ms = 99\n");
     ck_assert_int_eq(kill(srv.pid, SIGHUP), 0);
     wait_log("now at generation 2", 1);
     wait_log("subscribers kept from before a reload: timer started", 1);
