@@ -16,6 +16,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,7 +223,10 @@ static bool admit(sb_client *c)
 {
     const sb_server_conf *conf = sb_client_conf(c);
     if (!conf->rate_limit || sb_rate_take(c, conf, uv_now(c->server->loop))) {
-        c->rate_strikes = 0;
+        /* Forgiven only once it has calmed down: a steady flood that the
+         * refill lets through now and then is still a flood. */
+        if (!conf->rate_limit || c->rate_tokens >= conf->rate_burst / 2.0)
+            c->rate_strikes = 0;
         return true;
     }
     c->server->stats.exceptions_by[SB_EXC_RATE_LIMITED]++;
@@ -583,9 +587,17 @@ static void on_closed(sb_server *s, sb_client *c)
     log_connection(s, c, code);
     free(c->handshake);
     c->handshake = NULL;
+    /* glibc keeps freed memory for reuse; after big buffers (a slow
+     * consumer's queue, a large message) give it back to the system, so
+     * the server's size follows its load down as well as up. */
+    s->freed_since_trim += c->rx.cap + c->tx.cap;
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
+    if (s->freed_since_trim >= 1024 * 1024) {
+        s->freed_since_trim = 0;
+        malloc_trim(0);
+    }
 }
 
 static int on_writeable(sb_client *c)

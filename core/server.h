@@ -80,6 +80,7 @@ typedef struct sb_server {
     sb_client_id next_id;
     bool stopping;
     uint64_t stop_deadline_ms; /* loop time when the drain gives up */
+    size_t freed_since_trim;   /* buffer bytes freed since malloc_trim() */
     bool destroyed;
     int exit_code;
     sb_stats stats;
