@@ -560,6 +560,11 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     return 0;
 }
 
+static void on_trim(uv_timer_t *t)
+{
+    malloc_trim(0);
+}
+
 static void on_closed(sb_server *s, sb_client *c)
 {
     if (!c->server)
@@ -587,17 +592,14 @@ static void on_closed(sb_server *s, sb_client *c)
     log_connection(s, c, code);
     free(c->handshake);
     c->handshake = NULL;
-    /* glibc keeps freed memory for reuse; after big buffers (a slow
-     * consumer's queue, a large message) give it back to the system, so
-     * the server's size follows its load down as well as up. */
-    s->freed_since_trim += c->rx.cap + c->tx.cap;
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
-    if (s->freed_since_trim >= 1024 * 1024) {
-        s->freed_since_trim = 0;
-        malloc_trim(0);
-    }
+    /* glibc keeps freed memory for reuse: a second after connections
+     * close, give it back to the system, so the server's size follows its
+     * load down as well as up (one trim for a whole burst of closes). */
+    if (!s->destroyed && !uv_is_active((uv_handle_t *)&s->trim_timer))
+        uv_timer_start(&s->trim_timer, on_trim, 1000, 0);
 }
 
 static int on_writeable(sb_client *c)
@@ -871,6 +873,8 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
         }
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
+    uv_timer_init(loop, &s->trim_timer);
+    uv_unref((uv_handle_t *)&s->trim_timer);
     return 0;
 }
 
@@ -889,6 +893,7 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&s->trim_timer, NULL);
     sb_reload_stop(s);
     /* First of the two destroys: from inside the loop, so lws can close its
      * own uv handles; uv_run() then returns. */

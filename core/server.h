@@ -68,6 +68,7 @@ typedef struct sb_server {
     struct sb_reloader *reloader; /* reload.c */
     uv_timer_t sweep_timer;       /* idle timeout */
     uv_timer_t shutdown_timer;    /* bounds the close handshakes */
+    uv_timer_t trim_timer;        /* returns freed memory after closes */
     sb_client *clients;           /* all connected clients */
     sb_client_table table;        /* the same, by id */
     sb_rooms rooms;
@@ -80,7 +81,6 @@ typedef struct sb_server {
     sb_client_id next_id;
     bool stopping;
     uint64_t stop_deadline_ms; /* loop time when the drain gives up */
-    size_t freed_since_trim;   /* buffer bytes freed since malloc_trim() */
     bool destroyed;
     int exit_code;
     sb_stats stats;

@@ -180,10 +180,13 @@ START_TEST(test_slow_consumer_closed_memory_flat)
         if (ws_send_text(c, msg, strlen(msg)) < 0)
             break; /* the server stopped reading us: closed */
     long peak = rss_kib(srv.pid);
-    /* The client is closed with 1008 once its queue passed 256 KiB. */
+    /* The client is closed with 1008 once its queue passed 256 KiB. The
+     * close frame waits behind what the kernel already holds for a client
+     * that reads nothing; if it still has not read it when the close-ack
+     * timeout runs out, the connection is just dropped: closed either way. */
     int code = 0;
     ck_assert_int_eq(ws_expect_close(c, 120000, &code, NULL, 0), 0);
-    ck_assert_int_eq(code, 1008);
+    ck_assert_msg(code == 1008 || code == -1, "closed with %d", code);
     ws_close(c);
     /* Under valgrind the process's RSS is mostly valgrind's own. */
     const char *wrap = getenv("SB_TEST_WRAPPER");
