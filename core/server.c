@@ -370,6 +370,11 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
     size_t g = gateway_of(s, wsi, hs.path);
     if (g == SIZE_MAX)
         return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "Not Found");
+    /* RFC 6455 4.4: only version 13 is spoken; lws upgrades any. */
+    char version[8];
+    if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_VERSION) < 0 ||
+        strcmp(version, "13") != 0)
+        return refuse_upgrade(wsi, 426, "Unsupported WebSocket version");
     const sb_server_conf *conf = &s->config->gateways[g].conf;
     if (s->stopping)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,

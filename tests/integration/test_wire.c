@@ -382,6 +382,33 @@ START_TEST(test_other_path_404)
 }
 END_TEST
 
+/* Only Sec-WebSocket-Version 13 is upgraded (lws alone takes any). */
+START_TEST(test_websocket_version)
+{
+    srv_start_default(&srv, NULL);
+    static const char *const bad[] = {"8", "12", "abc", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char req[512];
+        int n = snprintf(req, sizeof(req),
+                         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: "
+                         "websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: %s\r\n\r\n",
+                         bad[i]);
+        ws_http_response r;
+        ck_assert_int_eq(
+            ws_http_raw("127.0.0.1", srv.port, req, (size_t)n, SB_TIMEOUT, &r),
+            0);
+        ck_assert_msg(r.status == 426 || r.status == 400,
+                      "version '%s' got HTTP %d", bad[i], r.status);
+        ws_http_response_free(&r);
+    }
+    ck_assert_int_eq(
+        ws_connect_status("127.0.0.1", srv.port, "/", NULL, SB_TIMEOUT), 101);
+    srv_stop(&srv);
+}
+END_TEST
+
 START_TEST(test_custom_path)
 {
     srv_start_default(&srv, "path = /ws\n");
@@ -469,6 +496,7 @@ int main(void)
     tcase_add_test(tc, test_close_codes);
     tcase_add_test(tc, test_other_path_404);
     tcase_add_test(tc, test_custom_path);
+    tcase_add_test(tc, test_websocket_version);
     tcase_add_test(tc, test_max_connections_503);
     tcase_add_test(tc, test_reply_echoes_id);
     suite_add_tcase(s, tc);
