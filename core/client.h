@@ -43,6 +43,7 @@ typedef struct sb_client {
     bool close_sent;            /* our close frame is queued or sent */
     int peer_close_code;        /* code the client sent, 0 if none */
     uint64_t last_active_ms;    /* loop time of the last message received */
+    uint64_t stalled_since_ms;  /* the kernel took none of our bytes since */
     uint32_t gateway;           /* index into the config's gateways */
     struct sb_room_link *rooms; /* the rooms it is in (rooms.c) */
     uint32_t nrooms, rooms_cap;

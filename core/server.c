@@ -36,6 +36,9 @@
  * on an otherwise quiet connection. */
 #define SB_KEEP_BUFFER_MAX (64 * 1024)
 
+/* A client whose socket takes no bytes for this long is dropped. */
+#define SB_SEND_STALL_MS 10000
+
 sb_server *sb_server_instance;
 
 static void finish(sb_server *s);
@@ -117,9 +120,17 @@ static void dirty_unlink(sb_client *c)
  * broken. */
 static int flush_client(sb_client *c)
 {
+    bool stuck = lws_partial_buffered(c->wsi);
+    /* How long the kernel has refused this client's bytes: a client that
+     * reads nothing stops lws reading it too, so its queue may never pass
+     * max_send_queue; the sweep closes it after SB_SEND_STALL_MS. */
+    if (!stuck)
+        c->stalled_since_ms = 0;
+    else if (!c->stalled_since_ms)
+        c->stalled_since_ms = uv_now(c->server->loop);
     if (c->tx.len <= LWS_PRE)
         return 0;
-    if (lws_partial_buffered(c->wsi)) {
+    if (stuck) {
         lws_callback_on_writable(c->wsi);
         return 0;
     }
@@ -669,6 +680,21 @@ static void on_sweep(uv_timer_t *t)
     sb_server *s = t->data;
     uint64_t now = uv_now(s->loop);
     for (sb_client *c = s->clients; c; c = c->next) {
+        if (c->stalled_since_ms &&
+            now - c->stalled_since_ms >= SB_SEND_STALL_MS) {
+            /* Its socket has taken nothing for that long: a close frame
+             * would not get through either, so drop it (1008 for the
+             * hooks), and its buffers with it. */
+            sb_log_info("server", "client %llu reads nothing; dropping it",
+                        (unsigned long long)c->id);
+            c->stalled_since_ms = 0;
+            c->closing = true;
+            if (!c->close_code)
+                c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                            LWS_TO_KILL_ASYNC);
+            continue;
+        }
         uint64_t limit = (uint64_t)sb_client_conf(c)->idle_timeout * 1000;
         if (limit && !c->closing && now - c->last_active_ms >= limit) {
             sb_log_debug("server", "client %llu idle, closing",
@@ -871,11 +897,8 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
 
     uv_timer_init(loop, &s->sweep_timer);
     s->sweep_timer.data = s;
-    for (size_t g = 0; g < cfg->ngateways; g++)
-        if (cfg->gateways[g].conf.idle_timeout) {
-            uv_timer_start(&s->sweep_timer, on_sweep, 1000, 1000);
-            break;
-        }
+    /* Idle clients and clients that read nothing, once a second. */
+    uv_timer_start(&s->sweep_timer, on_sweep, 1000, 1000);
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
     uv_timer_init(loop, &s->trim_timer);
