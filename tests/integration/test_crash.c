@@ -96,6 +96,12 @@ static int backtrace_lines(const char *log, const char *mark, int *marked)
         const char *line = p + 1;
         const char *end = strchr(line, '\n');
         size_t len = end ? (size_t)(end - line) : strlen(line);
+        /* Under valgrind its own report ("==PID== ...") can land between
+         * our lines in the same log: skip it. */
+        if (len >= 2 && line[0] == '=' && line[1] == '=') {
+            p = end;
+            continue;
+        }
         if (len < 4 || line[len - 1] != ']' || !memmem(line, len, "[0x", 3))
             break;
         n++;
