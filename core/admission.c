@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #include "client.h"
 
 bool sb_origin_allowed(const sb_server_conf *conf, const char *origin)
@@ -23,16 +25,6 @@ bool sb_origin_allowed(const sb_server_conf *conf, const char *origin)
     return false;
 }
 
-static uint32_t hash_ip(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static size_t find_slot(const sb_ip_table *t, const char *ip, uint32_t h)
 {
     size_t i = h & (t->cap - 1);
@@ -46,7 +38,7 @@ unsigned sb_ip_count(const sb_ip_table *t, const char *ip)
 {
     if (!t->cap)
         return 0;
-    sb_ip_entry *e = t->slots[find_slot(t, ip, hash_ip(ip))];
+    sb_ip_entry *e = t->slots[find_slot(t, ip, sb_hash_bytes(ip, strlen(ip)))];
     return e ? e->count : 0;
 }
 
@@ -75,7 +67,7 @@ sb_ip_entry *sb_ip_acquire(sb_ip_table *t, const char *ip)
 {
     if ((t->count + 1) * 2 > t->cap && grow(t) < 0)
         return NULL;
-    uint32_t h = hash_ip(ip);
+    uint32_t h = sb_hash_bytes(ip, strlen(ip));
     size_t i = find_slot(t, ip, h);
     if (!t->slots[i]) {
         sb_ip_entry *e = calloc(1, sizeof(*e));

@@ -9,17 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "hash.h"
 
-static uint32_t hash_name(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
+#include "client.h"
 
 static size_t find_slot(const sb_rooms *r, const char *name, uint32_t h)
 {
@@ -34,7 +26,7 @@ sb_room *sb_rooms_find(const sb_rooms *r, const char *name)
 {
     if (!r->cap)
         return NULL;
-    return r->slots[find_slot(r, name, hash_name(name))];
+    return r->slots[find_slot(r, name, sb_hash_bytes(name, strlen(name)))];
 }
 
 static int grow(sb_rooms *r)
@@ -98,7 +90,7 @@ int sb_rooms_join(sb_rooms *r, sb_client *c, const char *name)
             return 0;
     if ((r->count + 1) * 2 > r->cap && grow(r) < 0)
         return -1;
-    uint32_t h = hash_name(name);
+    uint32_t h = sb_hash_bytes(name, strlen(name));
     size_t slot = find_slot(r, name, h);
     sb_room *room = r->slots[slot];
     if (!room) {

@@ -11,18 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 static char tombstone_mark;
 #define TOMBSTONE (&tombstone_mark)
-
-static uint32_t hash_name(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 void sb_router_init(sb_router *r)
 {
@@ -64,7 +56,7 @@ const sb_route *sb_router_find(const sb_router *r, const char *event,
 {
     if (r->cap == 0)
         return NULL;
-    uint32_t h = hash_name(event, len);
+    uint32_t h = sb_hash_bytes(event, len);
     size_t i = h & (r->cap - 1);
     for (;;) {
         const sb_route *s = &r->slots[i];
@@ -100,7 +92,7 @@ int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
     char *copy = strdup(event);
     if (!copy)
         return SB_ERR_NOMEM;
-    uint32_t h = hash_name(event, len);
+    uint32_t h = sb_hash_bytes(event, len);
     size_t i = h & (r->cap - 1);
     while (r->slots[i].event && r->slots[i].event != TOMBSTONE)
         i = (i + 1) & (r->cap - 1);
