@@ -188,11 +188,11 @@ static json_t *plugin_events(const sb_server *s, const sb_plugin *p)
         if (!sb_plugin_serves(p, g))
             continue;
         const sb_router *rt = &s->plugins->routers[g];
-        const char **names = calloc(rt->count ? rt->count : 1, sizeof(*names));
-        size_t n = 0;
-        for (size_t i = 0; names && i < rt->cap && n < rt->count; i++)
-            if (rt->slots[i].owner == p)
-                names[n++] = rt->slots[i].event;
+        size_t total = sb_router_count(rt), n = 0, pos = 0;
+        const char **names = calloc(total ? total : 1, sizeof(*names));
+        for (const sb_route *r; names && (r = sb_router_next(rt, &pos));)
+            if (r->owner == p)
+                names[n++] = r->event;
         if (names)
             qsort(names, n, sizeof(*names), by_name);
         for (size_t i = 0; names && i < n; i++)

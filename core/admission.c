@@ -25,90 +25,55 @@ bool sb_origin_allowed(const sb_server_conf *conf, const char *origin)
     return false;
 }
 
-static size_t find_slot(const sb_ip_table *t, const char *ip, uint32_t h)
+static bool ip_eq(const void *item, const void *key)
 {
-    size_t i = h & (t->cap - 1);
-    while (t->slots[i] &&
-           (t->slots[i]->hash != h || strcmp(t->slots[i]->ip, ip) != 0))
-        i = (i + 1) & (t->cap - 1);
-    return i;
+    return strcmp(((const sb_ip_entry *)item)->ip, key) == 0;
+}
+
+static sb_ip_entry *find(const sb_ip_table *t, const char *ip, uint32_t h)
+{
+    return sb_table_find(&t->t, h, ip_eq, ip);
 }
 
 unsigned sb_ip_count(const sb_ip_table *t, const char *ip)
 {
-    if (!t->cap)
-        return 0;
-    sb_ip_entry *e = t->slots[find_slot(t, ip, sb_hash_bytes(ip, strlen(ip)))];
+    sb_ip_entry *e = find(t, ip, sb_hash_bytes(ip, strlen(ip)));
     return e ? e->count : 0;
-}
-
-static int grow(sb_ip_table *t)
-{
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    sb_ip_entry **slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -1;
-    for (size_t i = 0; i < t->cap; i++) {
-        sb_ip_entry *e = t->slots[i];
-        if (!e)
-            continue;
-        size_t j = e->hash & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = e;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->cap = cap;
-    return 0;
 }
 
 sb_ip_entry *sb_ip_acquire(sb_ip_table *t, const char *ip)
 {
-    if ((t->count + 1) * 2 > t->cap && grow(t) < 0)
-        return NULL;
     uint32_t h = sb_hash_bytes(ip, strlen(ip));
-    size_t i = find_slot(t, ip, h);
-    if (!t->slots[i]) {
-        sb_ip_entry *e = calloc(1, sizeof(*e));
+    sb_ip_entry *e = find(t, ip, h);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
         if (!e)
             return NULL;
         strncpy(e->ip, ip, sizeof(e->ip) - 1);
         e->hash = h;
-        t->slots[i] = e;
-        t->count++;
+        if (sb_table_add(&t->t, h, e) < 0) {
+            free(e);
+            return NULL;
+        }
     }
-    t->slots[i]->count++;
-    return t->slots[i];
+    e->count++;
+    return e;
 }
 
 void sb_ip_release(sb_ip_table *t, sb_ip_entry *e)
 {
     if (!e || --e->count > 0)
         return;
-    /* Backward-shift deletion keeps probe sequences whole. */
-    size_t mask = t->cap - 1;
-    size_t i = find_slot(t, e->ip, e->hash);
-    t->slots[i] = NULL;
-    t->count--;
-    for (size_t j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
-        size_t home = t->slots[j]->hash & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            t->slots[i] = t->slots[j];
-            t->slots[j] = NULL;
-            i = j;
-        }
-    }
+    sb_table_remove(&t->t, e->hash, ip_eq, e->ip);
     free(e);
 }
 
 void sb_ip_free(sb_ip_table *t)
 {
-    for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i]);
-    free(t->slots);
-    t->slots = NULL;
-    t->cap = t->count = 0;
+    size_t pos = 0;
+    for (void *e; (e = sb_table_next(&t->t, &pos));)
+        free(e);
+    sb_table_free(&t->t);
 }
 
 bool sb_rate_take(sb_client *c, const sb_server_conf *conf, uint64_t now_ms)

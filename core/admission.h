@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "table.h"
 
 struct sb_client;
 
@@ -30,8 +31,7 @@ typedef struct sb_ip_entry {
 } sb_ip_entry;
 
 typedef struct sb_ip_table {
-    sb_ip_entry **slots; /* open addressing; NULL empty */
-    size_t cap, count;
+    sb_table t; /* address -> sb_ip_entry (table.h) */
 } sb_ip_table;
 
 /* Connections open from `ip` now. */

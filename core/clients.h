@@ -12,12 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "table.h"
+
 struct sb_client;
 
+/* Keyed by the client's id (table.h). */
 typedef struct sb_client_table {
-    struct sb_client **slots; /* open addressing on the id, NULL = empty */
-    size_t cap;               /* a power of two */
-    size_t count;
+    sb_table t;
 } sb_client_table;
 
 /* 0, or -1 when out of memory. */

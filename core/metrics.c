@@ -164,19 +164,6 @@ int sb_prom_histogram(sb_buf *b, const char *name, const sb_prom_label *labels,
     if (sb_prom_sample(b, name, labels, n, value) < 0)                         \
         return -1;
 
-/* Slot i of gateway g's router when it holds a route, else NULL: empty
- * slots have no event, removed ones (tombstones) no owner (router.c). */
-static const sb_route *route_at(const sb_server *s, size_t g, size_t i)
-{
-    const sb_route *r = &s->plugins->routers[g].slots[i];
-    return r->event && r->owner ? r : NULL;
-}
-
-static size_t route_slots(const sb_server *s, size_t g)
-{
-    return s->plugins->routers[g].cap;
-}
-
 static int render_messages(sb_buf *b, const sb_server *s)
 {
     const sb_config *cfg = s->config;
@@ -186,10 +173,9 @@ static int render_messages(sb_buf *b, const sb_server *s)
     for (size_t g = 0; g < cfg->ngateways; g++) {
         sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
                               {"event", ""}};
-        for (size_t i = 0; i < route_slots(s, g); i++) {
-            const sb_route *r = route_at(s, g, i);
-            if (!r)
-                continue;
+        size_t pos = 0;
+        for (const sb_route *r;
+             (r = sb_router_next(&s->plugins->routers[g], &pos));) {
             l[1].value = r->event;
             SAMPLE("switchboard_messages_received_total", l, 2,
                    r->stats.received)
@@ -206,10 +192,9 @@ static int render_messages(sb_buf *b, const sb_server *s)
         const sb_gateway_stats *gs = &s->gateway_stats[g];
         sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
                               {"event", ""}};
-        for (size_t i = 0; i < route_slots(s, g); i++) {
-            const sb_route *r = route_at(s, g, i);
-            if (!r)
-                continue;
+        size_t pos = 0;
+        for (const sb_route *r;
+             (r = sb_router_next(&s->plugins->routers[g], &pos));) {
             l[1].value = r->event;
             SAMPLE("switchboard_messages_sent_total", l, 2, r->stats.sent)
         }
@@ -233,10 +218,9 @@ static int render_dispatch(sb_buf *b, const sb_server *s)
     for (size_t g = 0; g < cfg->ngateways; g++) {
         sb_prom_label l[2] = {{"gateway", cfg->gateways[g].name},
                               {"event", ""}};
-        for (size_t i = 0; i < route_slots(s, g); i++) {
-            const sb_route *r = route_at(s, g, i);
-            if (!r)
-                continue;
+        size_t pos = 0;
+        for (const sb_route *r;
+             (r = sb_router_next(&s->plugins->routers[g], &pos));) {
             l[1].value = r->event;
             if (sb_prom_histogram(b, "switchboard_dispatch_seconds", l, 2,
                                   r->stats.bucket, r->stats.time_ns) < 0)

@@ -1,8 +1,8 @@
 /*
- * rooms — a hash table of rooms; each room an array of members, each client
- * an array of links back. Removal swaps the last element into the hole and
- * fixes the one back-link that moved, so every operation is O(1) beyond
- * finding the room.
+ * rooms — rooms by name in the core's table (table.h); each room an array
+ * of members, each client an array of links back. Removal swaps the last
+ * element into the hole and fixes the one back-link that moved, so every
+ * operation is O(1) beyond finding the room.
  */
 #include "rooms.h"
 
@@ -13,58 +13,21 @@
 
 #include "client.h"
 
-static size_t find_slot(const sb_rooms *r, const char *name, uint32_t h)
+static bool name_eq(const void *item, const void *key)
 {
-    size_t i = h & (r->cap - 1);
-    while (r->slots[i] &&
-           (r->slots[i]->hash != h || strcmp(r->slots[i]->name, name) != 0))
-        i = (i + 1) & (r->cap - 1);
-    return i;
+    return strcmp(((const sb_room *)item)->name, key) == 0;
 }
 
 sb_room *sb_rooms_find(const sb_rooms *r, const char *name)
 {
-    if (!r->cap)
-        return NULL;
-    return r->slots[find_slot(r, name, sb_hash_bytes(name, strlen(name)))];
+    return sb_table_find(&r->t, sb_hash_bytes(name, strlen(name)), name_eq,
+                         name);
 }
 
-static int grow(sb_rooms *r)
-{
-    size_t cap = r->cap ? r->cap * 2 : 16;
-    sb_room **slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -1;
-    for (size_t i = 0; i < r->cap; i++) {
-        sb_room *room = r->slots[i];
-        if (!room)
-            continue;
-        size_t j = room->hash & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = room;
-    }
-    free(r->slots);
-    r->slots = slots;
-    r->cap = cap;
-    return 0;
-}
-
-/* Removes an empty room from the table (backward-shift deletion). */
+/* Removes an empty room from the table and frees it. */
 static void delete_room(sb_rooms *r, sb_room *room)
 {
-    size_t mask = r->cap - 1;
-    size_t i = find_slot(r, room->name, room->hash);
-    r->slots[i] = NULL;
-    r->count--;
-    for (size_t j = (i + 1) & mask; r->slots[j]; j = (j + 1) & mask) {
-        size_t home = r->slots[j]->hash & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            r->slots[i] = r->slots[j];
-            r->slots[j] = NULL;
-            i = j;
-        }
-    }
+    sb_table_remove(&r->t, room->hash, name_eq, room->name);
     free(room->members);
     free(room->name);
     free(room);
@@ -88,20 +51,18 @@ int sb_rooms_join(sb_rooms *r, sb_client *c, const char *name)
     for (size_t i = 0; i < c->nrooms; i++)
         if (strcmp(c->rooms[i].room->name, name) == 0)
             return 0;
-    if ((r->count + 1) * 2 > r->cap && grow(r) < 0)
-        return -1;
     uint32_t h = sb_hash_bytes(name, strlen(name));
-    size_t slot = find_slot(r, name, h);
-    sb_room *room = r->slots[slot];
+    sb_room *room = sb_table_find(&r->t, h, name_eq, name);
     if (!room) {
         room = calloc(1, sizeof(*room));
-        if (!room || !(room->name = strdup(name))) {
+        if (!room || !(room->name = strdup(name)) ||
+            sb_table_add(&r->t, h, room) < 0) {
+            if (room)
+                free(room->name);
             free(room);
             return -1;
         }
         room->hash = h;
-        r->slots[slot] = room;
-        r->count++;
     }
     size_t ccap = c->rooms_cap;
     if (reserve((void **)&room->members, &room->cap, room->count,
@@ -164,14 +125,11 @@ void sb_rooms_leave_all(sb_rooms *r, sb_client *c)
 
 void sb_rooms_free(sb_rooms *r)
 {
-    for (size_t i = 0; i < r->cap; i++) {
-        if (r->slots[i]) {
-            free(r->slots[i]->members);
-            free(r->slots[i]->name);
-            free(r->slots[i]);
-        }
+    size_t pos = 0;
+    for (sb_room *room; (room = sb_table_next(&r->t, &pos));) {
+        free(room->members);
+        free(room->name);
+        free(room);
     }
-    free(r->slots);
-    r->slots = NULL;
-    r->cap = r->count = 0;
+    sb_table_free(&r->t);
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "table.h"
+
 struct sb_client;
 
 typedef struct sb_room_member {
@@ -34,8 +36,7 @@ typedef struct sb_room_link {
 } sb_room_link;
 
 typedef struct sb_rooms {
-    sb_room **slots; /* open addressing by name hash; NULL empty */
-    size_t cap, count;
+    sb_table t; /* name -> sb_room (table.h) */
 } sb_rooms;
 
 sb_room *sb_rooms_find(const sb_rooms *r, const char *name);

@@ -1,72 +1,30 @@
 /*
- * router — an open-addressing hash table keyed by event name (FNV-1a).
- *
- * Event tables are small and read on every message, so the table favours a
- * short probe sequence in one array over pointer chasing. Removal leaves
- * tombstones (owner == NULL, event freed and set to a sentinel) that are
- * reclaimed when the table is rebuilt.
+ * router — event routes in the core's table (table.h), keyed by the name's
+ * FNV-1a hash. Each route is allocated on its own, so a route found by a
+ * lookup stays put while other routes come and go.
  */
 #include "router.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-
-static char tombstone_mark;
-#define TOMBSTONE (&tombstone_mark)
-
 void sb_router_init(sb_router *r)
 {
     memset(r, 0, sizeof(*r));
 }
 
+static void route_free(sb_route *route)
+{
+    free(route->event);
+    free(route);
+}
+
 void sb_router_free(sb_router *r)
 {
-    for (size_t i = 0; i < r->cap; i++)
-        if (r->slots[i].event && r->slots[i].event != TOMBSTONE)
-            free(r->slots[i].event);
-    free(r->slots);
-    memset(r, 0, sizeof(*r));
-}
-
-static int rebuild(sb_router *r, size_t cap)
-{
-    sb_route *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -1;
-    for (size_t i = 0; i < r->cap; i++) {
-        sb_route *old = &r->slots[i];
-        if (!old->event || old->event == TOMBSTONE)
-            continue;
-        size_t j = old->hash & (cap - 1);
-        while (slots[j].event)
-            j = (j + 1) & (cap - 1);
-        slots[j] = *old;
-    }
-    free(r->slots);
-    r->slots = slots;
-    r->cap = cap;
-    r->tombstones = 0;
-    return 0;
-}
-
-const sb_route *sb_router_find(const sb_router *r, const char *event,
-                               size_t len)
-{
-    if (r->cap == 0)
-        return NULL;
-    uint32_t h = sb_hash_bytes(event, len);
-    size_t i = h & (r->cap - 1);
-    for (;;) {
-        const sb_route *s = &r->slots[i];
-        if (!s->event)
-            return NULL;
-        if (s->event != TOMBSTONE && s->hash == h && s->event_len == len &&
-            memcmp(s->event, event, len) == 0)
-            return s;
-        i = (i + 1) & (r->cap - 1);
-    }
+    size_t pos = 0;
+    for (sb_route *route; (route = sb_table_next(&r->t, &pos));)
+        route_free(route);
+    sb_table_free(&r->t);
 }
 
 int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
@@ -81,41 +39,32 @@ int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
             *existing = found;
         return SB_ERR_EXISTS;
     }
-    /* Keep the load (live + tombstones) under 1/2 so probes stay short. */
-    if ((r->count + r->tombstones + 1) * 2 > r->cap) {
-        size_t cap = r->cap ? r->cap : 16;
-        while ((r->count + 1) * 2 > cap)
-            cap *= 2;
-        if (rebuild(r, cap) < 0)
-            return SB_ERR_NOMEM;
-    }
+    sb_route *route = calloc(1, sizeof(*route));
     char *copy = strdup(event);
-    if (!copy)
+    if (!route || !copy) {
+        free(route);
+        free(copy);
         return SB_ERR_NOMEM;
-    uint32_t h = sb_hash_bytes(event, len);
-    size_t i = h & (r->cap - 1);
-    while (r->slots[i].event && r->slots[i].event != TOMBSTONE)
-        i = (i + 1) & (r->cap - 1);
-    if (r->slots[i].event == TOMBSTONE)
-        r->tombstones--;
-    r->slots[i] = (sb_route){copy, len, h, owner, fn, udata, {0}};
-    r->count++;
+    }
+    *route =
+        (sb_route){copy, len, sb_hash_bytes(event, len), owner, fn, udata, {0}};
+    if (sb_table_add(&r->t, route->hash, route) < 0) {
+        route_free(route);
+        return SB_ERR_NOMEM;
+    }
     return SB_OK;
+}
+
+static bool owned_by(void *item, void *owner)
+{
+    sb_route *route = item;
+    if (route->owner != owner)
+        return false;
+    route_free(route);
+    return true;
 }
 
 size_t sb_router_remove_owner(sb_router *r, const sb_plugin *owner)
 {
-    size_t removed = 0;
-    for (size_t i = 0; i < r->cap; i++) {
-        sb_route *s = &r->slots[i];
-        if (!s->event || s->event == TOMBSTONE || s->owner != owner)
-            continue;
-        free(s->event);
-        *s = (sb_route){0};
-        s->event = TOMBSTONE;
-        r->tombstones++;
-        r->count--;
-        removed++;
-    }
-    return removed;
+    return sb_table_remove_if(&r->t, owned_by, (void *)owner);
 }

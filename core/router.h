@@ -9,10 +9,15 @@
 #ifndef SB_ROUTER_H
 #define SB_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <switchboard/plugin.h>
+
+#include "hash.h"
+#include "table.h"
 
 /* Upper bounds of the dispatch-time histogram (metrics.h). */
 #define SB_DISPATCH_BUCKETS 16
@@ -40,10 +45,7 @@ typedef struct sb_route {
 } sb_route;
 
 typedef struct sb_router {
-    sb_route *slots; /* open addressing, linear probing; event == NULL: empty */
-    size_t cap;      /* a power of two */
-    size_t count;
-    size_t tombstones;
+    sb_table t; /* event name -> sb_route, each allocated (table.h) */
 } sb_router;
 
 void sb_router_init(sb_router *r);
@@ -54,14 +56,42 @@ void sb_router_free(sb_router *r);
 int sb_router_add(sb_router *r, const char *event, sb_plugin *owner,
                   sb_event_fn fn, void *udata, const sb_route **existing);
 
-/* The route for an event name, or NULL. The pointer is valid until the next
- * add or remove. */
-const sb_route *sb_router_find(const sb_router *r, const char *event,
-                               size_t len);
+/* The route for an event name, or NULL. The pointer is valid until the
+ * route is removed. Inline: every message looks its event up. */
+typedef struct sb_route_key {
+    const char *event;
+    size_t len;
+} sb_route_key;
+
+static inline bool sb_route_eq(const void *item, const void *key)
+{
+    const sb_route *r = (const sb_route *)item;
+    const sb_route_key *k = (const sb_route_key *)key;
+    return r->event_len == k->len && memcmp(r->event, k->event, k->len) == 0;
+}
+
+static inline const sb_route *sb_router_find(const sb_router *r,
+                                             const char *event, size_t len)
+{
+    sb_route_key key = {event, len};
+    return (const sb_route *)sb_table_find(&r->t, sb_hash_bytes(event, len),
+                                           sb_route_eq, &key);
+}
+
+/* Iteration over every route: `*pos` starts at 0; NULL at the end. */
+static inline const sb_route *sb_router_next(const sb_router *r, size_t *pos)
+{
+    return (const sb_route *)sb_table_next(&r->t, pos);
+}
+
+static inline size_t sb_router_count(const sb_router *r)
+{
+    return r->t.count;
+}
 
 /* A route's counters: the one part of a route that changes while it is in
  * the table, so they are reachable from the const route that lookups
- * return (the route itself lives in the router's writable slots). */
+ * return (the route itself is the router's, allocated and writable). */
 static inline sb_route_stats *sb_route_stats_of(const sb_route *r)
 {
     return (sb_route_stats *)&r->stats;

@@ -53,7 +53,7 @@ static void expect_refusal(const char *file, const char *n1, const char *n2)
     if (n2)
         ck_assert_msg(strstr(err, n2), "'%s' lacks '%s'", err, n2);
     ck_assert_uint_eq(h.count, 0);
-    ck_assert_uint_eq(h.routers[0].count, 0);
+    ck_assert_uint_eq(sb_router_count(&h.routers[0]), 0);
     host_free(&h);
 }
 
@@ -133,7 +133,7 @@ START_TEST(test_duplicate_event)
     char err[1024] = "";
     sb_plugin_conf a = conf_for("nest", "nest-example.so");
     ck_assert_int_eq(sb_plugin_host_load(&h, &a, err, sizeof(err)), 0);
-    ck_assert_uint_eq(h.routers[0].count, 2);
+    ck_assert_uint_eq(sb_router_count(&h.routers[0]), 2);
     sb_plugin_conf b = conf_for("dup", "test-dup-event.so");
     ck_assert_int_eq(sb_plugin_host_load(&h, &b, err, sizeof(err)), -1);
     ck_assert_msg(strstr(err, "event 'identity' is already handled by "
@@ -141,7 +141,7 @@ START_TEST(test_duplicate_event)
                   "%s", err);
     /* dup-event's other event went with it; nest-example keeps its own. */
     ck_assert_uint_eq(h.count, 1);
-    ck_assert_uint_eq(h.routers[0].count, 2);
+    ck_assert_uint_eq(sb_router_count(&h.routers[0]), 2);
     ck_assert_ptr_null(sb_router_find(&h.routers[0], "mine", 4));
     ck_assert_ptr_eq(sb_router_find(&h.routers[0], "identity", 8)->owner,
                      h.plugins[0]);
