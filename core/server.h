@@ -62,8 +62,9 @@ typedef struct sb_server {
     struct lws_vhost **vhosts;
     size_t nvhosts;
     size_t *listener_of;
-    unsigned *gateway_clients; /* connected clients per gateway */
-    uv_check_t flush_check;    /* writes dirty send queues once per turn */
+    unsigned *gateway_clients;  /* connected clients per gateway */
+    uv_check_t flush_check;     /* writes dirty send queues once per turn */
+    uv_prepare_t flush_prepare; /* ...and what was queued before the poll */
     uv_signal_t sig_int, sig_term, sig_hup;
     struct sb_reloader *reloader; /* reload.c */
     uv_timer_t sweep_timer;       /* idle timeout */
