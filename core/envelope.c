@@ -894,6 +894,63 @@ int sb_json_append_string(sb_buf *b, const char *s, size_t len)
     return 0;
 }
 
+/* The length of the valid UTF-8 character at p, or 0 when p does not begin
+ * one. */
+static size_t utf8_char_len(const uchar *p, const uchar *end)
+{
+    if (*p < 0x80)
+        return 1;
+    struct scan s;
+    const uchar *q = scan_utf8(p, end, &s);
+    return q ? (size_t)(q - p) : 0;
+}
+
+size_t sb_utf8_repair(char *dst, size_t cap, const char *src, size_t len,
+                      bool cut, bool *repaired)
+{
+    static const char fffd[] = "\xef\xbf\xbd";
+    const uchar *p = (const uchar *)src, *end = p + len;
+    bool bad = false;
+    if (repaired)
+        *repaired = false;
+    if (cap <= SB_UTF8_ELLIPSIS_LEN) {
+        if (cap)
+            dst[0] = '\0';
+        return 0;
+    }
+    /* Everything fits unless it was cut already or is too long once
+     * repaired: then keep room for the marker. */
+    size_t total = 0;
+    for (const uchar *q = p; q < end;) {
+        size_t n = utf8_char_len(q, end);
+        total += n ? n : sizeof(fffd) - 1;
+        bad = bad || !n;
+        q += n ? n : 1;
+    }
+    if (total > cap - 1)
+        cut = true;
+    size_t limit = cut ? cap - 1 - SB_UTF8_ELLIPSIS_LEN : cap - 1;
+    size_t o = 0;
+    while (p < end) {
+        size_t n = utf8_char_len(p, end);
+        const char *from = n ? (const char *)p : fffd;
+        size_t k = n ? n : sizeof(fffd) - 1;
+        if (o + k > limit)
+            break;
+        memcpy(dst + o, from, k);
+        o += k;
+        p += n ? n : 1;
+    }
+    if (cut) {
+        memcpy(dst + o, SB_UTF8_ELLIPSIS, SB_UTF8_ELLIPSIS_LEN);
+        o += SB_UTF8_ELLIPSIS_LEN;
+    }
+    dst[o] = '\0';
+    if (repaired)
+        *repaired = bad;
+    return o;
+}
+
 bool sb_utf8_valid(const char *buf, size_t len)
 {
     const uchar *p = (const uchar *)buf, *end = p + len;

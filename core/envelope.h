@@ -72,6 +72,21 @@ sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
  * accepts always is; this is for telling why a text frame failed. */
 bool sb_utf8_valid(const char *buf, size_t len);
 
+/* The cut marker of sb_utf8_repair(): "…" (U+2026), 3 bytes. */
+#define SB_UTF8_ELLIPSIS     "\xe2\x80\xa6"
+#define SB_UTF8_ELLIPSIS_LEN 3
+
+/* Copies `len` bytes of src into dst (room for `cap` bytes, at least 4) as
+ * valid UTF-8 with a NUL after it: every byte that does not begin a valid
+ * sequence becomes U+FFFD. When the result does not fit in cap - 1 bytes,
+ * or `cut` says src itself was already cut short, it is cut on a character
+ * boundary and ends with SB_UTF8_ELLIPSIS. Returns the length written;
+ * *repaired (may be NULL) tells whether a byte was replaced. For text from
+ * plugins that goes on the wire, where a client fails the whole connection
+ * on one invalid byte. */
+size_t sb_utf8_repair(char *dst, size_t cap, const char *src, size_t len,
+                      bool cut, bool *repaired);
+
 /* Appends `len` bytes of UTF-8 text as a quoted JSON string, escaping '"',
  * '\\' and control characters. 0, or -1 on out of memory. */
 int sb_json_append_string(sb_buf *b, const char *s, size_t len);

@@ -13,7 +13,9 @@
  *    rejects and TOO_DEEP only for what jansson rejects or what really nests
  *    deeper than 64, and otherwise reaches the status that jansson's tree
  *    implies, with data/id spans that load to the very values jansson found;
- *  - the input's bytes, when valid UTF-8, survive sb_json_append_string().
+ *  - the input's bytes, when valid UTF-8, survive sb_json_append_string();
+ *  - sb_utf8_repair() turns any bytes into UTF-8 that fits its buffer, keeps
+ *    valid text that fits as it is, and marks a cut.
  *
  * One known jansson 2.14 quirk is folded into the expectation: its lexer
  * loses a raw NUL byte that follows a number or literal, so it accepts
@@ -177,6 +179,32 @@ static const char *sb_envelope_oracle(const char *buf, size_t len)
         sb_buf_free(&b);
     }
     json_decref(s);
+    if (why)
+        goto out;
+
+    /* Repair: always UTF-8, at most cap - 1 bytes, the input itself when
+     * it was UTF-8 and fits, and marked when cut. */
+    {
+        static char fixed[4096];
+        size_t cap = 4 + len % 300;
+        bool rep;
+        size_t n = sb_utf8_repair(fixed, cap, buf, len, false, &rep);
+        json_t *u = json_stringn(fixed, n);
+        int was_utf8 = sb_utf8_valid(buf, len);
+        if (!u || n > cap - 1 || fixed[n] != '\0')
+            why = "sb_utf8_repair wrote something that is not UTF-8";
+        else if (rep == was_utf8)
+            why = "sb_utf8_repair's `repaired` is wrong";
+        else if (was_utf8 && len <= cap - 1 &&
+                 (n != len || memcmp(fixed, buf, len) != 0))
+            why = "sb_utf8_repair changed valid text that fits";
+        else if (n < len && was_utf8 &&
+                 (n < SB_UTF8_ELLIPSIS_LEN ||
+                  memcmp(fixed + n - SB_UTF8_ELLIPSIS_LEN, SB_UTF8_ELLIPSIS,
+                         SB_UTF8_ELLIPSIS_LEN) != 0))
+            why = "sb_utf8_repair cut without the marker";
+        json_decref(u);
+    }
 out:
     json_decref(j);
     return why;

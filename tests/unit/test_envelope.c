@@ -814,6 +814,63 @@ static void assert_round_trip(const char *s, size_t n)
     sb_buf_free(&b);
 }
 
+/* sb_utf8_repair into a buffer of cap bytes, compared with want. */
+static void assert_repair(const char *in, size_t cap, bool cut,
+                          const char *want, bool want_repaired)
+{
+    char out[512];
+    bool repaired = !want_repaired;
+    size_t n = sb_utf8_repair(out, cap, in, strlen(in), cut, &repaired);
+    ck_assert_str_eq(out, want);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert_uint_le(n, cap - 1);
+    ck_assert(sb_utf8_valid(out, n));
+    ck_assert_int_eq(repaired, want_repaired);
+}
+
+START_TEST(test_utf8_repair)
+{
+#define FFFD "\xef\xbf\xbd"
+#define DOTS SB_UTF8_ELLIPSIS
+    assert_repair("", 16, false, "", false);
+    assert_repair("plain", 16, false, "plain", false);
+    assert_repair("h\xc3\xa9llo \xf0\x9f\x98\x80", 16, false,
+                  "h\xc3\xa9llo \xf0\x9f\x98\x80", false);
+    /* Each byte that does not begin a valid sequence: stray continuation,
+     * lone lead, overlong, surrogate, above U+10FFFF, cut at the end. */
+    assert_repair("a\x80"
+                  "b",
+                  16, false, "a" FFFD "b", true);
+    assert_repair("\xc3"
+                  "x",
+                  16, false, FFFD "x", true);
+    assert_repair("\xc0\xaf", 16, false, FFFD FFFD, true);
+    assert_repair("\xed\xa0\x80", 16, false, FFFD FFFD FFFD, true);
+    assert_repair("\xf4\x90\x80\x80", 32, false, FFFD FFFD FFFD FFFD, true);
+    assert_repair("ok\xe2\x82", 16, false, "ok" FFFD FFFD, true);
+    /* Fits exactly (cap - 1 bytes): kept whole, no marker. */
+    assert_repair("abcdefg", 8, false, "abcdefg", false);
+    /* One byte more: cut with the marker, on a character boundary. */
+    assert_repair("abcdefgh", 8, false, "abcd" DOTS, false);
+    assert_repair("a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, false,
+                  "a\xc3\xa9" DOTS, false);
+    assert_repair("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9, false,
+                  "\xe2\x82\xac" DOTS, false);
+    /* Replacements count for the length too. */
+    assert_repair("\xff\xff\xff", 9, false, FFFD DOTS, true);
+    /* Cut already by the caller: marked even though it fits. */
+    assert_repair("abc", 16, true, "abc" DOTS, false);
+    /* Tiny buffers. */
+    assert_repair("abc", 4, false, "abc", false);
+    assert_repair("abcd", 4, false, DOTS, false);
+    char one[1] = {'x'};
+    ck_assert_uint_eq(sb_utf8_repair(one, 1, "abc", 3, false, NULL), 0);
+    ck_assert_int_eq(one[0], 0);
+#undef FFFD
+#undef DOTS
+}
+END_TEST
+
 START_TEST(test_append_string)
 {
     sb_buf b = {0};
@@ -1299,6 +1356,7 @@ static Suite *envelope_suite(void)
 
     TCase *tw = tcase_create("write");
     tcase_add_test(tw, test_append_string);
+    tcase_add_test(tw, test_utf8_repair);
     suite_add_tcase(s, tw);
 
     /* Seconds normally, longer under the sanitizers. */
