@@ -31,8 +31,9 @@ typedef struct sb_stats {
     uint64_t messages_sent;
     uint64_t unknown_events;
     uint64_t exceptions;
-    uint64_t reloads_ok;     /* plugins (re)loaded, added or removed */
-    uint64_t reloads_failed; /* attempts that left the old state */
+    uint64_t reloads_ok;        /* plugins (re)loaded, added or removed */
+    uint64_t reloads_failed;    /* attempts that left the old state */
+    uint64_t reloads_unchanged; /* reloads that found nothing to apply */
     uint64_t exceptions_by[SB_EXC_COUNT]; /* by reason (metrics.h) */
 } sb_stats;
 
