@@ -348,8 +348,7 @@ json_t *sb_msg_data(sb_message *m)
         m->data_loaded = 1;
         /* The scan already validated this text with jansson's own rules, so
          * decoding can fail only for lack of memory. */
-        m->data = json_loadb(m->env->data.ptr, m->env->data.len,
-                             JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        m->data = sb_json_decode(m->env->data.ptr, m->env->data.len);
     }
     return m->data;
 }
