@@ -250,13 +250,17 @@ static int answer_status(struct lws *wsi, const sb_server *s)
     const sb_admin *a = s->admin;
     char abi[16];
     snprintf(abi, sizeof(abi), "%d.%d", SB_ABI_MAJOR, SB_ABI_MINOR);
+    json_t *reloads =
+        json_pack("{sI sI sI}", "ok", (json_int_t)s->stats.reloads_ok, "failed",
+                  (json_int_t)s->stats.reloads_failed, "unchanged",
+                  (json_int_t)s->stats.reloads_unchanged);
     json_t *doc = json_pack(
-        "{ss ss sI so* sI sb sb sI so* so*}", "version", SB_VERSION, "abi", abi,
-        "pid", (json_int_t)getpid(), "started_at", iso_time(a->started_ms),
+        "{ss ss sI so* sI sb sb sI so* so* so*}", "version", SB_VERSION, "abi",
+        abi, "pid", (json_int_t)getpid(), "started_at", iso_time(a->started_ms),
         "uptime_s", (json_int_t)((uv_hrtime() - a->started_ns) / 1000000000u),
         "ready", is_ready(s), "stopping", s->stopping, "connections",
         (json_int_t)s->nclients, "gateways", status_gateways(s), "plugins",
-        status_plugins(s));
+        status_plugins(s), "reloads", reloads);
     return respond_json(wsi, HTTP_STATUS_OK, doc, NULL, NULL);
 }
 

@@ -26,9 +26,41 @@ static bool span_is_null(sb_span s)
     return s.ptr && s.len == 4 && memcmp(s.ptr, "null", 4) == 0;
 }
 
+/* Whether every object key in v is UTF-8. jansson 2.14's encoder checks
+ * string values but ignores its own failure on a key (one made with a
+ * _nocheck call) and goes on, writing broken JSON. A value nested deeper
+ * than SB_ENCODE_MAX_DEPTH (or one that contains itself, which jansson
+ * refuses too) is refused rather than walked for ever. */
+#define SB_ENCODE_MAX_DEPTH 10000
+static bool keys_valid(json_t *v, unsigned depth)
+{
+    if (depth > SB_ENCODE_MAX_DEPTH)
+        return false;
+    const char *key;
+    json_t *member;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, key, member)
+        {
+            if (!sb_utf8_valid(key, strlen(key)) ||
+                !keys_valid(member, depth + 1))
+                return false;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, member)
+        {
+            if (!keys_valid(member, depth + 1))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Encodes a json_t into `scratch`. 0, or -1 (SB_ERR_JSON / NOMEM). */
 static int encode(json_t *v)
 {
+    if (!keys_valid(v, 0))
+        return SB_ERR_JSON;
     size_t need = json_dumpb(v, scratch.data, scratch.cap,
                              JSON_COMPACT | JSON_ENCODE_ANY);
     if (need == 0)
@@ -118,6 +150,51 @@ int sb_send_exception(sb_client *c, const char *message,
     return sb_client_frame_end(c, start, SB_WS_TEXT);
 }
 
+/* The name and meaning of a callback's return value, for the log. */
+static void describe_status(int rc, char *out, size_t outlen)
+{
+    static const char *const names[] = {
+        "SB_OK",         "SB_ERR_INVALID",   "SB_ERR_STATE",
+        "SB_ERR_EXISTS", "SB_ERR_NOT_FOUND", "SB_ERR_NOMEM",
+        "SB_ERR_CLOSED", "SB_ERR_LIMIT",     "SB_ERR_JSON",
+        "SB_ERR_FAILED", "SB_ERR_CANCELLED"};
+    if (rc <= 0 && rc > -(int)(sizeof(names) / sizeof(names[0])))
+        snprintf(out, outlen, "%s: %s", names[-rc], sb_host_table.strerror(rc));
+    else if (rc > 0)
+        /* Positive values are taken for errno codes, a common C habit. */
+        snprintf(out, outlen, "as errno: %s", strerror(rc));
+    else
+        snprintf(out, outlen, "not an sb_status; as -errno: %s", strerror(-rc));
+}
+
+/* A guard or handler that reported failure without saying why: the client
+ * only gets "Internal server error", so the operator and the plugin's
+ * author get the details. At most one such line a second, so that a
+ * broken handler cannot flood the log; the next line counts the rest. */
+static void warn_silent_failure(const sb_server *s, const sb_plugin *p,
+                                const char *what, const char *event, int rc)
+{
+    static uint64_t next_ms;
+    static unsigned long quiet;
+    uint64_t now = uv_now(s->loop);
+    if (now < next_ms) {
+        quiet++;
+        return;
+    }
+    next_ms = now + 1000;
+    char desc[128];
+    describe_status(rc, desc, sizeof(desc));
+    char more[64] = "";
+    if (quiet)
+        snprintf(more, sizeof(more), " (and %lu more such failures)", quiet);
+    quiet = 0;
+    sb_log_warn("dispatch",
+                "plugin '%s': the %s of event '%s' returned %d (%s) without "
+                "calling fail(); the client got \"Internal server error\". "
+                "Use `return host->fail(msg, \"...\")` to tell it why%s",
+                p ? p->name : "?", what, event, rc, desc, more);
+}
+
 int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
 {
     sb_server *s = c->server;
@@ -170,9 +247,11 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
     sb_exc_reason failure = SB_EXC_GUARD_DENIED;
     /* Guards run first, in config order; a denial is an exception like a
      * failed handler's. */
-    int rc = sb_plugin_host_guard(s->plugins, c->gateway, &m);
-    if (rc == SB_OK) {
+    const sb_plugin *culprit;
+    int rc = sb_plugin_host_guard(s->plugins, c->gateway, &m, &culprit);
+    if (rc == SB_OK && !m.failed) {
         failure = SB_EXC_HANDLER_FAILED;
+        culprit = route->owner;
         sb_crash_enter(route->owner->name, "handler of event", env.event);
         uint64_t t0 = timed ? uv_hrtime() : 0;
         rc = route->fn(route->owner, &m, route->udata);
@@ -180,11 +259,19 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
             sb_route_observe(rs, uv_hrtime() - t0);
         sb_crash_leave();
     }
-    if (rc != SB_OK) {
+    /* A recorded failure is sent whatever the callback returned. */
+    if (rc != SB_OK || m.failed) {
         s->stats.exceptions_by[failure]++;
         const char *why = m.failed ? m.fail_text : "Internal server error";
-        sb_log_debug("dispatch", "client %llu: handler of '%s' failed: %s",
-                     (unsigned long long)c->id, env.event, why);
+        if (!m.failed)
+            warn_silent_failure(s, culprit,
+                                failure == SB_EXC_GUARD_DENIED ? "guard"
+                                                               : "handler",
+                                env.event, rc);
+        sb_log_debug("dispatch", "client %llu: %s of '%s' failed: %s",
+                     (unsigned long long)c->id,
+                     failure == SB_EXC_GUARD_DENIED ? "guard" : "handler",
+                     env.event, why);
         sb_send_exception(c, why, env.event, env.data, env.id);
     }
     if (m.data)
@@ -194,9 +281,20 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
 
 /* ---- host table: the message being handled ---------------------------- */
 
+/* An event name from a plugin: a client routes on it, so one that is not
+ * UTF-8 is refused rather than repaired into a name nobody handles. */
+static bool event_ok(const char *event)
+{
+    return event && *event && sb_utf8_valid(event, strlen(event));
+}
+
 int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id)
 {
     int rc = SB_OK;
+    if (!event_ok(event)) {
+        json_decref(data);
+        return SB_ERR_INVALID;
+    }
     bool has_data = data != NULL;
     if (data)
         rc = encode(data);
@@ -250,8 +348,7 @@ json_t *sb_msg_data(sb_message *m)
         m->data_loaded = 1;
         /* The scan already validated this text with jansson's own rules, so
          * decoding can fail only for lack of memory. */
-        m->data = json_loadb(m->env->data.ptr, m->env->data.len,
-                             JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        m->data = sb_json_decode(m->env->data.ptr, m->env->data.len);
     }
     return m->data;
 }
@@ -283,7 +380,7 @@ const char *sb_msg_id_raw(const sb_message *m, size_t *len)
 int sb_msg_reply(sb_message *m, const char *event, json_t *data)
 {
     int rc;
-    if (!m || !event || !*event) {
+    if (!m || !event_ok(event)) {
         json_decref(data);
         return SB_ERR_INVALID;
     }
@@ -302,7 +399,7 @@ int sb_msg_reply(sb_message *m, const char *event, json_t *data)
 int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
                      size_t len)
 {
-    if (!m || !event || !*event || !json)
+    if (!m || !event_ok(event) || !json)
         return SB_ERR_INVALID;
     sb_span value;
     char why[64];
@@ -341,14 +438,23 @@ int sb_msg_reply_data(sb_message *m)
     return count_reply(m, before, sb_client_send_text(m->client, d.ptr, d.len));
 }
 
+/* The first fail() wins: it is usually the cause, and later ones its
+ * consequences. The text goes on the wire, so it is made valid UTF-8 and,
+ * when too long, cut on a character boundary with a visible marker. */
 int sb_msg_fail(sb_message *m, const char *fmt, ...)
 {
-    if (!m)
+    if (!m || m->failed)
         return SB_ERR_FAILED;
+    char text[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(m->fail_text, sizeof(m->fail_text), fmt, ap);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    if (n < 0)
+        n = snprintf(text, sizeof(text), "(unprintable message)");
+    size_t len = (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1;
+    sb_utf8_repair(m->fail_text, sizeof(m->fail_text), text, len,
+                   (size_t)n >= sizeof(text), NULL);
     m->failed = 1;
     return SB_ERR_FAILED;
 }

@@ -8,15 +8,18 @@
  * document costs one failed comparison, not a blown C stack.
  *
  * The scanner's verdict is meant to be jansson 2.14's (json_loadb() with
- * JSON_DECODE_ANY | JSON_ALLOW_NUL), so that the server can materialise any
- * span later with jansson and never see it fail. That includes jansson's own
- * limits: integers must fit json_int_t, reals must not overflow to infinity,
- * keys must not contain \u0000, and no value may sit deeper than
- * JSON_PARSER_MAX_DEPTH. One deliberate difference: jansson 2.14 silently
- * drops a single raw NUL byte that directly follows a number or a literal
- * (its lexer "ungets" the byte and loses it), so it accepts "[1\0]". We
- * reject that: the span would be forwarded raw to other clients, whose JSON
- * parsers would not be so forgiving.
+ * JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL), so that the
+ * server can materialise any span later with jansson and never see it fail.
+ * That includes jansson's own limits: numbers must not overflow a double to
+ * infinity, keys must not contain \u0000, and no value may sit deeper than
+ * JSON_PARSER_MAX_DEPTH. An integer beyond 64 bits is valid JSON that
+ * jansson refuses without JSON_DECODE_INT_AS_REAL ("too big integer"): we
+ * accept it, forward its digits untouched, and sb_json_decode() makes it a
+ * real while smaller integers stay integers. One deliberate difference:
+ * jansson 2.14 silently drops a single raw NUL byte that directly follows a
+ * number or a literal (its lexer "ungets" the byte and loses it), so it accepts
+ * "[1\0]". We reject that: the span would be forwarded raw to other clients,
+ * whose JSON parsers would not be so forgiving.
  */
 #include "envelope.h"
 
@@ -44,8 +47,6 @@ enum scan_error {
     E_ESCAPE,
     E_SURROGATE,
     E_KEY_NUL,
-    E_BIG_INT,
-    E_BIG_NEG_INT,
     E_REAL_OVERFLOW,
     E_TRAILING,
     E_DEPTH
@@ -113,12 +114,6 @@ static void format_error(const struct scan *s, char *out, size_t outlen)
         break;
     case E_KEY_NUL:
         what = "NUL in object key";
-        break;
-    case E_BIG_INT:
-        what = "too big integer";
-        break;
-    case E_BIG_NEG_INT:
-        what = "too big negative integer";
         break;
     case E_REAL_OVERFLOW:
         what = "real number overflow";
@@ -496,15 +491,11 @@ static const uchar *scan_number(const uchar *p, const uchar *end,
     }
     const uchar *ie = p;
     if (p == end || (*p != '.' && *p != 'e' && *p != 'E')) {
-        /* An integer: it must fit json_int_t (long long), or jansson fails
-         * with "too big integer" rather than making it a real. */
-        size_t nd = (size_t)(ie - ip);
-        if (nd >= 19) {
-            const char *max =
-                neg ? "9223372036854775808" : "9223372036854775807";
-            if (nd > 19 || memcmp(ip, max, 19) > 0)
-                return fail(s, neg ? E_BIG_NEG_INT : E_BIG_INT, start);
-        }
+        /* An integer. Beyond json_int_t it is decoded as a real (as
+         * JavaScript reads any number), which only fails when it overflows
+         * a double: 309 digits or more. */
+        if (ie - ip > 308 && real_overflows(ip, ie, NULL, NULL, 0))
+            return fail(s, E_REAL_OVERFLOW, start);
         return p;
     }
     const uchar *fp = NULL, *fe = NULL;
@@ -749,6 +740,14 @@ sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
 
     if (scan_json((const uchar *)buf, len, max_depth, &s) < 0) {
         format_error(&s, env->error, sizeof env->error);
+        /* An "id" the scan passed before it failed is the client's key to
+         * the answer: the exception carries it. (Only a complete member
+         * of the top object is recorded, so the span is a whole value.) */
+        const uchar *id = s.mstart[M_ID];
+        if (id && (*id == '"' || *id == '-' || is_digit(*id))) {
+            env->id.ptr = (const char *)id;
+            env->id.len = (size_t)(s.mend[M_ID] - id);
+        }
         return scan_status(&s);
     }
     if (*s.value_start != '{') {
@@ -829,6 +828,77 @@ sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
     return SB_ENV_OK;
 }
 
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Whether the digits of an integer (no sign, no leading zero) fit
+ * json_int_t, negative or not. */
+static bool int_fits(const char *d, size_t n, bool neg)
+{
+    if (n != 19)
+        return n < 19;
+    return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) <=
+           0;
+}
+
+/* Copies validated JSON text into out (when not NULL) with ".0" after every
+ * integer that does not fit json_int_t, so that jansson reads it as a real.
+ * Returns the length of the result. */
+static size_t mark_big_ints(const char *in, size_t len, char *out)
+{
+    size_t o = 0, i = 0;
+    while (i < len) {
+        size_t j = i + 1;
+        bool big = false;
+        if (in[i] == '"') {
+            while (j < len && in[j] != '"')
+                j += in[j] == '\\' ? 2 : 1;
+            j = j < len ? j + 1 : len;
+        } else if (in[i] == '-' || is_digit((uchar)in[i])) {
+            size_t ds = in[i] == '-' ? i + 1 : i;
+            j = ds;
+            while (j < len && is_digit((uchar)in[j]))
+                j++;
+            big =
+                !(j < len && (in[j] == '.' || in[j] == 'e' || in[j] == 'E')) &&
+                !int_fits(in + ds, j - ds, in[i] == '-');
+            while (j < len &&
+                   (is_digit((uchar)in[j]) || in[j] == '.' || in[j] == 'e' ||
+                    in[j] == 'E' || in[j] == '+' || in[j] == '-'))
+                j++;
+        }
+        if (out)
+            memcpy(out + o, in + i, j - i);
+        o += j - i;
+        if (big) {
+            if (out)
+                memcpy(out + o, ".0", 2);
+            o += 2;
+        }
+        i = j;
+    }
+    return o;
+}
+
+json_t *sb_json_decode(const char *text, size_t len)
+{
+    const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_error_t err;
+    json_t *v = json_loadb(text, len, flags, &err);
+    if (v || json_error_code(&err) != json_error_numeric_overflow)
+        return v;
+    /* An integer beyond 64 bits (rare): read it as a real, as JavaScript
+     * would, and keep every other integer an integer. JSON_DECODE_INT_AS_REAL
+     * would turn them all into reals. */
+    size_t n = mark_big_ints(text, len, NULL);
+    char *copy = malloc(n ? n : 1);
+    if (!copy)
+        return NULL;
+    mark_big_ints(text, len, copy);
+    v = json_loadb(copy, n, flags, NULL);
+    free(copy);
+    return v;
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
 /* The escape for each byte below 0x20 and for '"' and '\\'; 0 = as is. */
@@ -892,6 +962,63 @@ int sb_json_append_string(sb_buf *b, const char *s, size_t len)
     *o++ = '"';
     b->len = (size_t)(o - b->data);
     return 0;
+}
+
+/* The length of the valid UTF-8 character at p, or 0 when p does not begin
+ * one. */
+static size_t utf8_char_len(const uchar *p, const uchar *end)
+{
+    if (*p < 0x80)
+        return 1;
+    struct scan s;
+    const uchar *q = scan_utf8(p, end, &s);
+    return q ? (size_t)(q - p) : 0;
+}
+
+size_t sb_utf8_repair(char *dst, size_t cap, const char *src, size_t len,
+                      bool cut, bool *repaired)
+{
+    static const char fffd[] = "\xef\xbf\xbd";
+    const uchar *p = (const uchar *)src, *end = p + len;
+    bool bad = false;
+    if (repaired)
+        *repaired = false;
+    if (cap <= SB_UTF8_ELLIPSIS_LEN) {
+        if (cap)
+            dst[0] = '\0';
+        return 0;
+    }
+    /* Everything fits unless it was cut already or is too long once
+     * repaired: then keep room for the marker. */
+    size_t total = 0;
+    for (const uchar *q = p; q < end;) {
+        size_t n = utf8_char_len(q, end);
+        total += n ? n : sizeof(fffd) - 1;
+        bad = bad || !n;
+        q += n ? n : 1;
+    }
+    if (total > cap - 1)
+        cut = true;
+    size_t limit = cut ? cap - 1 - SB_UTF8_ELLIPSIS_LEN : cap - 1;
+    size_t o = 0;
+    while (p < end) {
+        size_t n = utf8_char_len(p, end);
+        const char *from = n ? (const char *)p : fffd;
+        size_t k = n ? n : sizeof(fffd) - 1;
+        if (o + k > limit)
+            break;
+        memcpy(dst + o, from, k);
+        o += k;
+        p += n ? n : 1;
+    }
+    if (cut) {
+        memcpy(dst + o, SB_UTF8_ELLIPSIS, SB_UTF8_ELLIPSIS_LEN);
+        o += SB_UTF8_ELLIPSIS_LEN;
+    }
+    dst[o] = '\0';
+    if (repaired)
+        *repaired = bad;
+    return o;
 }
 
 bool sb_utf8_valid(const char *buf, size_t len)

@@ -3,11 +3,12 @@
  *
  * Reading: sb_envelope_parse() validates a whole frame as JSON in one pass
  * (grammar, escapes, surrogate pairs, UTF-8, nesting depth, and jansson's own
- * limits so that a later json_loadb() of any part cannot fail) and finds the
- * envelope's `event`, `data` and `id` without building a tree. `data` and
+ * limits so that a later sb_json_decode() of any part cannot fail) and finds
+ * the envelope's `event`, `data` and `id` without building a tree. `data` and
  * `id` are returned as byte spans into the caller's buffer.
  *
- * Writing: helpers that append JSON text to an sb_buf.
+ * Writing: helpers that append JSON text to an sb_buf, and make text from
+ * plugins fit for the wire (UTF-8).
  *
  * Never allocates while parsing; never touches sockets, plugins or clients.
  */
@@ -16,6 +17,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include <jansson.h>
 
 #include "buf.h"
 
@@ -67,10 +70,31 @@ sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
 sb_env_status sb_json_validate(const char *buf, size_t len, unsigned max_depth,
                                sb_span *trimmed, char *error, size_t errlen);
 
+/* Decodes JSON text the scan accepted (NULL only when out of memory).
+ * Integers that fit json_int_t stay integers; larger ones, which the scan
+ * accepts as JavaScript does, become reals (the nearest double). The caller
+ * owns the result. */
+json_t *sb_json_decode(const char *text, size_t len);
+
 /* Whether `len` bytes are valid UTF-8 (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF). A document sb_envelope_parse()
  * accepts always is; this is for telling why a text frame failed. */
 bool sb_utf8_valid(const char *buf, size_t len);
+
+/* The cut marker of sb_utf8_repair(): "…" (U+2026), 3 bytes. */
+#define SB_UTF8_ELLIPSIS     "\xe2\x80\xa6"
+#define SB_UTF8_ELLIPSIS_LEN 3
+
+/* Copies `len` bytes of src into dst (room for `cap` bytes, at least 4) as
+ * valid UTF-8 with a NUL after it: every byte that does not begin a valid
+ * sequence becomes U+FFFD. When the result does not fit in cap - 1 bytes,
+ * or `cut` says src itself was already cut short, it is cut on a character
+ * boundary and ends with SB_UTF8_ELLIPSIS. Returns the length written;
+ * *repaired (may be NULL) tells whether a byte was replaced. For text from
+ * plugins that goes on the wire, where a client fails the whole connection
+ * on one invalid byte. */
+size_t sb_utf8_repair(char *dst, size_t cap, const char *src, size_t len,
+                      bool cut, bool *repaired);
 
 /* Appends `len` bytes of UTF-8 text as a quoted JSON string, escaping '"',
  * '\\' and control characters. 0, or -1 on out of memory. */

@@ -8,6 +8,7 @@
 #include "host_api.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -196,7 +197,12 @@ int sb_api_client_close(sb_client_id client, int code, const char *reason)
         return SB_ERR_INVALID;
     if (c->closing)
         return SB_ERR_CLOSED;
-    sb_server_close_client(c, code, reason ? reason : "");
+    /* A close frame's reason is UTF-8 of at most 123 bytes, or the client
+     * fails the connection instead of closing it: repair and cut it. */
+    char text[124];
+    reason = reason ? reason : "";
+    sb_utf8_repair(text, sizeof(text), reason, strlen(reason), false, NULL);
+    sb_server_close_client(c, code, text);
     return SB_OK;
 }
 
@@ -248,7 +254,18 @@ int sb_api_send_exception(sb_plugin *p, sb_client_id to, const char *id,
     sb_span ids = {NULL, 0};
     if (id && !valid_id(id, id_len, &ids))
         return SB_ERR_INVALID;
-    return sb_send_exception(c, message, NULL, (sb_span){NULL, 0}, ids);
+    size_t len = strlen(message);
+    if (sb_utf8_valid(message, len))
+        return sb_send_exception(c, message, NULL, (sb_span){NULL, 0}, ids);
+    /* Text for people: bytes that are not UTF-8 become U+FFFD (3 bytes
+     * at most for each), rather than failing the client's connection. */
+    char *fixed = len < SIZE_MAX / 3 ? malloc(3 * len + 1) : NULL;
+    if (!fixed)
+        return SB_ERR_NOMEM;
+    sb_utf8_repair(fixed, 3 * len + 1, message, len, false, NULL);
+    int rc = sb_send_exception(c, fixed, NULL, (sb_span){NULL, 0}, ids);
+    free(fixed);
+    return rc;
 }
 
 int sb_api_send(sb_plugin *p, sb_client_id to, const char *event, json_t *data)

@@ -293,10 +293,14 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
         SAMPLE("switchboard_send_queue_bytes", &l, 1, queued[g])
     }
     FAMILY("switchboard_reloads_total", "counter",
-           "Reloads (SIGHUP, POST /reload, file watches), by result: ok, or "
-           "failed (the old version kept serving).")
-    sb_prom_label ok = {"result", "ok"}, failed = {"result", "failed"};
+           "Reloads (SIGHUP, POST /reload, file watches), by result: ok (per "
+           "plugin loaded, replaced or removed), failed (the old version kept "
+           "serving), or unchanged (nothing to apply).")
+    sb_prom_label ok = {"result", "ok"}, failed = {"result", "failed"},
+                  unchanged = {"result", "unchanged"};
     SAMPLE("switchboard_reloads_total", &ok, 1, s->stats.reloads_ok)
     SAMPLE("switchboard_reloads_total", &failed, 1, s->stats.reloads_failed)
+    SAMPLE("switchboard_reloads_total", &unchanged, 1,
+           s->stats.reloads_unchanged)
     return render_plugins(b, s);
 }

@@ -831,8 +831,10 @@ int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
     return SB_OK;
 }
 
-int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m)
+int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m,
+                         const sb_plugin **denier)
 {
+    *denier = NULL;
     for (size_t i = 0; i < h->count; i++) {
         sb_plugin *p = h->plugins[i];
         if (!p->guard || !sb_plugin_serves(p, gateway))
@@ -840,8 +842,11 @@ int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m)
         sb_crash_enter(p->name, "event guard", NULL);
         int rc = p->guard(p, m, p->guard_ud);
         sb_crash_leave();
-        if (rc != SB_OK)
+        /* A guard that called fail() denies, whatever it returned. */
+        if (rc != SB_OK || m->failed) {
+            *denier = p;
             return rc;
+        }
     }
     return SB_OK;
 }

@@ -156,10 +156,12 @@ void sb_plugin_host_ready(sb_plugin_host *h);
  * Returns SB_OK, or the HTTP status (400..599) of the first refusal. */
 int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
                              sb_handshake *hs);
-/* Runs the event guards of the plugins serving the message's gateway.
- * Returns SB_OK, or the denying guard's status (its message recorded by
- * fail() in the message). */
-int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m);
+/* Runs the event guards of the plugins serving the message's gateway, up
+ * to the first that denies: returns non-zero or calls fail() (its message
+ * recorded in the message). Returns that guard's status, *denier being its
+ * plugin (NULL when none denied). */
+int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m,
+                         const sb_plugin **denier);
 /* Runs connect hooks of the plugins serving `gateway` in load order.
  * Returns the number of plugins passed before a refusal, or h->count when
  * every hook accepted; *refuser gets the refusing plugin (or NULL). */

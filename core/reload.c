@@ -313,6 +313,7 @@ int sb_reload_run(sb_server *s, json_t **summary)
         sb_config_free(nw);
         free(nw);
         failures = 1;
+        s->stats.reloads_failed++;
         sb_log_error("reload", "the new config does not load; nothing "
                                "changed");
         goto done;
@@ -405,6 +406,11 @@ int sb_reload_run(sb_server *s, json_t **summary)
         free(nw);
     }
 
+    /* Every reload is counted, also one that had nothing to do. */
+    if (!failures && !json_array_size(added) && !json_array_size(changed) &&
+        !json_array_size(removed))
+        s->stats.reloads_unchanged++;
+
 done:;
     double ms = (double)(uv_hrtime() - started) / 1e6;
     sb_log_info("reload",
@@ -436,8 +442,10 @@ static void reload_one(sb_reloader *r, const char *name)
     sb_plugin *old = find_plugin(s->plugins, name);
     const sb_config *cfg = config_now(r);
     const sb_plugin_conf *pc = find_conf(cfg, name);
-    if (!old || !pc || !file_changed(old, pc->file))
+    if (!old || !pc || !file_changed(old, pc->file)) {
+        s->stats.reloads_unchanged++;
         return;
+    }
     char err[1024] = "";
     uint64_t mask;
     size_t gws[64];

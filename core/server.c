@@ -7,7 +7,15 @@
  *   - replies are not written from WRITEABLE round trips: every client that
  *     got frames during a loop turn is put on a dirty list, and a uv_check
  *     handle (which runs right after the poll phase that read the requests)
- *     writes each client's whole queue with one raw write;
+ *     writes each client's whole queue with one raw write. Frames queued
+ *     before the poll phase (timers, then libuv's pending and idle
+ *     callbacks: plugin timers, file-watch reloads, lws' own timers) are
+ *     written by a uv_prepare handle, which runs after them and just
+ *     before the loop blocks in poll: without it they would wait for the
+ *     next wake-up, up to a whole timer interval. Posts, work completions,
+ *     signals and admin requests run inside the poll phase, so the check
+ *     handle covers them; close callbacks, after the check, are caught by
+ *     the next turn's prepare, before that turn blocks;
  *   - shutdown closes every client with 1001 itself (lws_context_destroy()
  *     would just drop them), waits a bounded time for the close handshakes,
  *     and destroys the context from inside the loop and once more after it,
@@ -148,9 +156,8 @@ static int flush_client(sb_client *c)
     return 0;
 }
 
-static void on_flush_check(uv_check_t *h)
+static void flush_dirty(sb_server *s)
 {
-    sb_server *s = h->data;
     while (s->dirty) {
         sb_client *c = s->dirty;
         dirty_unlink(c);
@@ -163,6 +170,21 @@ static void on_flush_check(uv_check_t *h)
                             LWS_TO_KILL_ASYNC);
         }
     }
+}
+
+/* After the poll phase: the replies to what it read, posts, completions. */
+static void on_flush_check(uv_check_t *h)
+{
+    flush_dirty(h->data);
+}
+
+/* Before the loop blocks: what timers and other callbacks that run
+ * before the poll phase queued. Usually nothing, which costs one test. */
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    sb_server *s = h->data;
+    if (s->dirty)
+        flush_dirty(s);
 }
 
 /* Closes a client from outside an lws callback. lws 4.1.6 drops the close
@@ -894,6 +916,10 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     s->flush_check.data = s;
     uv_check_start(&s->flush_check, on_flush_check);
     uv_unref((uv_handle_t *)&s->flush_check);
+    uv_prepare_init(loop, &s->flush_prepare);
+    s->flush_prepare.data = s;
+    uv_prepare_start(&s->flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&s->flush_prepare);
 
     uv_timer_init(loop, &s->sweep_timer);
     s->sweep_timer.data = s;
@@ -917,6 +943,7 @@ static void finish(sb_server *s)
                     "handshake in time; dropping them",
                     s->nclients);
     uv_close((uv_handle_t *)&s->flush_check, NULL);
+    uv_close((uv_handle_t *)&s->flush_prepare, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);

@@ -31,8 +31,9 @@ typedef struct sb_stats {
     uint64_t messages_sent;
     uint64_t unknown_events;
     uint64_t exceptions;
-    uint64_t reloads_ok;     /* plugins (re)loaded, added or removed */
-    uint64_t reloads_failed; /* attempts that left the old state */
+    uint64_t reloads_ok;        /* plugins (re)loaded, added or removed */
+    uint64_t reloads_failed;    /* attempts that left the old state */
+    uint64_t reloads_unchanged; /* reloads that found nothing to apply */
     uint64_t exceptions_by[SB_EXC_COUNT]; /* by reason (metrics.h) */
 } sb_stats;
 
@@ -62,8 +63,9 @@ typedef struct sb_server {
     struct lws_vhost **vhosts;
     size_t nvhosts;
     size_t *listener_of;
-    unsigned *gateway_clients; /* connected clients per gateway */
-    uv_check_t flush_check;    /* writes dirty send queues once per turn */
+    unsigned *gateway_clients;  /* connected clients per gateway */
+    uv_check_t flush_check;     /* writes dirty send queues once per turn */
+    uv_prepare_t flush_prepare; /* ...and what was queued before the poll */
     uv_signal_t sig_int, sig_term, sig_hup;
     struct sb_reloader *reloader; /* reload.c */
     uv_timer_t sweep_timer;       /* idle timeout */

@@ -11,7 +11,8 @@
  * client's send queue is checked and emptied (as a flush would):
  *   - it holds only whole, final, unmasked text frames with minimal length
  *     encoding, back to back, and nothing else;
- *   - every payload is valid JSON per jansson (which also checks UTF-8);
+ *   - every payload is valid JSON per jansson (which also checks UTF-8;
+ *     integers beyond 64 bits read as reals, as the server accepts them);
  *   - every `exception` has the documented shape;
  *   - an input that is not a valid envelope gets exactly one frame, an
  *     `exception`.
@@ -197,8 +198,11 @@ static size_t check_queue(size_t *exceptions)
             die("payload runs past the queue", NULL);
         const char *payload = (const char *)p + hlen;
         json_error_t jerr;
-        json_t *v =
-            json_loadb(payload, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        /* JSON_DECODE_INT_AS_REAL: integers beyond 64 bits are valid JSON
+         * and pass through as the client wrote them. */
+        json_t *v = json_loadb(
+            payload, len,
+            JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
         if (!v)
             die("payload is not valid JSON", jerr.text);
         const json_t *ev = json_object_get(v, "event");

@@ -392,6 +392,62 @@ START_TEST(test_metrics_move)
 }
 END_TEST
 
+#define RELOADS(result) "switchboard_reloads_total{result=\"" result "\"}"
+
+/* The reload counters as /status shows them. */
+static void status_reloads(json_int_t *ok, json_int_t *failed,
+                           json_int_t *unchanged)
+{
+    json_t *st = get_json("/status");
+    json_t *r = json_object_get(st, "reloads");
+    ck_assert_msg(json_is_object(r), "no \"reloads\" in /status");
+    *ok = json_integer_value(json_object_get(r, "ok"));
+    *failed = json_integer_value(json_object_get(r, "failed"));
+    *unchanged = json_integer_value(json_object_get(r, "unchanged"));
+    json_decref(st);
+}
+
+/* Every reload is counted: one that finds nothing to change as
+ * "unchanged", whether asked by POST /reload or SIGHUP; one whose config
+ * does not load as "failed". */
+START_TEST(test_every_reload_counted)
+{
+    start(NULL, NULL, default_plugins);
+    ck_assert_double_eq(metric(RELOADS("unchanged")), 0);
+    char *body = NULL;
+    ck_assert_int_eq(request("POST", "/reload", NULL, &body), 200);
+    free(body);
+    ck_assert_double_eq(metric(RELOADS("unchanged")), 1);
+    kill(srv.pid, SIGHUP);
+    wait_metric(RELOADS("unchanged"), 2);
+    ck_assert_double_eq(metric(RELOADS("ok")), 0);
+    ck_assert_double_eq(metric(RELOADS("failed")), 0);
+    json_int_t ok, failed, unchanged;
+    status_reloads(&ok, &failed, &unchanged);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(unchanged, 2);
+
+    /* A config that does not load changes nothing, and is a failure. */
+    FILE *ini = fopen(srv.ini, "a");
+    ck_assert_ptr_nonnull(ini);
+    fputs("[server\n", ini);
+    fclose(ini);
+    ck_assert_int_eq(request("POST", "/reload", NULL, &body), 500);
+    free(body);
+    ck_assert_double_eq(metric(RELOADS("failed")), 1);
+    ck_assert_double_eq(metric(RELOADS("unchanged")), 2);
+    status_reloads(&ok, &failed, &unchanged);
+    ck_assert_int_eq(failed, 1);
+
+    /* The HELP line says what "unchanged" means. */
+    char *page = get_ok("/metrics");
+    ck_assert_msg(strstr(page, "unchanged (nothing to apply)"), "%s", page);
+    free(page);
+    srv_stop(&srv);
+}
+END_TEST
+
 START_TEST(test_guard_denied)
 {
     start(NULL, NULL, "[plugin.sdk]\nfile = %P/test-sdk11.so\njournal = %J\n");
@@ -608,6 +664,7 @@ int main(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_endpoints);
     tcase_add_test(tc, test_metrics_move);
+    tcase_add_test(tc, test_every_reload_counted);
     tcase_add_test(tc, test_guard_denied);
     tcase_add_test(tc, test_rate_limited);
     tcase_add_test(tc, test_token);

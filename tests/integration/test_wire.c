@@ -474,6 +474,45 @@ START_TEST(test_reply_echoes_id)
 }
 END_TEST
 
+/* Valid JSON is never refused: an integer beyond 64 bits passes through
+ * digit for digit, is decoded as a real (as JavaScript reads it) while
+ * small integers stay integers, and an exception raised after the id was
+ * read carries it. */
+START_TEST(test_big_integers)
+{
+    srv_start_default(&srv, NULL);
+    ws_client *c = cli_connect(&srv);
+    /* nest-example's identity: the raw data back. */
+    cli_send(c, "{\"event\":\"identity\",\"data\":"
+                "123456789012345678901234567890}");
+    cli_expect(c, "123456789012345678901234567890");
+    cli_send(c, "{\"event\":\"raw\",\"data\":{\"big\":"
+                "-123456789012345678901234567890,\"small\":5},\"id\":"
+                "98765432109876543210}");
+    cli_expect(c, "{\"event\":\"raw\",\"data\":{\"big\":"
+                  "-123456789012345678901234567890,\"small\":5},\"id\":"
+                  "98765432109876543210}");
+    /* message_data(): big ones are reals, the others integers. */
+    cli_send(c, "{\"event\":\"echo\",\"data\":{\"big\":"
+                "123456789012345678901234567890,\"small\":5,\"max\":"
+                "9223372036854775807,\"over\":9223372036854775808},"
+                "\"id\":1}");
+    cli_expect(c, "{\"event\":\"echo\",\"data\":{\"big\":"
+                  "1.2345678901234568e29,\"small\":5,\"max\":"
+                  "9223372036854775807,\"over\":9.2233720368547758e18},"
+                  "\"id\":1}");
+    /* Exceptions raised after the id was read carry it. */
+    cli_send(c, "{\"id\":5,\"event\":\"echo\",\"data\":[1,}");
+    cli_expect(c, EXC_PREFIX "\"message\":\"Invalid JSON: unexpected '}' "
+                             "at offset 33\"},\"id\":5}");
+    cli_send(c, "{\"id\":\"x\",\"event\":\"echo\"} trailing");
+    cli_expect(c, EXC_PREFIX "\"message\":\"Invalid JSON: data after the "
+                             "value at offset 26\"},\"id\":\"x\"}");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -489,6 +528,7 @@ int main(void)
     tcase_add_test(tc, test_unknown_event_exception);
     tcase_add_test(tc, test_bad_envelopes);
     tcase_add_test(tc, test_handler_fails);
+    tcase_add_test(tc, test_big_integers);
     tcase_add_test(tc, test_deep_nesting);
     tcase_add_test(tc, test_one_mib_message);
     tcase_add_test(tc, test_over_max_message_size);

@@ -16,7 +16,7 @@
 #include "buf.h"
 #include "envelope.h"
 
-#define JFLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
+#define JFLAGS ORACLE_FLAGS
 
 static sb_envelope env;
 
@@ -253,14 +253,114 @@ START_TEST(test_id)
                      SB_ENV_EVENT_INVALID);
     assert_span(env.id, "8");
     assert_span(env.data, "[1]");
-    /* But not when the document is not a valid object. */
+    /* And so do failures of the JSON itself, once the id was read. */
     ck_assert_int_eq(parse("{\"id\":7,"), SB_ENV_BAD_JSON);
+    assert_span(env.id, "7");
+    ck_assert_int_eq(parse("{\"id\":\"q\",\"event\":\"e\",\"data\":[1,]}"),
+                     SB_ENV_BAD_JSON);
+    assert_span(env.id, "\"q\"");
+    ck_assert_int_eq(parse("{\"event\":\"e\",\"id\":9} trailing"),
+                     SB_ENV_BAD_JSON);
+    assert_span(env.id, "9");
+    const char *deep = "{\"id\":3,\"data\":[[[[1]]]]}";
+    ck_assert_int_eq(sb_envelope_parse(deep, strlen(deep), 3, &env),
+                     SB_ENV_TOO_DEEP);
+    assert_span(env.id, "3");
+    /* Not before it was read, nor a bad or unfinished one. */
+    ck_assert_int_eq(parse("{\"data\":[1,],\"id\":7}"), SB_ENV_BAD_JSON);
     assert_span(env.id, NULL);
+    ck_assert_int_eq(parse("{\"id\":null,\"x\":}"), SB_ENV_BAD_JSON);
+    assert_span(env.id, NULL);
+    ck_assert_int_eq(parse("{\"id\":\"abc"), SB_ENV_BAD_JSON);
+    assert_span(env.id, NULL);
+    /* A number the input ends right after is whole. */
+    ck_assert_int_eq(parse("{\"id\":12"), SB_ENV_BAD_JSON);
+    assert_span(env.id, "12");
     ck_assert_int_eq(parse("[{\"id\":7}]"), SB_ENV_NOT_OBJECT);
     assert_span(env.id, NULL);
     /* Only the top level counts. */
     ck_assert_int_eq(parse("{\"event\":\"e\",\"data\":{\"id\":7}}"), SB_ENV_OK);
     assert_span(env.id, NULL);
+}
+END_TEST
+
+/* Integers beyond 64 bits are valid JSON: accepted, forwarded digit for
+ * digit, and decoded as reals (as JavaScript reads them) while the integers
+ * that fit stay integers. */
+START_TEST(test_big_integers)
+{
+    const char *m =
+        "{\"event\":\"e\",\"id\":123456789012345678901234567890,"
+        "\"data\":{\"big\":123456789012345678901234567890,\"small\":5,"
+        "\"neg\":-99999999999999999999,\"max\":9223372036854775807,"
+        "\"min\":-9223372036854775808,\"over\":9223372036854775808,"
+        "\"arr\":[18446744073709551616,1,2.5,1e2],"
+        "\"s\":\"123456789012345678901234567890\","
+        "\"q\":\"a\\\"12345678901234567890123\","
+        "\"12345678901234567890123\":true}}";
+    ck_assert_int_eq(parse(m), SB_ENV_OK);
+    assert_span(env.id, "123456789012345678901234567890");
+    /* The raw span is the client's text, digits and all. */
+    const char *d = strstr(m, "\"data\":") + 7;
+    ck_assert_uint_eq(env.data.len, strlen(d) - 1);
+    ck_assert(memcmp(env.data.ptr, d, env.data.len) == 0);
+
+    json_t *v = sb_json_decode(env.data.ptr, env.data.len);
+    ck_assert_ptr_nonnull(v);
+    json_t *big = json_object_get(v, "big");
+    ck_assert(json_is_real(big));
+    ck_assert(json_real_value(big) == 123456789012345678901234567890.0);
+    ck_assert(json_is_integer(json_object_get(v, "small")));
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "small")), 5);
+    ck_assert(json_is_real(json_object_get(v, "neg")));
+    ck_assert(json_real_value(json_object_get(v, "neg")) == -1e20);
+    ck_assert(json_is_integer(json_object_get(v, "max")));
+    ck_assert(json_integer_value(json_object_get(v, "max")) == INT64_MAX);
+    ck_assert(json_is_integer(json_object_get(v, "min")));
+    ck_assert(json_integer_value(json_object_get(v, "min")) == INT64_MIN);
+    ck_assert(json_is_real(json_object_get(v, "over")));
+    ck_assert(json_real_value(json_object_get(v, "over")) == 0x1p63);
+    json_t *arr = json_object_get(v, "arr");
+    ck_assert(json_real_value(json_array_get(arr, 0)) == 0x1p64);
+    ck_assert(json_is_integer(json_array_get(arr, 1)));
+    ck_assert(json_is_real(json_array_get(arr, 2)));
+    ck_assert(json_is_real(json_array_get(arr, 3)));
+    ck_assert(json_real_value(json_array_get(arr, 3)) == 100.0);
+    /* Digits inside strings and keys are left alone. */
+    ck_assert_str_eq(json_string_value(json_object_get(v, "s")),
+                     "123456789012345678901234567890");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "q")),
+                     "a\"12345678901234567890123");
+    ck_assert(json_is_true(json_object_get(v, "12345678901234567890123")));
+    json_decref(v);
+    /* A bare one, and one in a top-level array. */
+    v = sb_json_decode("-18446744073709551616", 21);
+    ck_assert(json_is_real(v) && json_real_value(v) == -0x1p64);
+    json_decref(v);
+    v = sb_json_decode(" [ 1 , 99999999999999999999 ] ", 30);
+    ck_assert(json_is_integer(json_array_get(v, 0)));
+    ck_assert(json_real_value(json_array_get(v, 1)) == 1e20);
+    json_decref(v);
+
+    /* Only what overflows a double is refused, as a real would be: 308
+     * digits fit, 309 nines do not. */
+    char num[400];
+    memset(num, '9', 308);
+    num[308] = 0;
+    ck_assert(scanner_accepts(num, 308));
+    v = sb_json_decode(num, 308);
+    ck_assert(json_is_real(v) && json_real_value(v) > 9.9e307);
+    json_decref(v);
+    memset(num, '9', 309);
+    num[309] = 0;
+    ck_assert(!scanner_accepts(num, 309));
+    char wrapped[420];
+    snprintf(wrapped, sizeof(wrapped), "{\"id\":%s}", num);
+    ck_assert_int_eq(parse(wrapped), SB_ENV_BAD_JSON);
+    ck_assert_str_eq(env.error,
+                     "Invalid JSON: real number overflow at offset 6");
+    ck_assert_ptr_null(sb_envelope_oracle(wrapped, strlen(wrapped)));
+    ck_assert_ptr_null(sb_envelope_oracle(m, strlen(m)));
 }
 END_TEST
 
@@ -578,16 +678,18 @@ static const struct edge edges[] = {
     E("0", 1),
     E("-0", 1),
     E("9223372036854775807", 1),
-    E("9223372036854775808", 0),
+    /* beyond 64 bits: valid JSON, read as reals (JSON_DECODE_INT_AS_REAL) */
+    E("9223372036854775808", 1),
     E("-9223372036854775808", 1),
-    E("-9223372036854775809", 0),
-    E("9999999999999999999", 0),
+    E("-9223372036854775809", 1),
+    E("9999999999999999999", 1),
     E("1000000000000000000", 1),
     E("-1000000000000000000", 1),
-    E("10000000000000000000", 0),
-    E("123456789012345678901234567890", 0),
-    E("[9223372036854775808]", 0),
-    E("{\"a\":-9223372036854775809}", 0),
+    E("10000000000000000000", 1),
+    E("123456789012345678901234567890", 1),
+    E("[9223372036854775808]", 1),
+    E("{\"a\":-9223372036854775809}", 1),
+    E("[1,18446744073709551616,-3]", 1),
     E("-", 0),
     E("-a", 0),
     E("01", 0),
@@ -751,10 +853,6 @@ START_TEST(test_error_texts)
         {"{\"event\":\"\\udc00\"}",
          "Invalid JSON: invalid Unicode surrogate at offset 10"},
         {"{\"\\u0000\":1}", "Invalid JSON: NUL in object key at offset 2"},
-        {"{\"id\":99999999999999999999}",
-         "Invalid JSON: too big integer at offset 6"},
-        {"{\"id\":-99999999999999999999}",
-         "Invalid JSON: too big negative integer at offset 6"},
         {"{\"id\":1e999}", "Invalid JSON: real number overflow at offset 6"},
         {"{} {}", "Invalid JSON: data after the value at offset 3"},
         {"{\"a\" 1}", "Invalid JSON: unexpected '1' at offset 5"},
@@ -813,6 +911,63 @@ static void assert_round_trip(const char *s, size_t n)
     json_decref(j);
     sb_buf_free(&b);
 }
+
+/* sb_utf8_repair into a buffer of cap bytes, compared with want. */
+static void assert_repair(const char *in, size_t cap, bool cut,
+                          const char *want, bool want_repaired)
+{
+    char out[512];
+    bool repaired = !want_repaired;
+    size_t n = sb_utf8_repair(out, cap, in, strlen(in), cut, &repaired);
+    ck_assert_str_eq(out, want);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert_uint_le(n, cap - 1);
+    ck_assert(sb_utf8_valid(out, n));
+    ck_assert_int_eq(repaired, want_repaired);
+}
+
+START_TEST(test_utf8_repair)
+{
+#define FFFD "\xef\xbf\xbd"
+#define DOTS SB_UTF8_ELLIPSIS
+    assert_repair("", 16, false, "", false);
+    assert_repair("plain", 16, false, "plain", false);
+    assert_repair("h\xc3\xa9llo \xf0\x9f\x98\x80", 16, false,
+                  "h\xc3\xa9llo \xf0\x9f\x98\x80", false);
+    /* Each byte that does not begin a valid sequence: stray continuation,
+     * lone lead, overlong, surrogate, above U+10FFFF, cut at the end. */
+    assert_repair("a\x80"
+                  "b",
+                  16, false, "a" FFFD "b", true);
+    assert_repair("\xc3"
+                  "x",
+                  16, false, FFFD "x", true);
+    assert_repair("\xc0\xaf", 16, false, FFFD FFFD, true);
+    assert_repair("\xed\xa0\x80", 16, false, FFFD FFFD FFFD, true);
+    assert_repair("\xf4\x90\x80\x80", 32, false, FFFD FFFD FFFD FFFD, true);
+    assert_repair("ok\xe2\x82", 16, false, "ok" FFFD FFFD, true);
+    /* Fits exactly (cap - 1 bytes): kept whole, no marker. */
+    assert_repair("abcdefg", 8, false, "abcdefg", false);
+    /* One byte more: cut with the marker, on a character boundary. */
+    assert_repair("abcdefgh", 8, false, "abcd" DOTS, false);
+    assert_repair("a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, false,
+                  "a\xc3\xa9" DOTS, false);
+    assert_repair("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9, false,
+                  "\xe2\x82\xac" DOTS, false);
+    /* Replacements count for the length too. */
+    assert_repair("\xff\xff\xff", 9, false, FFFD DOTS, true);
+    /* Cut already by the caller: marked even though it fits. */
+    assert_repair("abc", 16, true, "abc" DOTS, false);
+    /* Tiny buffers. */
+    assert_repair("abc", 4, false, "abc", false);
+    assert_repair("abcd", 4, false, DOTS, false);
+    char one[1] = {'x'};
+    ck_assert_uint_eq(sb_utf8_repair(one, 1, "abc", 3, false, NULL), 0);
+    ck_assert_int_eq(one[0], 0);
+#undef FFFD
+#undef DOTS
+}
+END_TEST
 
 START_TEST(test_append_string)
 {
@@ -1284,6 +1439,7 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, test_event_length);
     tcase_add_test(tc, test_data_spans);
     tcase_add_test(tc, test_id);
+    tcase_add_test(tc, test_big_integers);
     tcase_add_test(tc, test_escaped_event);
     tcase_add_test(tc, test_duplicate_keys);
     tcase_add_test(tc, test_whitespace);
@@ -1299,6 +1455,7 @@ static Suite *envelope_suite(void)
 
     TCase *tw = tcase_create("write");
     tcase_add_test(tw, test_append_string);
+    tcase_add_test(tw, test_utf8_repair);
     suite_add_tcase(s, tw);
 
     /* Seconds normally, longer under the sanitizers. */

@@ -96,8 +96,10 @@ typedef uint64_t sb_client_id;
 
 /* Handles one event. Return SB_OK when done (whether or not it replied), or
  * the result of host->fail(msg, ...) to send the client an `exception` that
- * carries your message. Any other non-zero value sends an `exception` with the
- * message "Internal server error". */
+ * carries your message (once fail() was called, the exception is sent
+ * whatever the handler returns). Any other non-zero value sends an
+ * `exception` with the message "Internal server error", and the host logs a
+ * warning naming the plugin, the event and the value. */
 typedef int (*sb_event_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
 
 /* All plugins are loaded and every listener is up (NestJS afterInit). Also
@@ -270,9 +272,12 @@ typedef struct sb_host {
     int (*reply_data)(sb_message *msg);
     /* Records why the handler failed; after the handler returns, the sender
      * gets {"event":"exception","data":{"status":"error","message":M,
-     * "cause":{"pattern":event,"data":data}}} (with "id" when known).
-     * printf-style. Returns SB_ERR_FAILED so that a handler can
-     * `return host->fail(msg, "...")`. */
+     * "cause":{"pattern":event,"data":data}}} (with "id" when known),
+     * whatever the handler returns. Only the first call per message counts;
+     * later ones change nothing. printf-style; the text is made valid UTF-8
+     * (U+FFFD for bad bytes) and kept up to 255 bytes, a longer one cut on
+     * a character boundary and ending with "…" (U+2026). Returns
+     * SB_ERR_FAILED so that a handler can `return host->fail(msg, "...")`. */
     int (*fail)(sb_message *msg, const char *fmt, ...)
 #if defined(__GNUC__)
         __attribute__((format(printf, 2, 3)))
@@ -322,7 +327,9 @@ typedef struct sb_host {
     /* -- sending, from any loop-thread callback. send(), send_ack() and
      * client_close() reach any client by id, whatever its gateway;
      * broadcast() reaches the plugin's own gateways; rooms span every
-     * gateway. -- */
+     * gateway. Text on the wire is UTF-8: an event name that is not is
+     * refused (SB_ERR_INVALID, here and in reply()/reply_raw()); bytes of
+     * a close reason or exception message that are not become U+FFFD. -- */
 
     /* Sends {"event":event,"data":data} to one client. `data` is stolen
      * (NULL: no data key); `event` is copied. */
