@@ -787,6 +787,13 @@ void sb_plugin_host_free(sb_plugin_host *h)
     free(h->plugins);
     h->plugins = NULL;
     h->count = 0;
+    /* Running work cannot be stopped, and its completion, the posts it
+     * made and the unload hook after them use the routers and the post
+     * lock: turn the loop until the last retiring plugin is finalized (the
+     * pending work keeps the loop alive, so this never spins). This is
+     * where -t and a refused start wait for work an init queued. */
+    while (h->retiring)
+        uv_run(h->loop, UV_RUN_ONCE);
     if (h->routers) {
         for (size_t g = 0; g < h->ngateways; g++)
             sb_router_free(&h->routers[g]);

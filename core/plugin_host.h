@@ -60,7 +60,8 @@ struct sb_plugin {
     bool handed_over;     /* replaced: its clients' JSON state stays */
     bool announce_unload; /* log the unload (not for a refused load) */
     bool in_init;         /* registrations are allowed */
-    bool unloading;       /* no new timers, work or posts */
+    bool unloading;       /* retired: no new timers or work (async.c) */
+    bool posts_closed;    /* drained: no new posts (under post_lock) */
     bool conflict;        /* a subscribe hit an event owned elsewhere */
     char error[512];      /* why init failed, from plugin_error() */
     sb_ready_fn ready;
@@ -85,6 +86,7 @@ struct sb_plugin {
     struct sb_timer *timers;                 /* live timers (async.c) */
     struct sb_work *work; /* queued or running work (async.c) */
     uint64_t next_timer_id;
+    struct sb_plugin *retiring_next; /* on the host's retiring list */
 };
 
 typedef struct sb_plugin_host {
@@ -95,7 +97,12 @@ typedef struct sb_plugin_host {
     sb_plugin **plugins; /* in load (config) order */
     size_t count;
     size_t next_slot;
-    bool strict_files; /* check plugin files like sshd's StrictModes */
+    /* Taken out of service, waiting for their running work before they
+     * unload (async.c): replaced or removed versions, and every plugin at
+     * shutdown. Nothing the host owns may be torn down while one is here. */
+    sb_plugin *retiring;
+    size_t work_pending; /* work items queued or running, of every plugin */
+    bool strict_files;   /* check plugin files like sshd's StrictModes */
     /* post(): the one thread-safe entry (async.c) */
     uv_async_t post_async;
     uv_mutex_t post_lock;
@@ -141,7 +148,9 @@ int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np);
 void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p);
 
 /* Unloads every plugin in reverse load order (timers stopped, work drained,
- * posts run, unload hook, routes dropped, dlclose) and frees the host. The
+ * posts run, unload hook, routes dropped, dlclose), waits (running the loop)
+ * for every retiring plugin's running work, including versions retired
+ * earlier by a reload, and only then frees the host and its post queue. The
  * caller runs the loop once more afterwards so closed handles are freed. */
 void sb_plugin_host_free(sb_plugin_host *h);
 
