@@ -69,10 +69,31 @@ static void slot_release(sb_client_slot *sl, const char *plugin)
     sl->destroy = NULL;
 }
 
+/* Whether `p` may use per-client slots now: SB_OK, or why not.
+ *
+ * A retired version (replaced by a reload, removed, or being unloaded)
+ * shares its slot with the version that replaced it, or is about to lose
+ * it: a pointer it kept there would name a destructor in an image that is
+ * dlclosed once its work is done, and a state it set would overwrite its
+ * successor's. A version not serving yet (the init of a reload's new build
+ * or of an added plugin) has no slot of its own: p->slot is still 0, some
+ * other instance's. So both are refused, and a get answers NULL. */
+static int slot_denied(const sb_plugin *p)
+{
+    if (p->handed_over || p->unloading)
+        return SB_ERR_RETIRED;
+    return p->serving ? SB_OK : SB_ERR_STATE;
+}
+
 void sb_client_slots_release(sb_client *c)
 {
-    for (size_t i = 0; i < c->nslots; i++)
-        slot_release(&c->slots[i], "?");
+    const sb_plugin_host *h = c->server ? c->server->plugins : NULL;
+    for (size_t i = 0; i < c->nslots; i++) {
+        /* Named for the crash report: a destructor is plugin code. */
+        const char *owner =
+            h && c->slots[i].destroy ? sb_plugin_host_slot_owner(h, i) : NULL;
+        slot_release(&c->slots[i], owner ? owner : "?");
+    }
     free(c->slots);
     c->slots = NULL;
     c->nslots = 0;
@@ -97,6 +118,11 @@ void sb_api_release_plugin(const sb_plugin *p, bool keep_state)
 
 int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
 {
+    int denied = p ? slot_denied(p) : SB_OK;
+    if (denied != SB_OK) {
+        json_decref(value);
+        return denied;
+    }
     sb_client *c = p ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, value != NULL) : NULL;
     if (!sl) {
@@ -113,7 +139,7 @@ int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
 
 json_t *sb_api_client_state_get(sb_plugin *p, sb_client_id client)
 {
-    sb_client *c = p ? client_of(client) : NULL;
+    sb_client *c = p && slot_denied(p) == SB_OK ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
     return sl ? sl->state : NULL;
 }
@@ -123,6 +149,9 @@ int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
 {
     if (!p)
         return SB_ERR_INVALID;
+    int denied = slot_denied(p);
+    if (denied != SB_OK)
+        return denied;
     sb_client *c = client_of(client);
     if (!c)
         return SB_ERR_NOT_FOUND;
@@ -141,7 +170,7 @@ int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
 
 void *sb_api_client_data_get(sb_plugin *p, sb_client_id client)
 {
-    sb_client *c = p ? client_of(client) : NULL;
+    sb_client *c = p && slot_denied(p) == SB_OK ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
     return sl ? sl->data : NULL;
 }

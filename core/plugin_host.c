@@ -272,6 +272,8 @@ static const char *host_strerror(int status)
         return "failed";
     case SB_ERR_CANCELLED:
         return "cancelled";
+    case SB_ERR_RETIRED:
+        return "this plugin version is retired";
     default:
         return "unknown status";
     }
@@ -778,6 +780,17 @@ void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p)
     h->count--;
     remove_routes(h, p);
     sb_plugin_retire(p);
+}
+
+const char *sb_plugin_host_slot_owner(const sb_plugin_host *h, size_t slot)
+{
+    for (size_t i = 0; i < h->count; i++)
+        if (h->plugins[i]->slot == slot)
+            return h->plugins[i]->name;
+    for (const sb_plugin *p = h->retiring; p; p = p->retiring_next)
+        if (p->serving && p->slot == slot)
+            return p->name;
+    return NULL;
 }
 
 void sb_plugin_host_free(sb_plugin_host *h)

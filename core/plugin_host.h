@@ -146,6 +146,9 @@ int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np);
 /* Takes a plugin out of the list and its routes out of the routers, then
  * retires it. */
 void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p);
+/* The instance name of the plugin whose per-client slot is `slot` (the
+ * serving version, else a retiring one), or NULL. Borrowed. */
+const char *sb_plugin_host_slot_owner(const sb_plugin_host *h, size_t slot);
 
 /* Unloads every plugin in reverse load order (timers stopped, work drained,
  * posts run, unload hook, routes dropped, dlclose), waits (running the loop)

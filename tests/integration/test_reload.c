@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <switchboard/plugin.h>
 
 #include "harness.h"
 
@@ -359,6 +360,120 @@ START_TEST(test_hundred_reloads_leave_nothing_mapped)
 }
 END_TEST
 
+/* ---- what a retired version may still do (issue 18.1, 18.7) ----------- */
+
+/* Receives the next message, which must be one of the events `a` or `b`;
+ * returns its data (the caller decrefs) and which one it was in *which. */
+static json_t *recv_one_of(ws_client *c, const char *a, const char *b,
+                           const char **which)
+{
+    ws_frame f;
+    int rc = ws_recv_message(c, 30000, &f);
+    ck_assert_msg(rc == 1, "expected '%s' or '%s', got %s; log:\n%s", a, b,
+                  rc == 0 ? "nothing" : ws_error(c), srv_logtail(&srv));
+    json_t *v = json_loads((char *)f.data, 0, NULL);
+    ck_assert_msg(v != NULL, "%s", f.data);
+    const char *ev = json_string_value(json_object_get(v, "event"));
+    ck_assert_msg(ev && (strcmp(ev, a) == 0 || strcmp(ev, b) == 0), "%s",
+                  f.data);
+    *which = strcmp(ev, a) == 0 ? a : b;
+    ws_frame_free(&f);
+    json_t *d = json_incref(json_object_get(v, "data"));
+    json_decref(v);
+    return d;
+}
+
+static json_int_t field(json_t *d, const char *key)
+{
+    json_t *v = json_object_get(d, key);
+    ck_assert_msg(json_is_integer(v), "no integer '%s'", key);
+    return json_integer_value(v);
+}
+
+/* The old version's work outlives the swap: it completes, its post runs
+ * (issue 18.7: post() from running work was refused once retiring began),
+ * and its per-client data and state calls fail with SB_ERR_RETIRED instead
+ * of writing into the slot the new version now owns. Before the fix the
+ * destructor pointer it left there pointed into the dlclosed image and the
+ * client's disconnect crashed the server (SIGSEGV "in plugin '?'"). */
+START_TEST(test_retired_version_work_completes_safely)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":1}");
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":2}");
+
+    char gate[400], msg[600];
+    snprintf(gate, sizeof(gate), "%s/gate", srv.dir);
+    snprintf(msg, sizeof(msg), "{\"event\":\"slow\",\"data\":\"%s\",\"id\":7}",
+             gate);
+    cli_send(c, msg);
+    ck_assert(srv_log_wait(&srv, "slow work queued by build a", 1, SB_TIMEOUT));
+    install_build("b");
+    hup();
+    ck_assert_msg(srv_log_wait(&srv, "now at generation 2", 1, 30000), "%s",
+                  srv_logtail(&srv));
+    /* Retired, not unloaded: its work still runs. */
+    ck_assert_ptr_null(strstr(srv_logtext(&srv), "unloaded plugin 'r'"));
+    FILE *g = fopen(gate, "w");
+    ck_assert_ptr_nonnull(g);
+    fclose(g);
+
+    bool got_slow = false, got_post = false;
+    for (int i = 0; i < 2; i++) {
+        const char *which;
+        json_t *d = recv_one_of(c, "slow", "slow-post", &which);
+        ck_assert_str_eq(json_string_value(json_object_get(d, "build")), "a");
+        if (strcmp(which, "slow") == 0) {
+            got_slow = true;
+            ck_assert_int_eq(field(d, "status"), SB_OK);
+            ck_assert_int_eq(field(d, "post"), SB_OK);
+            ck_assert_int_eq(field(d, "data_set"), SB_ERR_RETIRED);
+            ck_assert_int_eq(field(d, "state_set"), SB_ERR_RETIRED);
+        } else {
+            got_post = true;
+        }
+        json_decref(d);
+    }
+    ck_assert(got_slow && got_post);
+    ck_assert_msg(
+        srv_log_wait(&srv, "unloaded plugin 'r' (generation 1)", 1, SB_TIMEOUT),
+        "%s", srv_logtail(&srv));
+    /* The new version's state for this client is untouched. */
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":3}");
+    ck_assert_str_eq(who_build(c, NULL), "b");
+    /* The disconnect releases the slot: nothing of build a is called. */
+    ws_close(c);
+    ck_assert(srv_log_wait(&srv, "client 1 left build b", 1, SB_TIMEOUT));
+    srv_stop(&srv);
+}
+END_TEST
+
+/* A build whose init fails must leave no pointer into its image: it is
+ * not serving yet, so client_data_set() from its init is refused (before,
+ * it wrote into slot 0, another instance's, and the client's disconnect
+ * called the destructor in the unmapped image). */
+START_TEST(test_failed_init_keeps_no_pointer)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    install_build("fail");
+    hup();
+    ck_assert(srv_log_wait(&srv, "the running version stays", 1, 30000));
+    char want[96];
+    snprintf(want, sizeof(want), "client_data_set in init: %d", SB_ERR_STATE);
+    ck_assert_msg(strstr(srv_logtext(&srv), want), "no '%s' in:\n%s", want,
+                  srv_logtail(&srv));
+    ws_close(c);
+    ck_assert(srv_log_wait(&srv, "client 1 left build a", 1, SB_TIMEOUT));
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reload");
@@ -371,6 +486,13 @@ int main(void)
     tcase_add_test(tc, test_watch_reloads_a_replaced_file);
     tcase_add_test(tc, test_hundred_reloads_leave_nothing_mapped);
     suite_add_tcase(s, tc);
+    /* Issue 18: what a retired version may do, hooks per instance, and
+     * gateway settings (CK_RUN_CASE=lifecycle runs only these). */
+    TCase *life = tcase_create("lifecycle");
+    tcase_set_timeout(life, 300);
+    tcase_add_test(life, test_retired_version_work_completes_safely);
+    tcase_add_test(life, test_failed_init_keeps_no_pointer);
+    suite_add_tcase(s, life);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
