@@ -23,6 +23,23 @@ struct sb_timer;
 struct sb_work;
 struct sb_post;
 
+/* The plugin instances that know of one client, by per-client slot (which
+ * stays with an instance across reloads and is never reused): those whose
+ * connect hook accepted it, those without a connect hook when every hook
+ * accepted it, and those told of it by a reload (resume). Their disconnect
+ * hooks get it; nobody else's. Kept by the server in each client; empty is
+ * all zeroes. */
+typedef struct sb_slot_set {
+    uint64_t low;   /* slots 0..63 */
+    uint64_t *high; /* slots 64 and up, 64 per word; NULL when none */
+    size_t nhigh;
+} sb_slot_set;
+
+bool sb_slot_set_has(const sb_slot_set *set, size_t slot);
+/* Adds (on) or removes a slot. 0, or -1 when out of memory. */
+int sb_slot_set_put(sb_slot_set *set, size_t slot, bool on);
+void sb_slot_set_free(sb_slot_set *set);
+
 /* A route registered during init, put in the routers only once the plugin
  * is accepted (and, for a reload, when the old version's are taken out). */
 typedef struct sb_staged_route {
@@ -172,14 +189,15 @@ int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
  * Returns SB_OK, or the denying guard's status (its message recorded by
  * fail() in the message). */
 int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m);
-/* Runs connect hooks of the plugins serving `gateway` in load order.
- * Returns the number of plugins passed before a refusal, or h->count when
- * every hook accepted; *refuser gets the refusing plugin (or NULL). */
-size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
-                              sb_client_id id, const sb_plugin **refuser);
-/* Runs disconnect hooks of the first `upto` plugins (the value connect
- * returned) serving `gateway`, in reverse order. */
-void sb_plugin_host_disconnect(sb_plugin_host *h, size_t gateway,
-                               sb_client_id id, int code, size_t upto);
+/* Runs connect hooks of the plugins serving `gateway` in load order, until
+ * one refuses. Puts into *seen the slots of the plugins that now know the
+ * client (see sb_slot_set). Returns true when every hook accepted;
+ * otherwise *refuser gets the refusing plugin. */
+bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
+                            sb_slot_set *seen, const sb_plugin **refuser);
+/* Runs, in reverse load order, the disconnect hooks of the plugins whose
+ * slot is in *seen. */
+void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
+                               const sb_slot_set *seen);
 
 #endif

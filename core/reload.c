@@ -202,10 +202,18 @@ static bool section_changed(const sb_plugin *p, const sb_plugin_conf *pc,
 
 /* ---- doing it -------------------------------------------------------- */
 
+/* Tells a version that starts serving (a reload's new build, an added
+ * plugin) about every connected client, and records that it knows them:
+ * their disconnects reach it. A client already closing is not announced,
+ * and so not its disconnect either (the version it replaced knew it, not
+ * this one). */
 static void announce_clients(sb_server *s, sb_plugin *p)
 {
     for (sb_client *c = s->clients; c; c = c->next) {
-        if (c->closing || !c->accepted || !sb_plugin_serves(p, c->gateway))
+        bool told =
+            !c->closing && c->accepted && sb_plugin_serves(p, c->gateway);
+        sb_slot_set_put(&c->seen, p->slot, told);
+        if (!told)
             continue;
         json_t *state = p->slot < c->nslots ? c->slots[p->slot].state : NULL;
         if (p->resume) {

@@ -474,6 +474,72 @@ START_TEST(test_failed_init_keeps_no_pointer)
 }
 END_TEST
 
+/* ---- disconnect hooks follow the plugin instances (issue 18.3) --------- */
+
+/* A plugin added by a reload was told about the client (its connect hook,
+ * as it has no resume hook), so it gets its disconnect; so does the plugin
+ * without a connect hook that was there before. Before, the client's "hooks
+ * up to" index was below the new plugin count, and neither got it. */
+START_TEST(test_disconnect_reaches_added_plugin)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    FILE *ini = fopen(srv.ini, "a");
+    fprintf(ini, "[plugin.probe]\nfile = %s/test-probe.so\njournal = %s\n",
+            SB_TEST_PLUGIN_DIR, srv.journal);
+    fclose(ini);
+    hup();
+    ck_assert(srv_log_wait(&srv, "1 added, 0 changed", 1, 30000));
+    ck_assert(srv_journal_wait(&srv, "connect 1\n", SB_TIMEOUT));
+    ck_assert_int_eq(ws_send_close(c, 4002, "bye"), 0);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(c, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(c);
+    ck_assert_msg(srv_journal_wait(&srv, "disconnect 1 4002\n", SB_TIMEOUT),
+                  "journal:\n%s", srv_journal(&srv));
+    ck_assert_msg(
+        srv_log_wait(&srv, "client 1 left build a (4002)", 1, SB_TIMEOUT), "%s",
+        srv_logtail(&srv));
+    srv_stop(&srv);
+}
+END_TEST
+
+/* After a plugin is removed, the others still get the disconnects of the
+ * clients they accepted, and a plugin that refused a client never gets its
+ * disconnect. */
+START_TEST(test_disconnect_after_removal)
+{
+    start_reloadable(NULL, "[plugin.probe]\nfile = %P/test-probe.so\n"
+                           "journal = %J\nrefuse = 2\n");
+    ws_client *a = cli_connect(&srv); /* 1: accepted */
+    ck_assert(srv_journal_wait(&srv, "connect 1\n", SB_TIMEOUT));
+    ws_client *b = cli_connect(&srv); /* 2: refused by probe */
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(b, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1008);
+    ws_close(b);
+    ck_assert(srv_journal_wait(&srv, "refuse 2\n", SB_TIMEOUT));
+    srv_ini_replace(&srv, "[plugin.r]\n", "[plugin.r]\nenabled = false\n");
+    hup();
+    ck_assert(srv_log_wait(&srv, "0 added, 0 changed, 1 removed", 1, 30000));
+    ws_client *c = cli_connect(&srv); /* 3: accepted */
+    ck_assert(srv_journal_wait(&srv, "connect 3\n", SB_TIMEOUT));
+    ws_client *d = cli_connect(&srv); /* 4: refused */
+    ck_assert_int_eq(ws_expect_close(d, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(d);
+    ck_assert(srv_journal_wait(&srv, "refuse 4\n", SB_TIMEOUT));
+    ws_close(a);
+    ws_close(c);
+    ck_assert(srv_journal_wait(&srv, "disconnect 1 1006\n", SB_TIMEOUT));
+    ck_assert(srv_journal_wait(&srv, "disconnect 3 1006\n", SB_TIMEOUT));
+    const char *j = srv_journal(&srv);
+    ck_assert_msg(!strstr(j, "disconnect 2 ") && !strstr(j, "disconnect 4 "),
+                  "a refused client reached the refuser:\n%s", j);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reload");
@@ -492,6 +558,8 @@ int main(void)
     tcase_set_timeout(life, 300);
     tcase_add_test(life, test_retired_version_work_completes_safely);
     tcase_add_test(life, test_failed_init_keeps_no_pointer);
+    tcase_add_test(life, test_disconnect_reaches_added_plugin);
+    tcase_add_test(life, test_disconnect_after_removal);
     suite_add_tcase(s, life);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -122,7 +122,9 @@ typedef int (*sb_connect_fn)(sb_plugin *plugin, sb_client_id client,
  * Nothing can be sent to it any more, but during the hook it is still in
  * its rooms and its state and info can still be read; afterwards its id is
  * stale. Called for every client this plugin's connect hook accepted (and,
- * for a plugin without one, every client that all connect hooks accepted).
+ * for a plugin without one, every client that all connect hooks accepted),
+ * and for every client a reload announced to this version (resume hook, or
+ * connect hook without one); never for a client this plugin refused.
  * Disconnect hooks run in the reverse of config order. */
 typedef void (*sb_disconnect_fn)(sb_plugin *plugin, sb_client_id client,
                                  int close_code, void *udata);
