@@ -178,32 +178,103 @@ void *sb_api_client_data_get(sb_plugin *p, sb_client_id client)
 /* ---- client info -----------------------------------------------------------
  */
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 when the byte at s
+ * does not start one. s is NUL-terminated. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned char b = s[0];
+    if (b < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+    if (b >= 0xc2 && b <= 0xdf)
+        n = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+        n = 3;
+        if (b == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (b == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4;
+        if (b == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (b == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* A JSON string of the handshake text s. Bytes that are not UTF-8 (a
+ * query that decodes to any bytes, a header in Latin-1) would make jansson
+ * refuse the string: each such byte becomes U+FFFD instead, and `field` is
+ * appended to *marked (created on first use). NULL only when out of
+ * memory. The caller owns the result. */
+static json_t *handshake_text(const char *s, const char *field, json_t **marked)
+{
+    size_t len = strlen(s);
+    if (sb_utf8_valid(s, len))
+        return json_stringn(s, len);
+    sb_buf b = {0};
+    int bad = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        bad |= n ? sb_buf_append(&b, p, n)
+                 : sb_buf_append(&b, "\xef\xbf\xbd", 3); /* U+FFFD */
+        p += n ? n : 1;
+    }
+    json_t *v = bad ? NULL : json_stringn(b.len ? b.data : "", b.len);
+    sb_buf_free(&b);
+    if (v) {
+        if (!*marked)
+            *marked = json_array();
+        json_array_append_new(*marked, json_string(field));
+    }
+    return v;
+}
+
 json_t *sb_api_client_info(sb_client_id client)
 {
     sb_client *c = client_of(client);
     if (!c)
         return NULL;
     json_t *headers = json_object();
-    const char *path = "", *query = "";
+    json_t *marked = NULL; /* fields whose bytes were not UTF-8 */
+    json_t *path = NULL, *query = NULL;
     if (c->handshake) {
         const char *p = c->handshake, *end = c->handshake + c->handshake_len;
-        path = p;
+        path = handshake_text(p, "path", &marked);
         p += strlen(p) + 1;
-        query = p;
+        query = handshake_text(p, "query", &marked);
         p += strlen(p) + 1;
         p += strlen(p) + 1; /* the address: sb_client_remote() */
         while (p < end) {
             const char *name = p;
             p += strlen(p) + 1;
-            json_object_set_new(headers, name, json_string(p));
+            json_object_set_new(headers, name,
+                                handshake_text(p, name, &marked));
             p += strlen(p) + 1;
         }
     }
     json_t *identity = c->identity ? json_incref(c->identity) : json_null();
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:o,s:o}", "id", (json_int_t)c->id,
-                     "remote", sb_client_remote(c), "gateway",
-                     c->server->config->gateways[c->gateway].name, "path", path,
-                     "query", query, "headers", headers, "identity", identity);
+    json_t *info = json_pack(
+        "{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "id", (json_int_t)c->id, "remote",
+        sb_client_remote(c), "gateway",
+        c->server->config->gateways[c->gateway].name, "path",
+        path ? path : json_string(""), "query", query ? query : json_string(""),
+        "headers", headers, "identity", identity);
+    if (info && marked)
+        json_object_set_new(info, "not_utf8", marked);
+    else
+        json_decref(marked);
+    return info;
 }
 
 json_t *sb_api_client_identity(sb_client_id client)

@@ -318,7 +318,15 @@ typedef struct sb_host {
      * libwebsockets knows by name (host, origin, user-agent, cookie,
      * authorization, ...): others are readable only in a handshake hook
      * (handshake_header). "query" is as handshake_query() gives it. The
-     * caller owns it (json_decref). */
+     * caller owns it (json_decref).
+     * Since 1.3 it answers for every live client: in "path", "query" and
+     * header values, each byte that is not part of valid UTF-8 (a query
+     * such as ?a=%ff decodes to any bytes; a header may be Latin-1) is
+     * replaced by U+FFFD, and the object then has a key "not_utf8": an
+     * array of the names of the fields so repaired ("path", "query", or
+     * the header's name). Without such bytes there is no "not_utf8".
+     * (Before 1.3 such a client gave NULL, and such headers were left
+     * out.) */
     json_t *(*client_info)(sb_client_id client);
     /* The identity a handshake hook attached, or NULL. Borrowed: valid
      * until the client disconnects; json_incref() to keep it. */
