@@ -540,6 +540,71 @@ START_TEST(test_disconnect_after_removal)
 }
 END_TEST
 
+/* ---- [gateway.X] settings changed by a reload (issue 18.7) ------------- */
+
+/* A reload that changes a gateway's max_json_depth, ping_interval,
+ * idle_timeout, max_connections_per_ip, rate_burst or tls_key cannot apply
+ * it in a running process (as for [server]): it must say that a restart is
+ * needed, naming the gateway and each key. Before, it said nothing. */
+START_TEST(test_gateway_changes_need_restart)
+{
+    memset(&srv, 0, sizeof(srv));
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/sb-it-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(srv.dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout "
+             "k1.pem -out cert.pem -days 2 -subj /CN=localhost >/dev/null "
+             "2>&1 && cp k1.pem k2.pem",
+             srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    int gw_port = sb_test_free_port();
+    char sections[1024];
+    snprintf(sections, sizeof(sections),
+             "[gateway.g2]\nport = %d\npath = /g2\nmax_json_depth = 10\n"
+             "ping_interval = 20\nidle_timeout = 30\n"
+             "max_connections_per_ip = 5\nrate_limit = 100\nrate_burst = 50\n"
+             "tls_cert = %%D/cert.pem\ntls_key = %%D/k1.pem\n"
+             "[plugin.nest]\nfile = %%P/nest-example.so\n",
+             gw_port);
+    srv_start_in(&srv, srv.dir, NULL, sections);
+    static const struct {
+        const char *from, *to, *key;
+    } edits[] = {
+        {"max_json_depth = 10", "max_json_depth = 20", "max_json_depth"},
+        {"ping_interval = 20", "ping_interval = 25", "ping_interval"},
+        {"idle_timeout = 30", "idle_timeout = 60", "idle_timeout"},
+        {"max_connections_per_ip = 5", "max_connections_per_ip = 6",
+         "max_connections_per_ip"},
+        {"rate_burst = 50", "rate_burst = 70", "rate_burst"},
+        {"k1.pem", "k2.pem", "tls_key"},
+    };
+    size_t n = sizeof(edits) / sizeof(edits[0]);
+    for (size_t i = 0; i < n; i++)
+        srv_ini_replace(&srv, edits[i].from, edits[i].to);
+    hup();
+    ck_assert_msg(srv_log_wait(&srv, "need a restart", 1, 30000), "%s",
+                  srv_logtail(&srv));
+    const char *log = srv_logtext(&srv);
+    const char *line = strstr(log, "need a restart");
+    const char *eol = line ? strchr(line, '\n') : NULL;
+    for (size_t i = 0; i < n; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "[gateway.g2] %s", edits[i].key);
+        const char *at = strstr(line, want);
+        ck_assert_msg(at && (!eol || at < eol), "'%s' not in: %.*s", want,
+                      eol ? (int)(eol - line) : 500, line);
+    }
+    /* The [server] gateway changed nothing, and nothing else is named. */
+    ck_assert_ptr_null(strstr(log, "[gateway.*]"));
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"identity\",\"data\":3}");
+    cli_expect(c, "3");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reload");
@@ -560,6 +625,7 @@ int main(void)
     tcase_add_test(life, test_failed_init_keeps_no_pointer);
     tcase_add_test(life, test_disconnect_reaches_added_plugin);
     tcase_add_test(life, test_disconnect_after_removal);
+    tcase_add_test(life, test_gateway_changes_need_restart);
     suite_add_tcase(s, life);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
