@@ -29,8 +29,10 @@
  * the context the kernel saved look as if that frame had already returned
  * to its caller: the return address is at the top of the stack on x86-64,
  * in the link register on AArch64. The backtrace then starts at the caller
- * (the frame that called the dead code), and the saved context is put back
- * before a chained handler reads it. Elsewhere it says why there is none.
+ * (the frame that called the dead code). The context stays so for a
+ * chained handler: ASan's unwinds the same way and would fault on the dead
+ * frame too (its report then shows the caller's pc; the fault address is
+ * the dead code's). Elsewhere it says why there is no backtrace.
  *
  * Sanitizers: AddressSanitizer installs its own handlers for SIGSEGV,
  * SIGBUS and SIGFPE (and its own alternate stack) before main(). We do not
@@ -254,13 +256,6 @@ static bool mapped(uintptr_t addr)
     return yes;
 }
 
-/* The faulting frame's registers, as the kernel saved them, when they were
- * changed to skip it (see the top of the file). */
-static struct {
-    bool skipped;
-    uintptr_t pc, sp;
-} unmapped_frame;
-
 /* The program counter in the saved context, or 0 when unknown here. */
 static uintptr_t context_pc(const void *uctx)
 {
@@ -292,42 +287,20 @@ static bool skip_unmapped_frame(void *uctx)
     uintptr_t ret = *(const uintptr_t *)sp;
     if (!ret || !mapped(ret))
         return false;
-    unmapped_frame.pc = (uintptr_t)g[REG_RIP];
-    unmapped_frame.sp = sp;
     g[REG_RIP] = (greg_t)ret;
     g[REG_RSP] = (greg_t)(sp + sizeof(uintptr_t));
-    unmapped_frame.skipped = true;
     return true;
 #elif defined(__aarch64__)
     /* A branch-and-link left the return address in x30. */
     uintptr_t ret = (uintptr_t)uc->uc_mcontext.regs[30];
     if (!ret || !mapped(ret))
         return false;
-    unmapped_frame.pc = (uintptr_t)uc->uc_mcontext.pc;
-    unmapped_frame.sp = (uintptr_t)uc->uc_mcontext.sp;
     uc->uc_mcontext.pc = ret;
-    unmapped_frame.skipped = true;
     return true;
 #else
     (void)uc;
     return false;
 #endif
-}
-
-/* Puts the faulting frame back for a handler chained after us. */
-static void restore_unmapped_frame(void *uctx)
-{
-    if (!unmapped_frame.skipped)
-        return;
-    ucontext_t *uc = uctx;
-#if defined(__x86_64__)
-    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)unmapped_frame.pc;
-    uc->uc_mcontext.gregs[REG_RSP] = (greg_t)unmapped_frame.sp;
-#elif defined(__aarch64__)
-    uc->uc_mcontext.pc = unmapped_frame.pc;
-#endif
-    (void)uc;
-    unmapped_frame.skipped = false;
 }
 
 /* ---- the handler ------------------------------------------------------- */
@@ -401,7 +374,6 @@ static void report(int sig, size_t idx, const siginfo_t *info, void *uctx)
     flush_line(&o);
     for (int i = 0; i < n; i++)
         put_frame(&o, frames[i]);
-    restore_unmapped_frame(uctx);
 }
 
 static void die_by(int sig)
