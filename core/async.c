@@ -11,6 +11,14 @@
  *
  * Posts: a mutex-protected list and one uv_async_t per host; libuv
  * coalesces wake-ups, so the callback drains the whole list each time.
+ *
+ * Retiring a plugin (replaced, removed, or at shutdown) is two steps. At
+ * once: no new timers or work, timers stopped, queued work cancelled. Then,
+ * when its last running work has completed (the SDK promises that running
+ * work is waited for, so its post() calls are still taken meanwhile): its
+ * post queue is closed, what it posted runs, and the plugin is finalized.
+ * Between the two it sits on the host's retiring list, which the host's
+ * teardown waits on before it destroys the post lock.
  */
 #include "async.h"
 
@@ -144,6 +152,29 @@ static void work_run(uv_work_t *req)
     sb_crash_leave();
 }
 
+static void retiring_unlink(sb_plugin *p)
+{
+    sb_plugin **at = &p->host->retiring;
+    while (*at && *at != p)
+        at = &(*at)->retiring_next;
+    if (*at)
+        *at = p->retiring_next;
+    p->retiring_next = NULL;
+}
+
+/* No work of p runs any more: close its post queue (under the lock, so a
+ * thread posting now either gets in before or is refused), run what it
+ * posted, and let it go. */
+static void drain(sb_plugin *p, void (*finalize)(sb_plugin *p))
+{
+    sb_plugin_host *h = p->host;
+    uv_mutex_lock(&h->post_lock);
+    p->posts_closed = true;
+    uv_mutex_unlock(&h->post_lock);
+    run_posts(h, p);
+    finalize(p);
+}
+
 static void work_after(uv_work_t *req, int status)
 {
     sb_work *w = req->data;
@@ -160,12 +191,13 @@ static void work_after(uv_work_t *req, int status)
         sb_crash_leave();
     }
     free(w);
+    p->host->work_pending--;
     /* The last completion of a plugin being retired lets it go. */
     if (p->unloading && !p->work && p->on_drained) {
-        void (*drained)(sb_plugin *) = p->on_drained;
+        void (*finalize)(sb_plugin *) = p->on_drained;
         p->on_drained = NULL;
-        run_posts(p->host, p);
-        drained(p);
+        retiring_unlink(p);
+        drain(p, finalize);
     }
 }
 
@@ -192,6 +224,7 @@ int sb_api_work_queue(sb_plugin *p, sb_work_fn work, sb_done_fn done,
     if (p->work)
         p->work->prev = w;
     p->work = w;
+    p->host->work_pending++;
     return SB_OK;
 }
 
@@ -250,9 +283,11 @@ int sb_api_post(sb_plugin *p, sb_post_fn fn, void *udata)
     *post = (sb_post){p, fn, udata, NULL};
     sb_plugin_host *h = p->host;
     uv_mutex_lock(&h->post_lock);
-    /* A plugin being unloaded takes no new posts: they would run after its
-     * unload hook, on freed state. (Read under the lock: set on the loop.) */
-    if (h->post_closed || p->unloading) {
+    /* A retiring plugin takes posts as long as work of it runs (the work
+     * itself may post its result); once drained, none: they would run
+     * after its unload hook, on freed state. (Read under the lock: set on
+     * the loop.) */
+    if (h->post_closed || p->posts_closed) {
         uv_mutex_unlock(&h->post_lock);
         free(post);
         return SB_ERR_STATE;
@@ -292,9 +327,7 @@ void sb_async_close(sb_plugin_host *h)
 
 void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p))
 {
-    uv_mutex_lock(&p->host->post_lock);
     p->unloading = true;
-    uv_mutex_unlock(&p->host->post_lock);
     while (p->timers)
         timer_close(p->timers);
     for (sb_work *w = p->work; w; w = w->next)
@@ -303,17 +336,14 @@ void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p))
         /* Running work cannot be stopped: its completion finishes the
          * job (work_after). Cancelled work completes the same way. */
         p->on_drained = finalize;
+        p->retiring_next = p->host->retiring;
+        p->host->retiring = p;
         return;
     }
-    run_posts(p->host, p);
-    finalize(p);
+    drain(p, finalize);
 }
 
 size_t sb_async_pending(const sb_plugin_host *h)
 {
-    size_t n = 0;
-    for (size_t i = 0; h && i < h->count; i++)
-        for (const sb_work *w = h->plugins[i]->work; w; w = w->next)
-            n++;
-    return n;
+    return h ? h->work_pending : 0;
 }

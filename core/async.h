@@ -20,12 +20,13 @@ void sb_async_close(sb_plugin_host *h);
 
 /* Takes a plugin's asynchronous work down: stops its timers and cancels
  * its queued work at once, then, when no work of it is running any more
- * (now, or at the last completion), runs its pending posts and calls
- * finalize(p). Never blocks the loop. */
+ * (now, or at the last completion), closes its post queue, runs its pending
+ * posts and calls finalize(p). Until then it is on h->retiring, and its
+ * running work may still post(). Never blocks the loop. */
 void sb_async_retire(sb_plugin *p, void (*finalize)(sb_plugin *p));
 
-/* Work items of the host's plugins queued or running now (the drain at
- * shutdown waits for them). */
+/* Work items queued or running now, of every plugin, retiring ones
+ * included (the drain at shutdown waits for them). */
 size_t sb_async_pending(const sb_plugin_host *h);
 
 /* Host table entries (see plugin.h). */

@@ -17,6 +17,7 @@
 #include <switchboard/plugin.h>
 
 #include "buf.h"
+#include "plugin_host.h"
 
 struct lws;
 struct sb_server;
@@ -38,7 +39,7 @@ typedef struct sb_client {
     bool dirty;                 /* on the server's dirty list */
     bool closing;               /* a close is under way: queue nothing more */
     bool accepted;              /* connect hooks ran */
-    uint32_t hooks_upto;        /* see sb_plugin_host_connect() */
+    sb_slot_set seen;           /* plugins whose disconnect hooks it reaches */
     int close_code;             /* code we closed with (0: none yet) */
     bool close_sent;            /* our close frame is queued or sent */
     int peer_close_code;        /* code the client sent, 0 if none */

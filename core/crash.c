@@ -20,6 +20,20 @@
  * classic runaway recursion) is reported too; a static buffer is never freed
  * and is no leak to valgrind.
  *
+ * A jump into code that is no longer mapped (a pointer into a plugin image
+ * that was dlclosed) is the one fault backtrace() cannot start from: the
+ * unwinder reads the instructions at the faulting address (to recognise a
+ * signal trampoline), faults again inside the handler, and the kernel kills
+ * the process before one frame is written. So when the faulting address is
+ * not mapped (mincore(2), a plain system call, says so), the handler makes
+ * the context the kernel saved look as if that frame had already returned
+ * to its caller: the return address is at the top of the stack on x86-64,
+ * in the link register on AArch64. The backtrace then starts at the caller
+ * (the frame that called the dead code). The context stays so for a
+ * chained handler: ASan's unwinds the same way and would fault on the dead
+ * frame too (its report then shows the caller's pc; the fault address is
+ * the dead code's). Elsewhere it says why there is no backtrace.
+ *
  * Sanitizers: AddressSanitizer installs its own handlers for SIGSEGV,
  * SIGBUS and SIGFPE (and its own alternate stack) before main(). We do not
  * replace its report, which is better than ours (shadow memory, the faulting
@@ -33,13 +47,16 @@
 #include "crash.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <execinfo.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -223,9 +240,72 @@ static void put_frame(out *o, void *addr)
     flush_line(o);
 }
 
+/* ---- a faulting frame in unmapped code --------------------------------- */
+
+static uintptr_t page_size = 4096; /* sysconf() is not safe in a handler */
+
+/* Whether the page holding addr is mapped: mincore() fails with ENOMEM for
+ * an unmapped one (and reads nothing, so it cannot fault). */
+static bool mapped(uintptr_t addr)
+{
+    unsigned char vec;
+    int saved = errno;
+    bool yes = mincore((void *)(addr & ~(page_size - 1)), 1, &vec) == 0 ||
+               errno != ENOMEM;
+    errno = saved;
+    return yes;
+}
+
+/* The program counter in the saved context, or 0 when unknown here. */
+static uintptr_t context_pc(const void *uctx)
+{
+    const ucontext_t *uc = uctx;
+    if (!uc)
+        return 0;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    return 0;
+#endif
+}
+
+/* Makes the saved context that of the caller of the frame at the unmapped
+ * pc, as if that frame had returned. False when it cannot be done safely
+ * (another architecture, a stack or return address that is not mapped). */
+static bool skip_unmapped_frame(void *uctx)
+{
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    /* A call pushed the return address; the fetch at the target faulted
+     * before the callee could push anything. */
+    greg_t *g = uc->uc_mcontext.gregs;
+    uintptr_t sp = (uintptr_t)g[REG_RSP];
+    if (!mapped(sp) || !mapped(sp + sizeof(uintptr_t) - 1))
+        return false;
+    uintptr_t ret = *(const uintptr_t *)sp;
+    if (!ret || !mapped(ret))
+        return false;
+    g[REG_RIP] = (greg_t)ret;
+    g[REG_RSP] = (greg_t)(sp + sizeof(uintptr_t));
+    return true;
+#elif defined(__aarch64__)
+    /* A branch-and-link left the return address in x30. */
+    uintptr_t ret = (uintptr_t)uc->uc_mcontext.regs[30];
+    if (!ret || !mapped(ret))
+        return false;
+    uc->uc_mcontext.pc = ret;
+    return true;
+#else
+    (void)uc;
+    return false;
+#endif
+}
+
 /* ---- the handler ------------------------------------------------------- */
 
-static void report(int sig, size_t idx, const siginfo_t *info)
+static void report(int sig, size_t idx, const siginfo_t *info, void *uctx)
 {
     static out o; /* static: the alternate stack is precious */
     o.len = 0;
@@ -262,6 +342,17 @@ static void report(int sig, size_t idx, const siginfo_t *info)
     }
     flush_line(&o);
 
+    /* Code that is not mapped: the unwinder would fault on it (top). */
+    uintptr_t pc = context_pc(uctx);
+    bool dead_code = pc && !mapped(pc);
+    if (dead_code && !skip_unmapped_frame(uctx)) {
+        put_prefix(&o);
+        put_str(&o, "no backtrace: the faulting code at ", 64);
+        put_hex(&o, pc);
+        put_str(&o, " is not mapped and its caller cannot be found", 64);
+        flush_line(&o);
+        return;
+    }
     void *frames[64];
     int n = backtrace(frames, 64);
     put_prefix(&o);
@@ -269,8 +360,17 @@ static void report(int sig, size_t idx, const siginfo_t *info)
     put_uint(&o, (uintmax_t)(n > 0 ? n : 0), 0);
     put_str(&o,
             " frames; addr2line -e FILE OFFSET decodes one; a /memfd: "
-            "frame is a plugin, see its 'loaded plugin' line):",
+            "frame is a plugin, see its 'loaded plugin' line",
             160);
+    if (dead_code) {
+        put_str(&o, "; the faulting frame, in unmapped code at ", 64);
+        put_hex(&o, pc);
+        put_str(&o,
+                ", is left out: after the handler's own frames comes "
+                "its caller",
+                100);
+    }
+    put_str(&o, "):", 4);
     flush_line(&o);
     for (int i = 0; i < n; i++)
         put_frame(&o, frames[i]);
@@ -303,7 +403,7 @@ static void on_fatal_signal(int sig, siginfo_t *info, void *uctx)
     if (crashing || idx == NSIGNALS)
         die_by(sig);
     crashing = 1;
-    report(sig, idx, info);
+    report(sig, idx, info, uctx);
 
     const struct sigaction *prev = &previous[idx];
     if (SB_CRASH_ASAN && (prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
@@ -340,6 +440,9 @@ void sb_crash_install(void)
     /* Loads libgcc_s's unwinder now, while malloc is still safe to call. */
     void *warm[4];
     (void)backtrace(warm, 4);
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0)
+        page_size = (uintptr_t)ps;
 
     /* One alternate stack per thread; plugins run on the loop thread, which
      * is this one. Keep an existing stack (ASan's), which is big enough for

@@ -70,10 +70,31 @@ static void slot_release(sb_client_slot *sl, const char *plugin)
     sl->destroy = NULL;
 }
 
+/* Whether `p` may use per-client slots now: SB_OK, or why not.
+ *
+ * A retired version (replaced by a reload, removed, or being unloaded)
+ * shares its slot with the version that replaced it, or is about to lose
+ * it: a pointer it kept there would name a destructor in an image that is
+ * dlclosed once its work is done, and a state it set would overwrite its
+ * successor's. A version not serving yet (the init of a reload's new build
+ * or of an added plugin) has no slot of its own: p->slot is still 0, some
+ * other instance's. So both are refused, and a get answers NULL. */
+static int slot_denied(const sb_plugin *p)
+{
+    if (p->handed_over || p->unloading)
+        return SB_ERR_RETIRED;
+    return p->serving ? SB_OK : SB_ERR_STATE;
+}
+
 void sb_client_slots_release(sb_client *c)
 {
-    for (size_t i = 0; i < c->nslots; i++)
-        slot_release(&c->slots[i], "?");
+    const sb_plugin_host *h = c->server ? c->server->plugins : NULL;
+    for (size_t i = 0; i < c->nslots; i++) {
+        /* Named for the crash report: a destructor is plugin code. */
+        const char *owner =
+            h && c->slots[i].destroy ? sb_plugin_host_slot_owner(h, i) : NULL;
+        slot_release(&c->slots[i], owner ? owner : "?");
+    }
     free(c->slots);
     c->slots = NULL;
     c->nslots = 0;
@@ -98,6 +119,11 @@ void sb_api_release_plugin(const sb_plugin *p, bool keep_state)
 
 int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
 {
+    int denied = p ? slot_denied(p) : SB_OK;
+    if (denied != SB_OK) {
+        json_decref(value);
+        return denied;
+    }
     sb_client *c = p ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, value != NULL) : NULL;
     if (!sl) {
@@ -114,7 +140,7 @@ int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
 
 json_t *sb_api_client_state_get(sb_plugin *p, sb_client_id client)
 {
-    sb_client *c = p ? client_of(client) : NULL;
+    sb_client *c = p && slot_denied(p) == SB_OK ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
     return sl ? sl->state : NULL;
 }
@@ -124,6 +150,9 @@ int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
 {
     if (!p)
         return SB_ERR_INVALID;
+    int denied = slot_denied(p);
+    if (denied != SB_OK)
+        return denied;
     sb_client *c = client_of(client);
     if (!c)
         return SB_ERR_NOT_FOUND;
@@ -142,7 +171,7 @@ int sb_api_client_data_set(sb_plugin *p, sb_client_id client, void *ptr,
 
 void *sb_api_client_data_get(sb_plugin *p, sb_client_id client)
 {
-    sb_client *c = p ? client_of(client) : NULL;
+    sb_client *c = p && slot_denied(p) == SB_OK ? client_of(client) : NULL;
     sb_client_slot *sl = c ? slot_of(c, p, false) : NULL;
     return sl ? sl->data : NULL;
 }
@@ -150,32 +179,103 @@ void *sb_api_client_data_get(sb_plugin *p, sb_client_id client)
 /* ---- client info -----------------------------------------------------------
  */
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 when the byte at s
+ * does not start one. s is NUL-terminated. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned char b = s[0];
+    if (b < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+    if (b >= 0xc2 && b <= 0xdf)
+        n = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+        n = 3;
+        if (b == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (b == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4;
+        if (b == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (b == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* A JSON string of the handshake text s. Bytes that are not UTF-8 (a
+ * query that decodes to any bytes, a header in Latin-1) would make jansson
+ * refuse the string: each such byte becomes U+FFFD instead, and `field` is
+ * appended to *marked (created on first use). NULL only when out of
+ * memory. The caller owns the result. */
+static json_t *handshake_text(const char *s, const char *field, json_t **marked)
+{
+    size_t len = strlen(s);
+    if (sb_utf8_valid(s, len))
+        return json_stringn(s, len);
+    sb_buf b = {0};
+    int bad = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        bad |= n ? sb_buf_append(&b, p, n)
+                 : sb_buf_append(&b, "\xef\xbf\xbd", 3); /* U+FFFD */
+        p += n ? n : 1;
+    }
+    json_t *v = bad ? NULL : json_stringn(b.len ? b.data : "", b.len);
+    sb_buf_free(&b);
+    if (v) {
+        if (!*marked)
+            *marked = json_array();
+        json_array_append_new(*marked, json_string(field));
+    }
+    return v;
+}
+
 json_t *sb_api_client_info(sb_client_id client)
 {
     sb_client *c = client_of(client);
     if (!c)
         return NULL;
     json_t *headers = json_object();
-    const char *path = "", *query = "";
+    json_t *marked = NULL; /* fields whose bytes were not UTF-8 */
+    json_t *path = NULL, *query = NULL;
     if (c->handshake) {
         const char *p = c->handshake, *end = c->handshake + c->handshake_len;
-        path = p;
+        path = handshake_text(p, "path", &marked);
         p += strlen(p) + 1;
-        query = p;
+        query = handshake_text(p, "query", &marked);
         p += strlen(p) + 1;
         p += strlen(p) + 1; /* the address: sb_client_remote() */
         while (p < end) {
             const char *name = p;
             p += strlen(p) + 1;
-            json_object_set_new(headers, name, json_string(p));
+            json_object_set_new(headers, name,
+                                handshake_text(p, name, &marked));
             p += strlen(p) + 1;
         }
     }
     json_t *identity = c->identity ? json_incref(c->identity) : json_null();
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:o,s:o}", "id", (json_int_t)c->id,
-                     "remote", sb_client_remote(c), "gateway",
-                     c->server->config->gateways[c->gateway].name, "path", path,
-                     "query", query, "headers", headers, "identity", identity);
+    json_t *info = json_pack(
+        "{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "id", (json_int_t)c->id, "remote",
+        sb_client_remote(c), "gateway",
+        c->server->config->gateways[c->gateway].name, "path",
+        path ? path : json_string(""), "query", query ? query : json_string(""),
+        "headers", headers, "identity", identity);
+    if (info && marked)
+        json_object_set_new(info, "not_utf8", marked);
+    else
+        json_decref(marked);
+    return info;
 }
 
 json_t *sb_api_client_identity(sb_client_id client)

@@ -272,6 +272,8 @@ static const char *host_strerror(int status)
         return "failed";
     case SB_ERR_CANCELLED:
         return "cancelled";
+    case SB_ERR_RETIRED:
+        return "this plugin version is retired";
     default:
         return "unknown status";
     }
@@ -780,6 +782,17 @@ void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p)
     sb_plugin_retire(p);
 }
 
+const char *sb_plugin_host_slot_owner(const sb_plugin_host *h, size_t slot)
+{
+    for (size_t i = 0; i < h->count; i++)
+        if (h->plugins[i]->slot == slot)
+            return h->plugins[i]->name;
+    for (const sb_plugin *p = h->retiring; p; p = p->retiring_next)
+        if (p->serving && p->slot == slot)
+            return p->name;
+    return NULL;
+}
+
 void sb_plugin_host_free(sb_plugin_host *h)
 {
     for (size_t i = h->count; i-- > 0;)
@@ -787,6 +800,13 @@ void sb_plugin_host_free(sb_plugin_host *h)
     free(h->plugins);
     h->plugins = NULL;
     h->count = 0;
+    /* Running work cannot be stopped, and its completion, the posts it
+     * made and the unload hook after them use the routers and the post
+     * lock: turn the loop until the last retiring plugin is finalized (the
+     * pending work keeps the loop alive, so this never spins). This is
+     * where -t and a refused start wait for work an init queued. */
+    while (h->retiring)
+        uv_run(h->loop, UV_RUN_ONCE);
     if (h->routers) {
         for (size_t g = 0; g < h->ngateways; g++)
             sb_router_free(&h->routers[g]);
@@ -851,8 +871,47 @@ int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m,
     return SB_OK;
 }
 
-size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
-                              sb_client_id id, const sb_plugin **refuser)
+/* ---- which plugins know a client ---------------------------------------- */
+
+bool sb_slot_set_has(const sb_slot_set *set, size_t slot)
+{
+    if (slot < 64)
+        return (set->low >> slot) & 1u;
+    size_t word = slot / 64 - 1;
+    return word < set->nhigh && ((set->high[word] >> (slot % 64)) & 1u);
+}
+
+int sb_slot_set_put(sb_slot_set *set, size_t slot, bool on)
+{
+    uint64_t bit = UINT64_C(1) << (slot % 64);
+    uint64_t *word = &set->low;
+    if (slot >= 64) {
+        size_t w = slot / 64 - 1;
+        if (w >= set->nhigh) {
+            if (!on)
+                return 0;
+            uint64_t *grown = realloc(set->high, (w + 1) * sizeof(*grown));
+            if (!grown)
+                return -1;
+            memset(grown + set->nhigh, 0,
+                   (w + 1 - set->nhigh) * sizeof(*grown));
+            set->high = grown;
+            set->nhigh = w + 1;
+        }
+        word = &set->high[w];
+    }
+    *word = on ? *word | bit : *word & ~bit;
+    return 0;
+}
+
+void sb_slot_set_free(sb_slot_set *set)
+{
+    free(set->high);
+    memset(set, 0, sizeof(*set));
+}
+
+bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
+                            sb_slot_set *seen, const sb_plugin **refuser)
 {
     *refuser = NULL;
     for (size_t i = 0; i < h->count; i++) {
@@ -863,25 +922,28 @@ size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
         int rc = p->connect(p, id, p->connect_ud);
         sb_crash_leave();
         if (rc != SB_OK) {
+            /* A refused client is news only to plugins whose connect hook
+             * saw it and accepted it. */
             *refuser = p;
-            return i;
+            return false;
         }
+        sb_slot_set_put(seen, p->slot, true);
     }
-    return h->count;
+    /* Accepted: the plugins without a connect hook know it too. (Out of
+     * memory here only for slots past 63, i.e. after dozens of plugins
+     * were added at run time: those then miss its disconnect.) */
+    for (size_t i = 0; i < h->count; i++)
+        if (sb_plugin_serves(h->plugins[i], gateway))
+            sb_slot_set_put(seen, h->plugins[i]->slot, true);
+    return true;
 }
 
-void sb_plugin_host_disconnect(sb_plugin_host *h, size_t gateway,
-                               sb_client_id id, int code, size_t upto)
+void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
+                               const sb_slot_set *seen)
 {
-    bool accepted = upto >= h->count;
-    if (upto > h->count)
-        upto = h->count;
-    for (size_t i = upto; i-- > 0;) {
+    for (size_t i = h->count; i-- > 0;) {
         sb_plugin *p = h->plugins[i];
-        /* A refused client is news only to plugins whose connect hook saw
-         * it and accepted it. */
-        if (!p->disconnect || !sb_plugin_serves(p, gateway) ||
-            !(accepted || p->connect))
+        if (!p->disconnect || !sb_slot_set_has(seen, p->slot))
             continue;
         sb_crash_enter(p->name, "disconnect hook", NULL);
         p->disconnect(p, id, code, p->disconnect_ud);

@@ -23,6 +23,23 @@ struct sb_timer;
 struct sb_work;
 struct sb_post;
 
+/* The plugin instances that know of one client, by per-client slot (which
+ * stays with an instance across reloads and is never reused): those whose
+ * connect hook accepted it, those without a connect hook when every hook
+ * accepted it, and those told of it by a reload (resume). Their disconnect
+ * hooks get it; nobody else's. Kept by the server in each client; empty is
+ * all zeroes. */
+typedef struct sb_slot_set {
+    uint64_t low;   /* slots 0..63 */
+    uint64_t *high; /* slots 64 and up, 64 per word; NULL when none */
+    size_t nhigh;
+} sb_slot_set;
+
+bool sb_slot_set_has(const sb_slot_set *set, size_t slot);
+/* Adds (on) or removes a slot. 0, or -1 when out of memory. */
+int sb_slot_set_put(sb_slot_set *set, size_t slot, bool on);
+void sb_slot_set_free(sb_slot_set *set);
+
 /* A route registered during init, put in the routers only once the plugin
  * is accepted (and, for a reload, when the old version's are taken out). */
 typedef struct sb_staged_route {
@@ -60,7 +77,8 @@ struct sb_plugin {
     bool handed_over;     /* replaced: its clients' JSON state stays */
     bool announce_unload; /* log the unload (not for a refused load) */
     bool in_init;         /* registrations are allowed */
-    bool unloading;       /* no new timers, work or posts */
+    bool unloading;       /* retired: no new timers or work (async.c) */
+    bool posts_closed;    /* drained: no new posts (under post_lock) */
     bool conflict;        /* a subscribe hit an event owned elsewhere */
     char error[512];      /* why init failed, from plugin_error() */
     sb_ready_fn ready;
@@ -85,6 +103,7 @@ struct sb_plugin {
     struct sb_timer *timers;                 /* live timers (async.c) */
     struct sb_work *work; /* queued or running work (async.c) */
     uint64_t next_timer_id;
+    struct sb_plugin *retiring_next; /* on the host's retiring list */
 };
 
 typedef struct sb_plugin_host {
@@ -95,7 +114,12 @@ typedef struct sb_plugin_host {
     sb_plugin **plugins; /* in load (config) order */
     size_t count;
     size_t next_slot;
-    bool strict_files; /* check plugin files like sshd's StrictModes */
+    /* Taken out of service, waiting for their running work before they
+     * unload (async.c): replaced or removed versions, and every plugin at
+     * shutdown. Nothing the host owns may be torn down while one is here. */
+    sb_plugin *retiring;
+    size_t work_pending; /* work items queued or running, of every plugin */
+    bool strict_files;   /* check plugin files like sshd's StrictModes */
     /* post(): the one thread-safe entry (async.c) */
     uv_async_t post_async;
     uv_mutex_t post_lock;
@@ -139,9 +163,14 @@ int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np);
 /* Takes a plugin out of the list and its routes out of the routers, then
  * retires it. */
 void sb_plugin_host_remove(sb_plugin_host *h, sb_plugin *p);
+/* The instance name of the plugin whose per-client slot is `slot` (the
+ * serving version, else a retiring one), or NULL. Borrowed. */
+const char *sb_plugin_host_slot_owner(const sb_plugin_host *h, size_t slot);
 
 /* Unloads every plugin in reverse load order (timers stopped, work drained,
- * posts run, unload hook, routes dropped, dlclose) and frees the host. The
+ * posts run, unload hook, routes dropped, dlclose), waits (running the loop)
+ * for every retiring plugin's running work, including versions retired
+ * earlier by a reload, and only then frees the host and its post queue. The
  * caller runs the loop once more afterwards so closed handles are freed. */
 void sb_plugin_host_free(sb_plugin_host *h);
 
@@ -162,14 +191,15 @@ int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
  * plugin (NULL when none denied). */
 int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m,
                          const sb_plugin **denier);
-/* Runs connect hooks of the plugins serving `gateway` in load order.
- * Returns the number of plugins passed before a refusal, or h->count when
- * every hook accepted; *refuser gets the refusing plugin (or NULL). */
-size_t sb_plugin_host_connect(sb_plugin_host *h, size_t gateway,
-                              sb_client_id id, const sb_plugin **refuser);
-/* Runs disconnect hooks of the first `upto` plugins (the value connect
- * returned) serving `gateway`, in reverse order. */
-void sb_plugin_host_disconnect(sb_plugin_host *h, size_t gateway,
-                               sb_client_id id, int code, size_t upto);
+/* Runs connect hooks of the plugins serving `gateway` in load order, until
+ * one refuses. Puts into *seen the slots of the plugins that now know the
+ * client (see sb_slot_set). Returns true when every hook accepted;
+ * otherwise *refuser gets the refusing plugin. */
+bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
+                            sb_slot_set *seen, const sb_plugin **refuser);
+/* Runs, in reverse load order, the disconnect hooks of the plugins whose
+ * slot is in *seen. */
+void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
+                               const sb_slot_set *seen);
 
 #endif

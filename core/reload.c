@@ -76,6 +76,43 @@ static bool str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Appends to `out` the keys of a [gateway.NAME] section whose change needs
+ * a restart, each as "[gateway.NAME] key". Every per-gateway key is one:
+ * the listeners, the lws retry policy (ping_interval), the limits and the
+ * TLS context are all made at start, and clients read their gateway's
+ * settings from the running config (as for [server]). */
+static void gateway_restart_needed(const char *name, const sb_server_conf *a,
+                                   const sb_server_conf *b, json_t *out)
+{
+#define GW_NOTE(key)                                                           \
+    json_array_append_new(out, json_sprintf("[gateway.%s] %s", name, key))
+#define GW_CMP(field)                                                          \
+    if (a->field != b->field)                                                  \
+        GW_NOTE(#field);
+#define GW_CMPS(field)                                                         \
+    if (!str_eq(a->field, b->field))                                           \
+        GW_NOTE(#field);
+    GW_CMPS(host)
+    GW_CMP(port)
+    GW_CMPS(path)
+    GW_CMP(max_message_size)
+    GW_CMP(max_json_depth)
+    GW_CMP(max_send_queue)
+    GW_CMP(ping_interval)
+    GW_CMP(idle_timeout)
+    GW_CMP(max_connections)
+    GW_CMP(unknown_event)
+    GW_CMP(max_connections_per_ip)
+    GW_CMP(rate_limit)
+    GW_CMP(rate_burst)
+    GW_CMPS(allowed_origins)
+    GW_CMPS(tls_cert)
+    GW_CMPS(tls_key)
+#undef GW_CMP
+#undef GW_CMPS
+#undef GW_NOTE
+}
+
 /* Appends to `out` the [server]/[gateway] settings whose change needs a
  * restart. */
 static void restart_needed(const sb_config *old, const sb_config *nw,
@@ -112,23 +149,19 @@ static void restart_needed(const sb_config *old, const sb_config *nw,
     CMP(watch, "watch")
 #undef CMP
 #undef CMPS
+    /* Gateways added, removed or renamed: named as a whole. Otherwise each
+     * changed key of each gateway (a gateway's unset keys come from
+     * [server], so a [server] change may be named for it too). */
     bool same = old->ngateways == nw->ngateways;
-    for (size_t g = 1; same && g < old->ngateways; g++) {
-        const sb_server_conf *x = &old->gateways[g].conf;
-        const sb_server_conf *y = &nw->gateways[g].conf;
-        same = str_eq(old->gateways[g].name, nw->gateways[g].name) &&
-               str_eq(x->host, y->host) && x->port == y->port &&
-               str_eq(x->path, y->path) &&
-               x->max_message_size == y->max_message_size &&
-               x->max_connections == y->max_connections &&
-               x->max_send_queue == y->max_send_queue &&
-               x->unknown_event == y->unknown_event &&
-               x->rate_limit == y->rate_limit &&
-               str_eq(x->allowed_origins, y->allowed_origins) &&
-               str_eq(x->tls_cert, y->tls_cert);
-    }
-    if (!same)
+    for (size_t g = 1; same && g < old->ngateways; g++)
+        same = str_eq(old->gateways[g].name, nw->gateways[g].name);
+    if (!same) {
         json_array_append_new(out, json_string("[gateway.*]"));
+        return;
+    }
+    for (size_t g = 1; g < old->ngateways; g++)
+        gateway_restart_needed(old->gateways[g].name, &old->gateways[g].conf,
+                               &nw->gateways[g].conf, out);
 }
 
 static const sb_plugin_conf *find_conf(const sb_config *cfg, const char *name)
@@ -202,10 +235,18 @@ static bool section_changed(const sb_plugin *p, const sb_plugin_conf *pc,
 
 /* ---- doing it -------------------------------------------------------- */
 
+/* Tells a version that starts serving (a reload's new build, an added
+ * plugin) about every connected client, and records that it knows them:
+ * their disconnects reach it. A client already closing is not announced,
+ * and so not its disconnect either (the version it replaced knew it, not
+ * this one). */
 static void announce_clients(sb_server *s, sb_plugin *p)
 {
     for (sb_client *c = s->clients; c; c = c->next) {
-        if (c->closing || !c->accepted || !sb_plugin_serves(p, c->gateway))
+        bool told =
+            !c->closing && c->accepted && sb_plugin_serves(p, c->gateway);
+        sb_slot_set_put(&c->seen, p->slot, told);
+        if (!told)
             continue;
         json_t *state = p->slot < c->nslots ? c->slots[p->slot].state : NULL;
         if (p->resume) {
@@ -320,7 +361,7 @@ int sb_reload_run(sb_server *s, json_t **summary)
     }
     restart_needed(s->config, nw, restart);
     if (json_array_size(restart)) {
-        char keys[512] = "";
+        char keys[2048] = "";
         size_t i;
         json_t *k;
         json_array_foreach(restart, i, k)

@@ -586,8 +586,7 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     s->gateway_stats[c->gateway].connections_total++;
     log_connection(s, c, 0);
     const sb_plugin *refuser;
-    c->hooks_upto =
-        sb_plugin_host_connect(s->plugins, c->gateway, c->id, &refuser);
+    sb_plugin_host_connect(s->plugins, c->gateway, c->id, &c->seen, &refuser);
     c->accepted = true;
     if (refuser) {
         sb_log_info("server", "client %llu refused by plugin '%s'",
@@ -615,8 +614,8 @@ static void on_closed(sb_server *s, sb_client *c)
     c->closing = true;
     dirty_unlink(c);
     if (c->accepted)
-        sb_plugin_host_disconnect(s->plugins, c->gateway, c->id, code,
-                                  c->hooks_upto);
+        sb_plugin_host_disconnect(s->plugins, c->id, code, &c->seen);
+    sb_slot_set_free(&c->seen);
     /* After the hooks, so that they could still see the client's rooms and
      * state; from here on its id is stale. */
     sb_rooms_leave_all(&s->rooms, c);

@@ -70,7 +70,8 @@ static void die(const char *why, const char *detail)
  * LeakSanitizer's check at exit sees only real leaks. */
 static void teardown(void)
 {
-    sb_plugin_host_disconnect(&host, cli.gateway, cli.id, 1001, cli.hooks_upto);
+    sb_plugin_host_disconnect(&host, cli.id, 1001, &cli.seen);
+    sb_slot_set_free(&cli.seen);
     sb_rooms_leave_all(&srv.rooms, &cli);
     sb_client_slots_release(&cli);
     json_decref(cli.identity);
@@ -125,8 +126,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("out of memory", NULL);
     sb_server_instance = &srv;
     const sb_plugin *refuser = NULL;
-    cli.hooks_upto =
-        sb_plugin_host_connect(&host, cli.gateway, cli.id, &refuser);
+    sb_plugin_host_connect(&host, cli.gateway, cli.id, &cli.seen, &refuser);
     if (refuser)
         die("a plugin refused the client", NULL);
     cli.accepted = true;

@@ -167,6 +167,42 @@ START_TEST(test_abort_in_plugin)
 }
 END_TEST
 
+/* A call into code that is no longer mapped (a pointer into an unloaded
+ * plugin): backtrace() cannot unwind from the faulting frame (it reads the
+ * instructions at the faulting address), and used to fault again inside the
+ * handler, which left no backtrace at all. The caller's frames are there. */
+START_TEST(test_jump_to_unmapped_code)
+{
+    crash_with("jump", SIGSEGV, "SIGSEGV", "'jump', fault address 0x");
+}
+END_TEST
+
+/* A client data destructor that crashes, at the client's disconnect: the
+ * report names the plugin whose slot it was (not "?"). */
+START_TEST(test_crash_in_client_data_destructor)
+{
+    srv_start(&srv, NULL, crasher);
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"destructor\"}");
+    cli_expect(c, "{\"event\":\"kept\"}");
+    /* Its disconnect runs the destructor. */
+    ws_close(c);
+    int status = wait_death();
+    const char *log = srv_logtext(&srv);
+    const char *want = " error [crash] fatal signal SIGSEGV (11) in plugin "
+                       "'boom', client data destructor";
+    ck_assert_msg(strstr(log, want), "no '%s' in the log:\n%s", want,
+                  tail(log));
+    int in_plugin = 0, in_file = 0;
+    ck_assert_msg(backtrace_lines(log, "boom", &in_plugin) >= 3,
+                  "a short backtrace:\n%s", tail(log));
+    backtrace_lines(log, "test-crasher.so(", &in_file);
+    ck_assert_msg(in_plugin + in_file >= 1, "no plugin frame:\n%s", tail(log));
+    assert_died_of(status, SIGSEGV, log);
+    cleanup();
+}
+END_TEST
+
 /* Outside plugin code the report says so, and a signal sent with kill(2)
  * carries no fault address. SIGABRT, not a fault signal such as SIGBUS:
  * valgrind treats SIGSEGV/SIGBUS/SIGILL/SIGFPE as synchronous faults, and
@@ -201,6 +237,8 @@ static Suite *crash_suite(void)
     tcase_add_test(tc, test_segv_in_plugin);
     tcase_add_test(tc, test_stack_overflow_in_plugin);
     tcase_add_test(tc, test_abort_in_plugin);
+    tcase_add_test(tc, test_jump_to_unmapped_code);
+    tcase_add_test(tc, test_crash_in_client_data_destructor);
     tcase_add_test(tc, test_signal_in_core);
     suite_add_tcase(s, tc);
     return s;

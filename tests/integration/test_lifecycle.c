@@ -158,6 +158,42 @@ START_TEST(test_check_config)
 }
 END_TEST
 
+/* Work a plugin's init queued is still running (or queued) when -t is done,
+ * or when a later plugin is missing and the server refuses to start: its
+ * completion must run (or be cancelled) before the post queue's lock is
+ * destroyed. Before, both ended in abort() (exit 134). */
+START_TEST(test_pending_init_work_at_exit)
+{
+    char dir[] = "/tmp/sb-it-initwork-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char ini[400], text[2048], out[65536];
+    snprintf(ini, sizeof(ini), "%s/t.ini", dir);
+    snprintf(text, sizeof(text),
+             "[server]\nport = 3999\n[plugin.r]\nfile = %s/test-reload-a.so\n"
+             "init_work_ms = 300\n",
+             SB_TEST_PLUGIN_DIR);
+    write_ini(ini, text);
+    const char *check[] = {"-t", "-c", ini, NULL};
+    ck_assert_int_eq(srv_run(check, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "configuration is valid"), "%s", out);
+    ck_assert_msg(strstr(out, "init work of build a: "), "%s", out);
+
+    /* The same plugin, then one that is missing: no start, exit 1. */
+    snprintf(text + strlen(text), sizeof(text) - strlen(text),
+             "[plugin.gone]\nfile = %s/nowhere.so\n", dir);
+    write_ini(ini, text);
+    const char *serve[] = {"-c", ini, NULL};
+    ck_assert_int_eq(srv_run(serve, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "nowhere.so: file not found"), "%s", out);
+    ck_assert_msg(strstr(out, "not starting"), "%s", out);
+    ck_assert_msg(strstr(out, "init work of build a: "), "%s", out);
+    ck_assert_int_eq(srv_run(check, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "test failed"), "%s", out);
+    snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(text), 0);
+}
+END_TEST
+
 START_TEST(test_cli)
 {
     char out[8192];
@@ -204,6 +240,7 @@ int main(void)
     tcase_add_test(tc, test_shutdown_closes_clients);
     tcase_add_test(tc, test_sigint);
     tcase_add_test(tc, test_check_config);
+    tcase_add_test(tc, test_pending_init_work_at_exit);
     tcase_add_test(tc, test_cli);
     tcase_add_test(tc, test_port_in_use);
     suite_add_tcase(s, tc);

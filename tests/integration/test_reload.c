@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <switchboard/plugin.h>
 
 #include "harness.h"
 
@@ -359,6 +360,251 @@ START_TEST(test_hundred_reloads_leave_nothing_mapped)
 }
 END_TEST
 
+/* ---- what a retired version may still do (issue 18.1, 18.7) ----------- */
+
+/* Receives the next message, which must be one of the events `a` or `b`;
+ * returns its data (the caller decrefs) and which one it was in *which. */
+static json_t *recv_one_of(ws_client *c, const char *a, const char *b,
+                           const char **which)
+{
+    ws_frame f;
+    int rc = ws_recv_message(c, 30000, &f);
+    ck_assert_msg(rc == 1, "expected '%s' or '%s', got %s; log:\n%s", a, b,
+                  rc == 0 ? "nothing" : ws_error(c), srv_logtail(&srv));
+    json_t *v = json_loads((char *)f.data, 0, NULL);
+    ck_assert_msg(v != NULL, "%s", f.data);
+    const char *ev = json_string_value(json_object_get(v, "event"));
+    ck_assert_msg(ev && (strcmp(ev, a) == 0 || strcmp(ev, b) == 0), "%s",
+                  f.data);
+    *which = strcmp(ev, a) == 0 ? a : b;
+    ws_frame_free(&f);
+    json_t *d = json_incref(json_object_get(v, "data"));
+    json_decref(v);
+    return d;
+}
+
+static json_int_t field(json_t *d, const char *key)
+{
+    json_t *v = json_object_get(d, key);
+    ck_assert_msg(json_is_integer(v), "no integer '%s'", key);
+    return json_integer_value(v);
+}
+
+/* The old version's work outlives the swap: it completes, its post runs
+ * (issue 18.7: post() from running work was refused once retiring began),
+ * and its per-client data and state calls fail with SB_ERR_RETIRED instead
+ * of writing into the slot the new version now owns. Before the fix the
+ * destructor pointer it left there pointed into the dlclosed image and the
+ * client's disconnect crashed the server (SIGSEGV "in plugin '?'"). */
+START_TEST(test_retired_version_work_completes_safely)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":1}");
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":2}");
+
+    char gate[400], msg[600];
+    snprintf(gate, sizeof(gate), "%s/gate", srv.dir);
+    snprintf(msg, sizeof(msg), "{\"event\":\"slow\",\"data\":\"%s\",\"id\":7}",
+             gate);
+    cli_send(c, msg);
+    ck_assert(srv_log_wait(&srv, "slow work queued by build a", 1, SB_TIMEOUT));
+    install_build("b");
+    hup();
+    ck_assert_msg(srv_log_wait(&srv, "now at generation 2", 1, 30000), "%s",
+                  srv_logtail(&srv));
+    /* Retired, not unloaded: its work still runs. */
+    ck_assert_ptr_null(strstr(srv_logtext(&srv), "unloaded plugin 'r'"));
+    FILE *g = fopen(gate, "w");
+    ck_assert_ptr_nonnull(g);
+    fclose(g);
+
+    bool got_slow = false, got_post = false;
+    for (int i = 0; i < 2; i++) {
+        const char *which;
+        json_t *d = recv_one_of(c, "slow", "slow-post", &which);
+        ck_assert_str_eq(json_string_value(json_object_get(d, "build")), "a");
+        if (strcmp(which, "slow") == 0) {
+            got_slow = true;
+            ck_assert_int_eq(field(d, "status"), SB_OK);
+            ck_assert_int_eq(field(d, "post"), SB_OK);
+            ck_assert_int_eq(field(d, "data_set"), SB_ERR_RETIRED);
+            ck_assert_int_eq(field(d, "state_set"), SB_ERR_RETIRED);
+        } else {
+            got_post = true;
+        }
+        json_decref(d);
+    }
+    ck_assert(got_slow && got_post);
+    ck_assert_msg(
+        srv_log_wait(&srv, "unloaded plugin 'r' (generation 1)", 1, SB_TIMEOUT),
+        "%s", srv_logtail(&srv));
+    /* The new version's state for this client is untouched. */
+    cli_send(c, "{\"event\":\"mine\"}");
+    cli_expect(c, "{\"event\":\"mine\",\"data\":3}");
+    ck_assert_str_eq(who_build(c, NULL), "b");
+    /* The disconnect releases the slot: nothing of build a is called. */
+    ws_close(c);
+    ck_assert(srv_log_wait(&srv, "client 1 left build b", 1, SB_TIMEOUT));
+    srv_stop(&srv);
+}
+END_TEST
+
+/* A build whose init fails must leave no pointer into its image: it is
+ * not serving yet, so client_data_set() from its init is refused (before,
+ * it wrote into slot 0, another instance's, and the client's disconnect
+ * called the destructor in the unmapped image). */
+START_TEST(test_failed_init_keeps_no_pointer)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    install_build("fail");
+    hup();
+    ck_assert(srv_log_wait(&srv, "the running version stays", 1, 30000));
+    char want[96];
+    snprintf(want, sizeof(want), "client_data_set in init: %d", SB_ERR_STATE);
+    ck_assert_msg(strstr(srv_logtext(&srv), want), "no '%s' in:\n%s", want,
+                  srv_logtail(&srv));
+    ws_close(c);
+    ck_assert(srv_log_wait(&srv, "client 1 left build a", 1, SB_TIMEOUT));
+    srv_stop(&srv);
+}
+END_TEST
+
+/* ---- disconnect hooks follow the plugin instances (issue 18.3) --------- */
+
+/* A plugin added by a reload was told about the client (its connect hook,
+ * as it has no resume hook), so it gets its disconnect; so does the plugin
+ * without a connect hook that was there before. Before, the client's "hooks
+ * up to" index was below the new plugin count, and neither got it. */
+START_TEST(test_disconnect_reaches_added_plugin)
+{
+    start_reloadable(NULL, NULL);
+    ws_client *c = cli_connect(&srv);
+    ck_assert_str_eq(who_build(c, NULL), "a");
+    FILE *ini = fopen(srv.ini, "a");
+    fprintf(ini, "[plugin.probe]\nfile = %s/test-probe.so\njournal = %s\n",
+            SB_TEST_PLUGIN_DIR, srv.journal);
+    fclose(ini);
+    hup();
+    ck_assert(srv_log_wait(&srv, "1 added, 0 changed", 1, 30000));
+    ck_assert(srv_journal_wait(&srv, "connect 1\n", SB_TIMEOUT));
+    ck_assert_int_eq(ws_send_close(c, 4002, "bye"), 0);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(c, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(c);
+    ck_assert_msg(srv_journal_wait(&srv, "disconnect 1 4002\n", SB_TIMEOUT),
+                  "journal:\n%s", srv_journal(&srv));
+    ck_assert_msg(
+        srv_log_wait(&srv, "client 1 left build a (4002)", 1, SB_TIMEOUT), "%s",
+        srv_logtail(&srv));
+    srv_stop(&srv);
+}
+END_TEST
+
+/* After a plugin is removed, the others still get the disconnects of the
+ * clients they accepted, and a plugin that refused a client never gets its
+ * disconnect. */
+START_TEST(test_disconnect_after_removal)
+{
+    start_reloadable(NULL, "[plugin.probe]\nfile = %P/test-probe.so\n"
+                           "journal = %J\nrefuse = 2\n");
+    ws_client *a = cli_connect(&srv); /* 1: accepted */
+    ck_assert(srv_journal_wait(&srv, "connect 1\n", SB_TIMEOUT));
+    ws_client *b = cli_connect(&srv); /* 2: refused by probe */
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(b, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1008);
+    ws_close(b);
+    ck_assert(srv_journal_wait(&srv, "refuse 2\n", SB_TIMEOUT));
+    srv_ini_replace(&srv, "[plugin.r]\n", "[plugin.r]\nenabled = false\n");
+    hup();
+    ck_assert(srv_log_wait(&srv, "0 added, 0 changed, 1 removed", 1, 30000));
+    ws_client *c = cli_connect(&srv); /* 3: accepted */
+    ck_assert(srv_journal_wait(&srv, "connect 3\n", SB_TIMEOUT));
+    ws_client *d = cli_connect(&srv); /* 4: refused */
+    ck_assert_int_eq(ws_expect_close(d, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(d);
+    ck_assert(srv_journal_wait(&srv, "refuse 4\n", SB_TIMEOUT));
+    ws_close(a);
+    ws_close(c);
+    ck_assert(srv_journal_wait(&srv, "disconnect 1 1006\n", SB_TIMEOUT));
+    ck_assert(srv_journal_wait(&srv, "disconnect 3 1006\n", SB_TIMEOUT));
+    const char *j = srv_journal(&srv);
+    ck_assert_msg(!strstr(j, "disconnect 2 ") && !strstr(j, "disconnect 4 "),
+                  "a refused client reached the refuser:\n%s", j);
+    srv_stop(&srv);
+}
+END_TEST
+
+/* ---- [gateway.X] settings changed by a reload (issue 18.7) ------------- */
+
+/* A reload that changes a gateway's max_json_depth, ping_interval,
+ * idle_timeout, max_connections_per_ip, rate_burst or tls_key cannot apply
+ * it in a running process (as for [server]): it must say that a restart is
+ * needed, naming the gateway and each key. Before, it said nothing. */
+START_TEST(test_gateway_changes_need_restart)
+{
+    memset(&srv, 0, sizeof(srv));
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/sb-it-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(srv.dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout "
+             "k1.pem -out cert.pem -days 2 -subj /CN=localhost >/dev/null "
+             "2>&1 && cp k1.pem k2.pem",
+             srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    int gw_port = sb_test_free_port();
+    char sections[1024];
+    snprintf(sections, sizeof(sections),
+             "[gateway.g2]\nport = %d\npath = /g2\nmax_json_depth = 10\n"
+             "ping_interval = 20\nidle_timeout = 30\n"
+             "max_connections_per_ip = 5\nrate_limit = 100\nrate_burst = 50\n"
+             "tls_cert = %%D/cert.pem\ntls_key = %%D/k1.pem\n"
+             "[plugin.nest]\nfile = %%P/nest-example.so\n",
+             gw_port);
+    srv_start_in(&srv, srv.dir, NULL, sections);
+    static const struct {
+        const char *from, *to, *key;
+    } edits[] = {
+        {"max_json_depth = 10", "max_json_depth = 20", "max_json_depth"},
+        {"ping_interval = 20", "ping_interval = 25", "ping_interval"},
+        {"idle_timeout = 30", "idle_timeout = 60", "idle_timeout"},
+        {"max_connections_per_ip = 5", "max_connections_per_ip = 6",
+         "max_connections_per_ip"},
+        {"rate_burst = 50", "rate_burst = 70", "rate_burst"},
+        {"k1.pem", "k2.pem", "tls_key"},
+    };
+    size_t n = sizeof(edits) / sizeof(edits[0]);
+    for (size_t i = 0; i < n; i++)
+        srv_ini_replace(&srv, edits[i].from, edits[i].to);
+    hup();
+    ck_assert_msg(srv_log_wait(&srv, "need a restart", 1, 30000), "%s",
+                  srv_logtail(&srv));
+    const char *log = srv_logtext(&srv);
+    const char *line = strstr(log, "need a restart");
+    const char *eol = line ? strchr(line, '\n') : NULL;
+    for (size_t i = 0; i < n; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "[gateway.g2] %s", edits[i].key);
+        const char *at = strstr(line, want);
+        ck_assert_msg(at && (!eol || at < eol), "'%s' not in: %.*s", want,
+                      eol ? (int)(eol - line) : 500, line);
+    }
+    /* The [server] gateway changed nothing, and nothing else is named. */
+    ck_assert_ptr_null(strstr(log, "[gateway.*]"));
+    ws_client *c = cli_connect(&srv);
+    cli_send(c, "{\"event\":\"identity\",\"data\":3}");
+    cli_expect(c, "3");
+    ws_close(c);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reload");
@@ -371,6 +617,16 @@ int main(void)
     tcase_add_test(tc, test_watch_reloads_a_replaced_file);
     tcase_add_test(tc, test_hundred_reloads_leave_nothing_mapped);
     suite_add_tcase(s, tc);
+    /* Issue 18: what a retired version may do, hooks per instance, and
+     * gateway settings (CK_RUN_CASE=lifecycle runs only these). */
+    TCase *life = tcase_create("lifecycle");
+    tcase_set_timeout(life, 300);
+    tcase_add_test(life, test_retired_version_work_completes_safely);
+    tcase_add_test(life, test_failed_init_keeps_no_pointer);
+    tcase_add_test(life, test_disconnect_reaches_added_plugin);
+    tcase_add_test(life, test_disconnect_after_removal);
+    tcase_add_test(life, test_gateway_changes_need_restart);
+    suite_add_tcase(s, life);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -211,6 +211,47 @@ START_TEST(test_client_info_custom_header)
 }
 END_TEST
 
+/* A query that decodes to bytes that are not UTF-8 (?a=%ff), and header
+ * values that are not UTF-8: client_info() still answers (it gave NULL, so
+ * a plugin took a live client for gone, and dropped such headers), with
+ * every invalid byte replaced by U+FFFD and the repaired fields listed in
+ * "not_utf8". */
+START_TEST(test_client_info_not_utf8)
+{
+    srv_start(&srv, NULL, SDK);
+    ws_client *a =
+        connect_path("/?a=%ff&b=ok", "User-Agent: caf\xe9 \xff!\r\n");
+    ws_client *b = connect_path("/?a=ok", "User-Agent: fine\r\n");
+    cli_send(a, "{\"event\":\"info\"}");
+    json_t *info = recv_event(a, "info");
+    char *text = json_dumps(info, JSON_COMPACT);
+    ck_assert_msg(json_is_object(info), "info: %s", text);
+    ck_assert_str_eq(json_string_value(json_object_get(info, "query")),
+                     "a=\xef\xbf\xbd&b=ok");
+    json_t *headers = json_object_get(info, "headers");
+    ck_assert_msg(json_object_get(headers, "user-agent"), "%s", text);
+    ck_assert_str_eq(json_string_value(json_object_get(headers, "user-agent")),
+                     "caf\xef\xbf\xbd \xef\xbf\xbd!");
+    json_t *marked = json_object_get(info, "not_utf8");
+    ck_assert_msg(json_is_array(marked) && json_array_size(marked) == 2, "%s",
+                  text);
+    ck_assert_str_eq(json_string_value(json_array_get(marked, 0)), "query");
+    ck_assert_str_eq(json_string_value(json_array_get(marked, 1)),
+                     "user-agent");
+    free(text);
+    json_decref(info);
+    /* A client whose handshake is all UTF-8 has no such key. */
+    cli_send(b, "{\"event\":\"info\"}");
+    info = recv_event(b, "info");
+    ck_assert_ptr_null(json_object_get(info, "not_utf8"));
+    ck_assert_str_eq(json_string_value(json_object_get(info, "query")), "a=ok");
+    json_decref(info);
+    ws_close(a);
+    ws_close(b);
+    srv_stop(&srv);
+}
+END_TEST
+
 /* client_info()'s "remote" for a client of a gateway bound to 127.0.0.1 is
  * in the header's "1.2.3.4" form, not the v4-mapped "::ffff:127.0.0.1" a
  * dual-stack socket reports (which an address allowlist would not match). */
@@ -976,6 +1017,7 @@ int main(void)
     tcase_set_timeout(bugs, 120);
     tcase_add_test(bugs, test_raw_query);
     tcase_add_test(bugs, test_client_info_custom_header);
+    tcase_add_test(bugs, test_client_info_not_utf8);
     tcase_add_test(bugs, test_client_close_reserved_codes);
     tcase_add_test(bugs, test_client_close_long_reason);
     tcase_add_test(bugs, test_send_in_disconnect_hook);

@@ -176,11 +176,16 @@ START_TEST(test_load_and_hooks)
 
     const sb_plugin *refuser;
     sb_plugin_host_ready(&h);
-    ck_assert_uint_eq(sb_plugin_host_connect(&h, 0, 1, &refuser), 1);
+    sb_slot_set one = {0}, three = {0};
+    ck_assert(sb_plugin_host_connect(&h, 0, 1, &one, &refuser));
     ck_assert_ptr_null(refuser);
-    ck_assert_uint_eq(sb_plugin_host_connect(&h, 0, 3, &refuser), 0);
+    ck_assert(sb_slot_set_has(&one, h.plugins[0]->slot));
+    ck_assert(!sb_plugin_host_connect(&h, 0, 3, &three, &refuser));
     ck_assert_ptr_eq(refuser, h.plugins[0]);
-    sb_plugin_host_disconnect(&h, 0, 1, 1000, 1);
+    ck_assert(!sb_slot_set_has(&three, h.plugins[0]->slot));
+    /* The refuser never hears of the client it refused. */
+    sb_plugin_host_disconnect(&h, 3, 1000, &three);
+    sb_plugin_host_disconnect(&h, 1, 1000, &one);
     host_free(&h);
 
     FILE *f = fopen(journal, "r");
@@ -194,9 +199,32 @@ START_TEST(test_load_and_hooks)
 }
 END_TEST
 
+/* Slots past the first 64 live in words grown on demand. */
+START_TEST(test_slot_set)
+{
+    sb_slot_set set = {0};
+    size_t slots[] = {0, 5, 63, 64, 130, 1000};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        ck_assert(!sb_slot_set_has(&set, slots[i]));
+        ck_assert_int_eq(sb_slot_set_put(&set, slots[i], true), 0);
+        ck_assert(sb_slot_set_has(&set, slots[i]));
+    }
+    ck_assert(!sb_slot_set_has(&set, 6) && !sb_slot_set_has(&set, 65) &&
+              !sb_slot_set_has(&set, 999) && !sb_slot_set_has(&set, 5000));
+    ck_assert_int_eq(sb_slot_set_put(&set, 130, false), 0);
+    ck_assert(!sb_slot_set_has(&set, 130) && sb_slot_set_has(&set, 64));
+    /* Removing what was never there grows nothing. */
+    size_t words = set.nhigh;
+    ck_assert_int_eq(sb_slot_set_put(&set, 9000, false), 0);
+    ck_assert_uint_eq(set.nhigh, words);
+    sb_slot_set_free(&set);
+    ck_assert(!sb_slot_set_has(&set, 0) && set.high == NULL);
+}
+END_TEST
+
 START_TEST(test_strerror)
 {
-    for (int s = SB_OK; s >= SB_ERR_FAILED; s--)
+    for (int s = SB_OK; s >= SB_ERR_RETIRED; s--)
         ck_assert_str_ne(sb_host_table.strerror(s), "unknown status");
     ck_assert_str_eq(sb_host_table.strerror(-1000), "unknown status");
     ck_assert_uint_eq(sb_host_table.size, sizeof(sb_host));
@@ -218,6 +246,7 @@ int main(void)
     tcase_add_test(tc, test_small_descriptor);
     tcase_add_test(tc, test_init_fails);
     tcase_add_test(tc, test_duplicate_event);
+    tcase_add_test(tc, test_slot_set);
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("lifecycle");
     tcase_add_test(tl, test_load_and_hooks);

@@ -66,7 +66,13 @@ typedef enum sb_status {
     SB_ERR_JSON = -8,      /* a value is not valid JSON / cannot be encoded */
     SB_ERR_FAILED = -9,    /* returned by fail()/plugin_error(): the caller
                               reports a failure whose message is recorded */
-    SB_ERR_CANCELLED = -10 /* 1.1: work cancelled before it ran (unload) */
+
+    SB_ERR_CANCELLED = -10, /* 1.1: work cancelled before it ran (unload) */
+    /* 1.3: a per-client call (client_state_*, client_data_*) from a version
+     * of the plugin that was replaced by a reload, removed, or is being
+     * unloaded: see "retired versions" below. A plugin built against an
+     * older header sees an unknown negative code (strerror() names it). */
+    SB_ERR_RETIRED = -11
 } sb_status;
 
 /* ---- log levels ---------------------------------------------------------- */
@@ -118,7 +124,9 @@ typedef int (*sb_connect_fn)(sb_plugin *plugin, sb_client_id client,
  * Nothing can be sent to it any more, but during the hook it is still in
  * its rooms and its state and info can still be read; afterwards its id is
  * stale. Called for every client this plugin's connect hook accepted (and,
- * for a plugin without one, every client that all connect hooks accepted).
+ * for a plugin without one, every client that all connect hooks accepted),
+ * and for every client a reload announced to this version (resume hook, or
+ * connect hook without one); never for a client this plugin refused.
  * Disconnect hooks run in the reverse of config order. */
 typedef void (*sb_disconnect_fn)(sb_plugin *plugin, sb_client_id client,
                                  int close_code, void *udata);
@@ -181,6 +189,23 @@ typedef void (*sb_import_fn)(sb_plugin *plugin, json_t *state, void *udata);
  * be NULL). Clients cannot be refused here. */
 typedef void (*sb_resume_fn)(sb_plugin *plugin, sb_client_id client,
                              json_t *state, void *udata);
+
+/* ---- retired versions (1.3) ---------------------------------------------- */
+
+/* A version of a plugin is retired when a reload replaces it, when its
+ * section is removed from the config, and at shutdown. From then on the
+ * host calls none of its hooks or handlers, stops its timers (without a
+ * last call) and cancels its queued work. What it may still do:
+ *   - its running work completes, and the done callbacks run (SB_OK), on
+ *     the loop thread as always;
+ *   - it may post() while work of it runs, and every post runs;
+ *   - then its unload hook runs, and its image is dlclosed.
+ * From those callbacks it may send, close clients, use rooms and log;
+ * timer_start() and work_queue() answer SB_ERR_STATE, and the per-client
+ * state and data calls SB_ERR_RETIRED: the version that replaced it owns
+ * the client slots now, and nothing may point into an image after its
+ * dlclose. A plugin built against an older header sees SB_ERR_RETIRED as
+ * an unknown negative code: treat every negative code as a failure. */
 
 /* ---- the host function table --------------------------------------------- */
 
@@ -298,7 +323,15 @@ typedef struct sb_host {
      * libwebsockets knows by name (host, origin, user-agent, cookie,
      * authorization, ...): others are readable only in a handshake hook
      * (handshake_header). "query" is as handshake_query() gives it. The
-     * caller owns it (json_decref). */
+     * caller owns it (json_decref).
+     * Since 1.3 it answers for every live client: in "path", "query" and
+     * header values, each byte that is not part of valid UTF-8 (a query
+     * such as ?a=%ff decodes to any bytes; a header may be Latin-1) is
+     * replaced by U+FFFD, and the object then has a key "not_utf8": an
+     * array of the names of the fields so repaired ("path", "query", or
+     * the header's name). Without such bytes there is no "not_utf8".
+     * (Before 1.3 such a client gave NULL, and such headers were left
+     * out.) */
     json_t *(*client_info)(sb_client_id client);
     /* The identity a handshake hook attached, or NULL. Borrowed: valid
      * until the client disconnects; json_incref() to keep it. */
@@ -307,7 +340,12 @@ typedef struct sb_host {
      * reason of at most 123 bytes, after what is already queued for it. */
     int (*client_close)(sb_client_id client, int code, const char *reason);
 
-    /* -- per-client state, per plugin instance -- */
+    /* -- per-client state, per plugin instance. Besides the codes below,
+     * the four calls answer SB_ERR_RETIRED (1.3) to a retired version
+     * (see "retired versions" above), and SB_ERR_STATE during init (the
+     * instance has no client slot before it serves); the getters then
+     * return NULL. On any error the host keeps nothing: a pointer given
+     * to client_data_set() stays the caller's, destroy is not called. -- */
 
     /* Keeps `value` for this plugin and client (stolen; NULL clears). Kept by
      * the host until the client disconnects, and across hot reloads of the
@@ -386,7 +424,10 @@ typedef struct sb_host {
                       void *udata);
     /* The one call that is safe from any thread: runs fn(plugin, udata) on
      * the loop thread soon. Posts still pending when the plugin unloads run
-     * before its unload hook. */
+     * before its unload hook. A plugin being unloaded (or a retired
+     * version) still takes posts while any of its work runs (its work
+     * function may post its result); once the last work has completed,
+     * post() returns SB_ERR_STATE. */
     int (*post)(sb_plugin *plugin, sb_post_fn fn, void *udata);
 
     /* -- guards (registration: init only) -- */
