@@ -24,6 +24,7 @@
 #include <libwebsockets.h>
 
 #include "log.h"
+#include "plugin_host.h"
 #include "metrics.h"
 #include "reload.h"
 #include "version.h"

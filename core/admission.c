@@ -6,8 +6,6 @@
 
 #include "hash.h"
 
-#include "client.h"
-
 bool sb_origin_allowed(const sb_server_conf *conf, const char *origin)
 {
     if (!conf->allowed_origins || !origin)
@@ -76,20 +74,19 @@ void sb_ip_free(sb_ip_table *t)
     sb_table_free(&t->t);
 }
 
-bool sb_rate_take(sb_client *c, const sb_server_conf *conf, uint64_t now_ms)
+bool sb_rate_take(sb_rate *c, const sb_server_conf *conf, uint64_t now_ms)
 {
     double burst = conf->rate_burst;
-    if (c->rate_last_ms == 0) {
-        c->rate_tokens = burst; /* a new client starts with a full bucket */
+    if (c->last_ms == 0) {
+        c->tokens = burst; /* a new client starts with a full bucket */
     } else {
-        c->rate_tokens +=
-            (double)(now_ms - c->rate_last_ms) * conf->rate_limit / 1000.0;
-        if (c->rate_tokens > burst)
-            c->rate_tokens = burst;
+        c->tokens += (double)(now_ms - c->last_ms) * conf->rate_limit / 1000.0;
+        if (c->tokens > burst)
+            c->tokens = burst;
     }
-    c->rate_last_ms = now_ms;
-    if (c->rate_tokens < 1.0)
+    c->last_ms = now_ms;
+    if (c->tokens < 1.0)
         return false;
-    c->rate_tokens -= 1.0;
+    c->tokens -= 1.0;
     return true;
 }

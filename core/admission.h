@@ -17,8 +17,6 @@
 #include "config.h"
 #include "table.h"
 
-struct sb_client;
-
 /* Whether `origin` (the request's Origin header, NULL when absent) may
  * open a connection on a gateway with this config. A request without an
  * Origin is not from a browser, so cross-site hijacking does not apply. */
@@ -42,9 +40,15 @@ sb_ip_entry *sb_ip_acquire(sb_ip_table *t, const char *ip);
 void sb_ip_release(sb_ip_table *t, sb_ip_entry *e);
 void sb_ip_free(sb_ip_table *t);
 
+/* A client's token bucket of rate_limit; all zeroes for a new client. */
+typedef struct sb_rate {
+    double tokens;
+    uint64_t last_ms; /* when it was last refilled (0: never) */
+    uint32_t strikes; /* messages dropped in a row */
+} sb_rate;
+
 /* Takes one token from the client's bucket (refilled at conf->rate_limit
  * per second up to conf->rate_burst). False when the bucket is empty. */
-bool sb_rate_take(struct sb_client *c, const sb_server_conf *conf,
-                  uint64_t now_ms);
+bool sb_rate_take(sb_rate *c, const sb_server_conf *conf, uint64_t now_ms);
 
 #endif

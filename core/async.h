@@ -12,7 +12,7 @@
 
 #include <switchboard/plugin.h>
 
-#include "plugin_host.h"
+#include "plugins.h"
 
 /* Set up / tear down the post() queue of a host. */
 int sb_async_init(sb_plugin_host *h);

@@ -1,5 +1,6 @@
 /*
- * client — framing replies into a client's send queue.
+ * client — a client's send queue: framing replies into it, the server's
+ * list of clients with something to write, and the close frame.
  *
  * A frame is built in place: frame_begin() leaves room for the longest
  * header (10 bytes), the payload is appended right after it, and frame_end()
@@ -13,38 +14,6 @@
 
 #include <libwebsockets.h>
 
-#include "server.h"
-
-#define SB_WS_MAX_HEADER 10
-
-size_t sb_ws_header_len(size_t len)
-{
-    if (len < 126)
-        return 2;
-    if (len <= 0xffff)
-        return 4;
-    return 10;
-}
-
-size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
-{
-    out[0] = (unsigned char)(0x80 | (opcode & 0x0f)); /* FIN, no RSV */
-    if (len < 126) {
-        out[1] = (unsigned char)len;
-        return 2;
-    }
-    if (len <= 0xffff) {
-        out[1] = 126;
-        out[2] = (unsigned char)(len >> 8);
-        out[3] = (unsigned char)len;
-        return 4;
-    }
-    out[1] = 127;
-    for (int i = 0; i < 8; i++)
-        out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
-}
-
 /* After frames were appended: a client that does not read must not make
  * the server grow, so over max_send_queue what it has not taken is dropped
  * and it is closed; otherwise it is written at the end of the loop turn. */
@@ -53,11 +22,11 @@ static int queued(sb_client *c)
     if (c->tx.len - LWS_PRE > sb_client_conf(c)->max_send_queue) {
         c->server->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
         c->tx.len = 0;
-        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                               "Send queue full");
+        sb_client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                        "Send queue full");
         return SB_ERR_LIMIT;
     }
-    sb_server_mark_dirty(c);
+    sb_client_mark_dirty(c);
     return SB_OK;
 }
 
@@ -124,4 +93,107 @@ int sb_client_send_frames(sb_client *c, const char *frames, size_t len)
     c->server->stats.messages_sent++;
     c->server->gateway_stats[c->gateway].sent++;
     return queued(c);
+}
+
+/* ---- the dirty list ---------------------------------------------------- */
+
+void sb_client_mark_dirty(sb_client *c)
+{
+    if (c->dirty)
+        return;
+    sb_server *s = c->server;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = s->dirty;
+    if (s->dirty)
+        s->dirty->dirty_prev = c;
+    s->dirty = c;
+}
+
+void sb_client_undirty(sb_client *c)
+{
+    if (!c->dirty)
+        return;
+    sb_server *s = c->server;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        s->dirty = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = false;
+}
+
+/* ---- closing and exceptions --------------------------------------------- */
+
+/* Closes a client from outside an lws callback. lws 4.1.6 drops the close
+ * frame when a WRITEABLE callback returns -1 (it treats that as a failed
+ * write), so we frame the close ourselves at the end of the send queue, like
+ * any reply: it goes out in order after what is queued. When the client
+ * answers, PEER_INITIATED_CLOSE tells lws not to echo it; a client that does
+ * not answer is dropped by lws after the close-ack timeout. */
+void sb_client_close(sb_client *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    /* A close frame carries at most 125 bytes: the code and 123 of reason,
+     * cut at a UTF-8 character boundary. */
+    unsigned char payload[125];
+    size_t rlen = strlen(reason);
+    if (rlen > sizeof(payload) - 2) {
+        rlen = sizeof(payload) - 2;
+        while (rlen > 0 && ((unsigned char)reason[rlen] & 0xc0) == 0x80)
+            rlen--;
+    }
+    payload[0] = (unsigned char)(code >> 8);
+    payload[1] = (unsigned char)code;
+    memcpy(payload + 2, reason, rlen);
+    long start = sb_client_frame_begin(c);
+    c->closing = true;
+    c->close_code = code;
+    if (start < 0 || sb_buf_append(&c->tx, payload, 2 + rlen) < 0) {
+        /* No memory even for a close frame: just drop the connection. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    c->close_sent = true;
+    sb_client_frame_end(c, start, SB_WS_CLOSE);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                    (int)c->server->config->server.shutdown_timeout + 1);
+}
+
+int sb_send_exception(sb_client *c, const char *message,
+                      const char *cause_event, sb_span cause_data, sb_span id)
+{
+    c->server->stats.exceptions++;
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return sb_client_queue_status(c);
+    sb_buf *b = &c->tx;
+    int bad = sb_buf_append_str(
+                  b, "{\"event\":\"exception\",\"data\":{\"status\":\"error\","
+                     "\"message\":") ||
+              sb_json_append_string(b, message, strlen(message));
+    if (!bad && cause_event) {
+        bad = sb_buf_append_str(b, ",\"cause\":{\"pattern\":") ||
+              sb_json_append_string(b, cause_event, strlen(cause_event));
+        if (!bad && cause_data.ptr)
+            bad = sb_buf_append_str(b, ",\"data\":") ||
+                  sb_buf_append(b, cause_data.ptr, cause_data.len);
+        if (!bad)
+            bad = sb_buf_append_byte(b, '}');
+    }
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    if (!bad && id.ptr)
+        bad =
+            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
+    if (!bad)
+        bad = sb_buf_append_byte(b, '}');
+    if (bad) {
+        sb_client_frame_abort(c, start);
+        return SB_ERR_NOMEM;
+    }
+    return sb_client_frame_end(c, start, SB_WS_TEXT);
 }

@@ -4,19 +4,18 @@
  */
 #include "clients.h"
 
-#include "client.h"
-
+/* Every item begins with its id (clients.h). */
 static bool id_eq(const void *item, const void *key)
 {
-    return ((const sb_client *)item)->id == *(const uint64_t *)key;
+    return *(const uint64_t *)item == *(const uint64_t *)key;
 }
 
-int sb_clients_add(sb_client_table *t, sb_client *c)
+int sb_clients_add(sb_client_table *t, struct sb_client *c)
 {
-    return sb_table_add(&t->t, sb_table_mix64(c->id), c);
+    return sb_table_add(&t->t, sb_table_mix64(*(const uint64_t *)c), c);
 }
 
-sb_client *sb_clients_find(const sb_client_table *t, uint64_t id)
+struct sb_client *sb_clients_find(const sb_client_table *t, uint64_t id)
 {
     if (!id)
         return NULL;

@@ -16,7 +16,8 @@
 
 struct sb_client;
 
-/* Keyed by the client's id (table.h). */
+/* Keyed by the client's id (table.h). A client begins with its id, a
+ * uint64_t (the connections layer asserts it), which is all this reads. */
 typedef struct sb_client_table {
     sb_table t;
 } sb_client_table;

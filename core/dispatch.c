@@ -78,11 +78,6 @@ static int encode(json_t *v)
     return SB_OK;
 }
 
-static int queue_status(sb_client *c)
-{
-    return c->closing ? SB_ERR_CLOSED : SB_ERR_NOMEM;
-}
-
 /* Appends {"event":E[,"data":D][,"id":I]}, D and I being JSON text.
  * 0, or -1 when out of memory. */
 static int append_envelope(sb_buf *b, const char *event, size_t event_len,
@@ -107,7 +102,7 @@ static int queue_envelope(sb_client *c, const char *event, size_t event_len,
 {
     long start = sb_client_frame_begin(c);
     if (start < 0)
-        return queue_status(c);
+        return sb_client_queue_status(c);
     if (append_envelope(&c->tx, event, event_len, data, data_len, id) < 0) {
         sb_client_frame_abort(c, start);
         return SB_ERR_NOMEM;
@@ -115,39 +110,28 @@ static int queue_envelope(sb_client *c, const char *event, size_t event_len,
     return sb_client_frame_end(c, start, SB_WS_TEXT);
 }
 
-int sb_send_exception(sb_client *c, const char *message,
-                      const char *cause_event, sb_span cause_data, sb_span id)
+/* Runs the event guards of the plugins serving the message's gateway, up
+ * to the first that denies: returns non-zero or calls fail() (its message
+ * recorded in the message). Returns that guard's status, *denier being its
+ * plugin (NULL when none denied). */
+static int run_guards(sb_plugin_host *h, size_t gateway, sb_message *m,
+                      const sb_plugin **denier)
 {
-    c->server->stats.exceptions++;
-    long start = sb_client_frame_begin(c);
-    if (start < 0)
-        return queue_status(c);
-    sb_buf *b = &c->tx;
-    int bad = sb_buf_append_str(
-                  b, "{\"event\":\"exception\",\"data\":{\"status\":\"error\","
-                     "\"message\":") ||
-              sb_json_append_string(b, message, strlen(message));
-    if (!bad && cause_event) {
-        bad = sb_buf_append_str(b, ",\"cause\":{\"pattern\":") ||
-              sb_json_append_string(b, cause_event, strlen(cause_event));
-        if (!bad && cause_data.ptr)
-            bad = sb_buf_append_str(b, ",\"data\":") ||
-                  sb_buf_append(b, cause_data.ptr, cause_data.len);
-        if (!bad)
-            bad = sb_buf_append_byte(b, '}');
+    *denier = NULL;
+    for (size_t i = 0; i < h->count; i++) {
+        sb_plugin *p = h->plugins[i];
+        if (!p->guard || !sb_plugin_serves(p, gateway))
+            continue;
+        sb_crash_enter(p->name, "event guard", NULL);
+        int rc = p->guard(p, m, p->guard_ud);
+        sb_crash_leave();
+        /* A guard that called fail() denies, whatever it returned. */
+        if (rc != SB_OK || m->failed) {
+            *denier = p;
+            return rc;
+        }
     }
-    if (!bad)
-        bad = sb_buf_append_byte(b, '}');
-    if (!bad && id.ptr)
-        bad =
-            sb_buf_append(b, ",\"id\":", 6) || sb_buf_append(b, id.ptr, id.len);
-    if (!bad)
-        bad = sb_buf_append_byte(b, '}');
-    if (bad) {
-        sb_client_frame_abort(c, start);
-        return SB_ERR_NOMEM;
-    }
-    return sb_client_frame_end(c, start, SB_WS_TEXT);
+    return SB_OK;
 }
 
 /* The name and meaning of a callback's return value, for the log. */
@@ -241,14 +225,14 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
     m.data_loaded = 0;
     m.failed = 0;
     /* The route's own count picks the messages whose handler is timed
-     * (metrics.h: SB_DISPATCH_SAMPLE). */
+     * (router.h: SB_DISPATCH_SAMPLE). */
     sb_route_stats *rs = sb_route_stats_of(route);
     bool timed = (rs->received++ & (SB_DISPATCH_SAMPLE - 1)) == 0;
     sb_exc_reason failure = SB_EXC_GUARD_DENIED;
     /* Guards run first, in config order; a denial is an exception like a
      * failed handler's. */
     const sb_plugin *culprit;
-    int rc = sb_plugin_host_guard(s->plugins, c->gateway, &m, &culprit);
+    int rc = run_guards(s->plugins, c->gateway, &m, &culprit);
     if (rc == SB_OK && !m.failed) {
         failure = SB_EXC_HANDLER_FAILED;
         culprit = route->owner;

@@ -34,12 +34,6 @@ struct sb_message {
 #define SB_DISPATCH_BAD_UTF8 1
 int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text);
 
-/* Queues {"event":"exception","data":{"status":"error","message":M[,
- * "cause":{"pattern":E,"data":D}]}[,"id":I]}. cause_event/cause_data may be
- * NULL; id may be an empty span. */
-int sb_send_exception(sb_client *c, const char *message,
-                      const char *cause_event, sb_span cause_data, sb_span id);
-
 /* Appends {"event":E[,"data":D][,"id":I]} to b, D encoded by jansson
  * (stolen; NULL: no data key). SB_OK, SB_ERR_JSON or SB_ERR_NOMEM. */
 int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id);

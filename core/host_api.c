@@ -302,7 +302,7 @@ int sb_api_client_close(sb_client_id client, int code, const char *reason)
     char text[124];
     reason = reason ? reason : "";
     sb_utf8_repair(text, sizeof(text), reason, strlen(reason), false, NULL);
-    sb_server_close_client(c, code, text);
+    sb_client_close(c, code, text);
     return SB_OK;
 }
 
@@ -427,7 +427,8 @@ int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room)
     sb_client *c = client_of(client);
     if (!c)
         return SB_ERR_NOT_FOUND;
-    return sb_rooms_join(&c->server->rooms, c, room) < 0 ? SB_ERR_NOMEM : SB_OK;
+    return sb_rooms_join(&c->server->rooms, &c->rooms, room) < 0 ? SB_ERR_NOMEM
+                                                                 : SB_OK;
 }
 
 int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
@@ -435,7 +436,7 @@ int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
     if (!p || !room)
         return SB_ERR_INVALID;
     sb_client *c = client_of(client);
-    if (!c || sb_rooms_leave(&c->server->rooms, c, room) < 0)
+    if (!c || sb_rooms_leave(&c->server->rooms, &c->rooms, room) < 0)
         return SB_ERR_NOT_FOUND;
     return SB_OK;
 }
@@ -461,7 +462,7 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
      * closed, and leaves its rooms only when lws reports it closed), so the
      * member array is stable during the loop. */
     for (size_t i = 0; i < r->count; i++) {
-        sb_client *c = r->members[i].client;
+        sb_client *c = r->members[i].links->owner;
         if (c->id == except || c->closing)
             continue;
         if (sb_client_send_frames(c, frame_buf.data, frame_buf.len) == SB_OK)
@@ -473,8 +474,8 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
 int sb_api_room_has(sb_plugin *p, sb_client_id client, const char *room)
 {
     sb_client *c = room ? client_of(client) : NULL;
-    for (size_t i = 0; c && i < c->nrooms; i++)
-        if (strcmp(c->rooms[i].room->name, room) == 0)
+    for (size_t i = 0; c && i < c->rooms.n; i++)
+        if (strcmp(c->rooms.v[i].room->name, room) == 0)
             return 1;
     return 0;
 }
@@ -496,14 +497,14 @@ json_t *sb_api_client_rooms(sb_plugin *p, sb_client_id client)
     sb_client *c = client_of(client);
     if (!c)
         return NULL;
-    const char **names = malloc((c->nrooms ? c->nrooms : 1) * sizeof(*names));
+    const char **names = malloc((c->rooms.n ? c->rooms.n : 1) * sizeof(*names));
     if (!names)
         return NULL;
-    for (size_t i = 0; i < c->nrooms; i++)
-        names[i] = c->rooms[i].room->name;
-    qsort(names, c->nrooms, sizeof(*names), by_name);
+    for (size_t i = 0; i < c->rooms.n; i++)
+        names[i] = c->rooms.v[i].room->name;
+    qsort(names, c->rooms.n, sizeof(*names), by_name);
     json_t *list = json_array();
-    for (size_t i = 0; i < c->nrooms; i++)
+    for (size_t i = 0; i < c->rooms.n; i++)
         json_array_append_new(list, json_string(names[i]));
     free(names);
     return list;

@@ -18,18 +18,12 @@
 
 struct lws;
 
-/* The handshake being decided: lives on the server's stack for the hooks. */
-struct sb_handshake {
-    struct lws *wsi;
-    size_t gateway;
-    const char *gateway_name;
-    char path[1024];
-    char query[1024];
-    char remote[64];
-    json_t *identity;   /* owned until handed to the client */
-    char scratch[4096]; /* values handed to hooks live here */
-    size_t used;
-};
+/* What a plugin keeps for a client (host table: client_state/data). */
+typedef struct sb_client_slot {
+    json_t *state;
+    void *data;
+    sb_destroy_fn destroy;
+} sb_client_slot;
 
 /* Releases what the host keeps for a client in each plugin slot (after the
  * disconnect hooks). */

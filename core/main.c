@@ -10,6 +10,8 @@
 
 #include <uv.h>
 
+#include "admin.h"
+#include "bridge.h"
 #include "config.h"
 #include "crash.h"
 #include "log.h"
@@ -123,6 +125,7 @@ int main(int argc, char **argv)
         sb_config_free(&cfg);
         return 1;
     }
+    sb_bridge_plugin_host(&ph);
     ph.strict_files = cfg.server.strict_plugin_files;
     int failed = problems;
     /* A config with problems is not served, but -t still tries the plugins
@@ -143,15 +146,23 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         sb_server server;
-        if (sb_server_start(&server, &cfg, &ph, &loop) == 0) {
-            sb_plugin_host_ready(&ph);
+        sb_server_hooks hooks = sb_bridge_hooks(&ph);
+        if (sb_server_start(&server, &cfg, &hooks, &loop) == 0) {
+            if (sb_admin_start(&server) == 0) {
+                sb_plugin_host_ready(&ph);
+            } else {
+                rc = 1;
+                sb_server_stop(&server); /* no client yet: a quick drain */
+            }
             uv_run(&loop, UV_RUN_DEFAULT);
             sb_log_info("core", "stopped");
         } else {
             rc = 1;
         }
         /* Every client is gone: then the plugins, in reverse order. */
+        sb_admin_free(&server);
         sb_server_free(&server);
+        sb_bridge_cleanup();
         sb_plugin_host_free(&ph);
     }
     sb_plugin_host_free(&ph);

@@ -26,9 +26,7 @@
 
 #include "async.h"
 #include "crash.h"
-#include "dispatch.h"
 #include "filecheck.h"
-#include "host_api.h"
 #include "log.h"
 #include "version.h"
 
@@ -294,59 +292,20 @@ const sb_host sb_host_table = {
     .plugin_error = host_plugin_error,
     .log = host_log,
     .strerror = host_strerror,
-    .message_event = sb_msg_event,
-    .message_client = sb_msg_client,
-    .message_data = sb_msg_data,
-    .message_data_raw = sb_msg_data_raw,
-    .message_id_raw = sb_msg_id_raw,
-    .reply = sb_msg_reply,
-    .reply_raw = sb_msg_reply_raw,
-    .reply_value = sb_msg_reply_value,
-    .reply_data = sb_msg_reply_data,
-    .fail = sb_msg_fail,
     /* 1.1 */
-    .client_info = sb_api_client_info,
-    .client_identity = sb_api_client_identity,
-    .client_close = sb_api_client_close,
-    .client_state_set = sb_api_client_state_set,
-    .client_state_get = sb_api_client_state_get,
-    .client_data_set = sb_api_client_data_set,
-    .client_data_get = sb_api_client_data_get,
-    .send = sb_api_send,
-    .send_ack = sb_api_send_ack,
-    .broadcast = sb_api_broadcast,
-    .room_join = sb_api_room_join,
-    .room_leave = sb_api_room_leave,
-    .room_send = sb_api_room_send,
-    .room_count = sb_api_room_count,
-    .client_rooms = sb_api_client_rooms,
-    .timer_start = sb_api_timer_start,
-    .timer_stop = sb_api_timer_stop,
-    .work_queue = sb_api_work_queue,
-    .post = sb_api_post,
     .on_handshake = host_on_handshake,
     .on_guard = host_on_guard,
-    .handshake_path = sb_api_handshake_path,
-    .handshake_query = sb_api_handshake_query,
-    .handshake_query_arg = sb_api_handshake_query_arg,
-    .handshake_header = sb_api_handshake_header,
-    .handshake_remote = sb_api_handshake_remote,
-    .handshake_gateway = sb_api_handshake_gateway,
-    .handshake_set_identity = sb_api_handshake_set_identity,
     .config_string = host_config_string,
     .config_int = host_config_int,
     .config_bool = host_config_bool,
     .config_double = host_config_double,
     .config_require = host_config_require,
-    .message_gateway = sb_msg_gateway,
     /* 1.2 */
     .on_export = host_on_export_state,
     .on_import = host_on_import_state,
     .on_resume = host_on_resume,
     .plugin_generation = host_plugin_generation,
     .plugin_loaded_at = host_plugin_loaded_at,
-    .send_exception = sb_api_send_exception,
-    .room_has = sb_api_room_has,
 };
 
 /* ---- loading ------------------------------------------------------------ */
@@ -359,6 +318,7 @@ int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
     h->gateways = gateways;
     h->ngateways = ngateways;
     h->strict_files = true;
+    h->table = sb_host_table;
     h->routers = calloc(ngateways ? ngateways : 1, sizeof(*h->routers));
     if (!h->routers)
         return -1;
@@ -624,8 +584,8 @@ static bool image_mapped(const char *name)
 static void finalize(sb_plugin *p)
 {
     sb_plugin_host *h = p->host;
-    if (p->serving && !p->released)
-        sb_api_release_plugin(p, p->handed_over);
+    if (p->serving && !p->released && h->release_clients)
+        h->release_clients(p, p->handed_over);
     if (p->unload) {
         sb_crash_enter(p->name, "unload hook", NULL);
         p->unload(p, p->unload_ud);
@@ -690,7 +650,7 @@ sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
 
     p->in_init = true;
     sb_crash_enter(p->name, "init", NULL);
-    int rc = d->init(p, &sb_host_table);
+    int rc = d->init(p, &h->table);
     sb_crash_leave();
     p->in_init = false;
     if (rc != SB_OK || p->conflict) {
@@ -851,64 +811,7 @@ int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
     return SB_OK;
 }
 
-int sb_plugin_host_guard(sb_plugin_host *h, size_t gateway, sb_message *m,
-                         const sb_plugin **denier)
-{
-    *denier = NULL;
-    for (size_t i = 0; i < h->count; i++) {
-        sb_plugin *p = h->plugins[i];
-        if (!p->guard || !sb_plugin_serves(p, gateway))
-            continue;
-        sb_crash_enter(p->name, "event guard", NULL);
-        int rc = p->guard(p, m, p->guard_ud);
-        sb_crash_leave();
-        /* A guard that called fail() denies, whatever it returned. */
-        if (rc != SB_OK || m->failed) {
-            *denier = p;
-            return rc;
-        }
-    }
-    return SB_OK;
-}
-
 /* ---- which plugins know a client ---------------------------------------- */
-
-bool sb_slot_set_has(const sb_slot_set *set, size_t slot)
-{
-    if (slot < 64)
-        return (set->low >> slot) & 1u;
-    size_t word = slot / 64 - 1;
-    return word < set->nhigh && ((set->high[word] >> (slot % 64)) & 1u);
-}
-
-int sb_slot_set_put(sb_slot_set *set, size_t slot, bool on)
-{
-    uint64_t bit = UINT64_C(1) << (slot % 64);
-    uint64_t *word = &set->low;
-    if (slot >= 64) {
-        size_t w = slot / 64 - 1;
-        if (w >= set->nhigh) {
-            if (!on)
-                return 0;
-            uint64_t *grown = realloc(set->high, (w + 1) * sizeof(*grown));
-            if (!grown)
-                return -1;
-            memset(grown + set->nhigh, 0,
-                   (w + 1 - set->nhigh) * sizeof(*grown));
-            set->high = grown;
-            set->nhigh = w + 1;
-        }
-        word = &set->high[w];
-    }
-    *word = on ? *word | bit : *word & ~bit;
-    return 0;
-}
-
-void sb_slot_set_free(sb_slot_set *set)
-{
-    free(set->high);
-    memset(set, 0, sizeof(*set));
-}
 
 bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
                             sb_slot_set *seen, const sb_plugin **refuser)

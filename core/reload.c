@@ -314,7 +314,8 @@ static long replace_plugin(sb_server *s, sb_plugin *old,
     /* The old version's per-client pointers go now, while its destructors
      * are certainly mapped and before the new version can set its own in
      * the same slot; the JSON state stays for the new version. */
-    sb_api_release_plugin(old, true);
+    if (h->release_clients)
+        h->release_clients(old, true);
     old->released = true;
     if (np->import_state) {
         sb_crash_enter(np->name, "import hook", NULL);

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "plugin_host.h"
 #include "server.h"
 
 /* Starts SIGHUP handling and the file watches of plugins with watch = true

@@ -11,8 +11,6 @@
 
 #include "hash.h"
 
-#include "client.h"
-
 static bool name_eq(const void *item, const void *key)
 {
     return strcmp(((const sb_room *)item)->name, key) == 0;
@@ -46,10 +44,10 @@ static int reserve(void **arr, size_t *cap, size_t count, size_t size)
     return 0;
 }
 
-int sb_rooms_join(sb_rooms *r, sb_client *c, const char *name)
+int sb_rooms_join(sb_rooms *r, sb_room_links *c, const char *name)
 {
-    for (size_t i = 0; i < c->nrooms; i++)
-        if (strcmp(c->rooms[i].room->name, name) == 0)
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->v[i].room->name, name) == 0)
             return 0;
     uint32_t h = sb_hash_bytes(name, strlen(name));
     sb_room *room = sb_table_find(&r->t, h, name_eq, name);
@@ -64,49 +62,49 @@ int sb_rooms_join(sb_rooms *r, sb_client *c, const char *name)
         }
         room->hash = h;
     }
-    size_t ccap = c->rooms_cap;
+    size_t ccap = c->cap;
     if (reserve((void **)&room->members, &room->cap, room->count,
                 sizeof(*room->members)) < 0 ||
-        reserve((void **)&c->rooms, &ccap, c->nrooms, sizeof(*c->rooms)) < 0) {
+        reserve((void **)&c->v, &ccap, c->n, sizeof(*c->v)) < 0) {
         if (room->count == 0)
             delete_room(r, room);
         return -1;
     }
-    c->rooms_cap = (uint32_t)ccap;
-    room->members[room->count] = (sb_room_member){c, c->nrooms};
-    c->rooms[c->nrooms] = (sb_room_link){room, room->count};
+    c->cap = (uint32_t)ccap;
+    room->members[room->count] = (sb_room_member){c, c->n};
+    c->v[c->n] = (sb_room_link){room, room->count};
     room->count++;
-    c->nrooms++;
+    c->n++;
     return 0;
 }
 
 /* Drops link `i` of client c: from the room, then from c's own list. */
-static void unlink_at(sb_rooms *r, sb_client *c, size_t i)
+static void unlink_at(sb_rooms *r, sb_room_links *c, size_t i)
 {
-    sb_room_link link = c->rooms[i];
+    sb_room_link link = c->v[i];
     sb_room *room = link.room;
     size_t last = room->count - 1;
     if (link.member != last) {
         sb_room_member moved = room->members[last];
         room->members[link.member] = moved;
-        moved.client->rooms[moved.link].member = link.member;
+        moved.links->v[moved.link].member = link.member;
     }
     room->count--;
-    size_t clast = c->nrooms - 1;
+    size_t clast = c->n - 1;
     if (i != clast) {
-        sb_room_link moved = c->rooms[clast];
-        c->rooms[i] = moved;
+        sb_room_link moved = c->v[clast];
+        c->v[i] = moved;
         moved.room->members[moved.member].link = i;
     }
-    c->nrooms--;
+    c->n--;
     if (room->count == 0)
         delete_room(r, room);
 }
 
-int sb_rooms_leave(sb_rooms *r, sb_client *c, const char *name)
+int sb_rooms_leave(sb_rooms *r, sb_room_links *c, const char *name)
 {
-    for (size_t i = 0; i < c->nrooms; i++) {
-        if (strcmp(c->rooms[i].room->name, name) == 0) {
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->v[i].room->name, name) == 0) {
             unlink_at(r, c, i);
             return 0;
         }
@@ -114,13 +112,13 @@ int sb_rooms_leave(sb_rooms *r, sb_client *c, const char *name)
     return -1;
 }
 
-void sb_rooms_leave_all(sb_rooms *r, sb_client *c)
+void sb_rooms_leave_all(sb_rooms *r, sb_room_links *c)
 {
-    while (c->nrooms)
-        unlink_at(r, c, c->nrooms - 1);
-    free(c->rooms);
-    c->rooms = NULL;
-    c->rooms_cap = 0;
+    while (c->n)
+        unlink_at(r, c, c->n - 1);
+    free(c->v);
+    c->v = NULL;
+    c->cap = 0;
 }
 
 void sb_rooms_free(sb_rooms *r)

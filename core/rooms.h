@@ -16,10 +16,13 @@
 #include "table.h"
 
 struct sb_client;
+struct sb_room_links;
 
+/* One member of a room: the client's list of rooms, and where in it this
+ * room is. The client itself is links->owner. */
 typedef struct sb_room_member {
-    struct sb_client *client;
-    size_t link; /* index of this room in client->rooms */
+    struct sb_room_links *links;
+    size_t link; /* index of this room in links->v */
 } sb_room_member;
 
 typedef struct sb_room {
@@ -29,11 +32,19 @@ typedef struct sb_room {
     size_t count, cap;
 } sb_room;
 
-/* One entry of a client's room list (see sb_client.rooms). */
+/* One entry of a client's room list. */
 typedef struct sb_room_link {
     sb_room *room;
     size_t member; /* index of the client in room->members */
 } sb_room_link;
+
+/* The rooms one client is in; lives in the client, empty is all zeroes
+ * but for the owner. */
+typedef struct sb_room_links {
+    struct sb_client *owner;
+    sb_room_link *v;
+    uint32_t n, cap;
+} sb_room_links;
 
 typedef struct sb_rooms {
     sb_table t; /* name -> sb_room (table.h) */
@@ -41,11 +52,11 @@ typedef struct sb_rooms {
 
 sb_room *sb_rooms_find(const sb_rooms *r, const char *name);
 /* 0 (also when already a member), or -1 when out of memory. */
-int sb_rooms_join(sb_rooms *r, struct sb_client *c, const char *name);
+int sb_rooms_join(sb_rooms *r, sb_room_links *c, const char *name);
 /* 0, or -1 when the client was not in the room. */
-int sb_rooms_leave(sb_rooms *r, struct sb_client *c, const char *name);
+int sb_rooms_leave(sb_rooms *r, sb_room_links *c, const char *name);
 /* Leaves every room (at disconnect) and frees the client's list. */
-void sb_rooms_leave_all(sb_rooms *r, struct sb_client *c);
+void sb_rooms_leave_all(sb_rooms *r, sb_room_links *c);
 void sb_rooms_free(sb_rooms *r);
 
 #endif

@@ -68,3 +68,9 @@ size_t sb_router_remove_owner(sb_router *r, const sb_plugin *owner)
 {
     return sb_table_remove_if(&r->t, owned_by, (void *)owner);
 }
+
+/* From a quarter of a microsecond (a pass-through handler) to a tenth of a
+ * second (a handler that blocks the loop, which it must not). */
+const uint64_t sb_dispatch_bounds_ns[SB_DISPATCH_BUCKETS] = {
+    250,    500,    1000,   2500,    5000,    10000,   25000,    50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 100000000};

@@ -32,12 +32,7 @@
 
 #include <libwebsockets.h>
 
-#include "async.h"
-#include "dispatch.h"
-#include "admin.h"
-#include "host_api.h"
 #include "log.h"
-#include "reload.h"
 
 /* Reassembly and send buffers bigger than this are freed after use rather
  * than kept for the next message, so one large message does not pin memory
@@ -91,34 +86,6 @@ static void clients_unlink(sb_server *s, sb_client *c)
     s->nclients--;
 }
 
-void sb_server_mark_dirty(sb_client *c)
-{
-    if (c->dirty)
-        return;
-    sb_server *s = c->server;
-    c->dirty = true;
-    c->dirty_prev = NULL;
-    c->dirty_next = s->dirty;
-    if (s->dirty)
-        s->dirty->dirty_prev = c;
-    s->dirty = c;
-}
-
-static void dirty_unlink(sb_client *c)
-{
-    if (!c->dirty)
-        return;
-    sb_server *s = c->server;
-    if (c->dirty_prev)
-        c->dirty_prev->dirty_next = c->dirty_next;
-    else
-        s->dirty = c->dirty_next;
-    if (c->dirty_next)
-        c->dirty_next->dirty_prev = c->dirty_prev;
-    c->dirty_prev = c->dirty_next = NULL;
-    c->dirty = false;
-}
-
 /* ---- writing ------------------------------------------------------------ */
 
 /* Writes the client's queued frames in one raw write. lws keeps whatever the
@@ -160,7 +127,7 @@ static void flush_dirty(sb_server *s)
 {
     while (s->dirty) {
         sb_client *c = s->dirty;
-        dirty_unlink(c);
+        sb_client_undirty(c);
         if (flush_client(c) < 0 && !c->close_code) {
             /* The socket is broken: let lws drop it. */
             c->closing = true;
@@ -187,42 +154,6 @@ static void on_flush_prepare(uv_prepare_t *h)
         flush_dirty(s);
 }
 
-/* Closes a client from outside an lws callback. lws 4.1.6 drops the close
- * frame when a WRITEABLE callback returns -1 (it treats that as a failed
- * write), so we frame the close ourselves at the end of the send queue, like
- * any reply: it goes out in order after what is queued. When the client
- * answers, PEER_INITIATED_CLOSE tells lws not to echo it; a client that does
- * not answer is dropped by lws after the close-ack timeout. */
-void sb_server_close_client(sb_client *c, int code, const char *reason)
-{
-    if (c->closing)
-        return;
-    /* A close frame carries at most 125 bytes: the code and 123 of reason,
-     * cut at a UTF-8 character boundary. */
-    unsigned char payload[125];
-    size_t rlen = strlen(reason);
-    if (rlen > sizeof(payload) - 2) {
-        rlen = sizeof(payload) - 2;
-        while (rlen > 0 && ((unsigned char)reason[rlen] & 0xc0) == 0x80)
-            rlen--;
-    }
-    payload[0] = (unsigned char)(code >> 8);
-    payload[1] = (unsigned char)code;
-    memcpy(payload + 2, reason, rlen);
-    long start = sb_client_frame_begin(c);
-    c->closing = true;
-    c->close_code = code;
-    if (start < 0 || sb_buf_append(&c->tx, payload, 2 + rlen) < 0) {
-        /* No memory even for a close frame: just drop the connection. */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
-        return;
-    }
-    c->close_sent = true;
-    sb_client_frame_end(c, start, SB_WS_CLOSE);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
-                    (int)c->server->config->server.shutdown_timeout + 1);
-}
-
 /* Sends the close frame with our code. Called from lws callbacks only; the
  * caller returns -1 so that lws sends it and completes the close. */
 static int close_now(sb_client *c, int code, const char *reason)
@@ -244,9 +175,17 @@ static int too_big(sb_client *c)
                 "closing with 1009",
                 (unsigned long long)c->id, sb_client_conf(c)->max_message_size);
     sb_buf_free(&c->rx);
-    dirty_unlink(c);
+    sb_client_undirty(c);
     flush_client(c);
     return close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+}
+
+/* A complete message goes up to the layer that routes it (the message hook
+ * is the one every server has). */
+static inline int dispatch(sb_client *c, const char *buf, size_t len, bool text)
+{
+    const sb_server_hooks *h = &c->server->hooks;
+    return h->message(h->ctx, c, buf, len, text);
 }
 
 /* The message rate limit: a message over it is dropped with one exception
@@ -255,27 +194,28 @@ static int too_big(sb_client *c)
 static bool admit(sb_client *c)
 {
     const sb_server_conf *conf = sb_client_conf(c);
-    if (!conf->rate_limit || sb_rate_take(c, conf, uv_now(c->server->loop))) {
+    if (!conf->rate_limit ||
+        sb_rate_take(&c->rate, conf, uv_now(c->server->loop))) {
         /* Forgiven only once it has calmed down: a steady flood that the
          * refill lets through now and then is still a flood. */
-        if (!conf->rate_limit || c->rate_tokens >= conf->rate_burst / 2.0)
-            c->rate_strikes = 0;
+        if (!conf->rate_limit || c->rate.tokens >= conf->rate_burst / 2.0)
+            c->rate.strikes = 0;
         return true;
     }
     c->server->stats.exceptions_by[SB_EXC_RATE_LIMITED]++;
-    if (++c->rate_strikes == 1) {
+    if (++c->rate.strikes == 1) {
         char why[96];
         snprintf(why, sizeof(why),
                  "Rate limit exceeded: at most %u messages per second",
                  conf->rate_limit);
         sb_send_exception(c, why, NULL, (sb_span){NULL, 0}, (sb_span){NULL, 0});
-    } else if (c->rate_strikes > conf->rate_burst) {
+    } else if (c->rate.strikes > conf->rate_burst) {
         sb_log_info("server",
                     "client %llu: still over rate_limit, closing "
                     "with 1008",
                     (unsigned long long)c->id);
-        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                               "Rate limit exceeded");
+        sb_client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                        "Rate limit exceeded");
     }
     return false;
 }
@@ -290,7 +230,7 @@ static int bad_utf8(sb_client *c)
                  "client %llu: text that is not UTF-8, closing "
                  "with 1007",
                  (unsigned long long)c->id);
-    dirty_unlink(c);
+    sb_client_undirty(c);
     flush_client(c);
     return close_now(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "Invalid UTF-8");
 }
@@ -308,7 +248,7 @@ static int on_receive(sb_client *c, const char *in, size_t len)
         /* The common case: a whole message in one piece, handled in place. */
         if (len > max)
             return too_big(c);
-        if (admit(c) && sb_dispatch(c, in, len, !lws_frame_is_binary(c->wsi)))
+        if (admit(c) && dispatch(c, in, len, !lws_frame_is_binary(c->wsi)))
             return bad_utf8(c);
         return 0;
     }
@@ -326,7 +266,7 @@ static int on_receive(sb_client *c, const char *in, size_t len)
     }
     if (final) {
         bool bad =
-            admit(c) && sb_dispatch(c, c->rx.data, c->rx.len, !c->rx_binary);
+            admit(c) && dispatch(c, c->rx.data, c->rx.len, !c->rx_binary);
         c->rx.len = 0;
         if (bad)
             return bad_utf8(c);
@@ -449,7 +389,8 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
     hs.gateway = g;
     hs.gateway_name = s->config->gateways[g].name;
     copy_query(wsi, hs.query, sizeof(hs.query));
-    int status = sb_plugin_host_handshake(s->plugins, g, &hs);
+    int status =
+        s->hooks.handshake ? s->hooks.handshake(s->hooks.ctx, g, &hs) : SB_OK;
     if (status != SB_OK) {
         json_decref(hs.identity);
         return refuse_upgrade(wsi, (unsigned)status,
@@ -566,6 +507,7 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     c->id = ++s->next_id;
     c->wsi = wsi;
     c->server = s;
+    c->rooms.owner = c;
     c->gateway = pend.gateway;
     c->identity = pend.identity;
     c->last_active_ms = uv_now(s->loop);
@@ -585,12 +527,12 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     s->stats.connections_total++;
     s->gateway_stats[c->gateway].connections_total++;
     log_connection(s, c, 0);
-    const sb_plugin *refuser;
-    sb_plugin_host_connect(s->plugins, c->gateway, c->id, &c->seen, &refuser);
+    const char *refuser =
+        s->hooks.connect ? s->hooks.connect(s->hooks.ctx, c) : NULL;
     c->accepted = true;
     if (refuser) {
         sb_log_info("server", "client %llu refused by plugin '%s'",
-                    (unsigned long long)c->id, refuser->name);
+                    (unsigned long long)c->id, refuser);
         return close_now(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                          "Connection refused");
     }
@@ -612,14 +554,15 @@ static void on_closed(sb_server *s, sb_client *c)
                                     : LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
     /* Whatever the hooks try to send it goes nowhere: it is closing. */
     c->closing = true;
-    dirty_unlink(c);
-    if (c->accepted)
-        sb_plugin_host_disconnect(s->plugins, c->id, code, &c->seen);
-    sb_slot_set_free(&c->seen);
+    sb_client_undirty(c);
+    if (c->accepted && s->hooks.disconnect)
+        s->hooks.disconnect(s->hooks.ctx, c, code);
     /* After the hooks, so that they could still see the client's rooms and
      * state; from here on its id is stale. */
-    sb_rooms_leave_all(&s->rooms, c);
-    sb_client_slots_release(c);
+    sb_rooms_leave_all(&s->rooms, &c->rooms);
+    if (s->hooks.forget)
+        s->hooks.forget(s->hooks.ctx, c);
+    sb_slot_set_free(&c->seen);
     json_decref(c->identity);
     sb_clients_remove(&s->table, c->id);
     sb_ip_release(&s->ips, c->ip);
@@ -720,8 +663,7 @@ static void on_sweep(uv_timer_t *t)
         if (limit && !c->closing && now - c->last_active_ms >= limit) {
             sb_log_debug("server", "client %llu idle, closing",
                          (unsigned long long)c->id);
-            sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
-                                   "Idle timeout");
+            sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Idle timeout");
         }
     }
 }
@@ -846,12 +788,12 @@ static int create_listeners(sb_server *s)
     return 0;
 }
 
-int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
-                    uv_loop_t *loop)
+int sb_server_start(sb_server *s, const sb_config *cfg,
+                    const sb_server_hooks *hooks, uv_loop_t *loop)
 {
     memset(s, 0, sizeof(*s));
+    s->hooks = *hooks;
     s->config = cfg;
-    s->plugins = ph;
     s->loop = loop;
 
     lws_set_log_level(LLL_ERR |
@@ -898,12 +840,13 @@ int sb_server_start(sb_server *s, const sb_config *cfg, sb_plugin_host *ph,
     s->sig_int.data = s->sig_term.data = s;
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
-    if (sb_reload_start(s) < 0)
-        sb_log_warn("server", "hot reload is unavailable (out of memory)");
-    if (create_listeners(s) < 0 || sb_admin_start(s) < 0) {
+    if (s->hooks.starting)
+        s->hooks.starting(s->hooks.ctx, s);
+    if (create_listeners(s) < 0) {
         uv_close((uv_handle_t *)&s->sig_int, NULL);
         uv_close((uv_handle_t *)&s->sig_term, NULL);
-        sb_reload_stop(s);
+        if (s->hooks.stopped)
+            s->hooks.stopped(s->hooks.ctx, s);
         /* The same two-step destroy as a normal stop: let lws close its
          * uv handles, then free the rest in sb_server_free(). */
         lws_context_destroy(s->lws);
@@ -948,7 +891,8 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->trim_timer, NULL);
-    sb_reload_stop(s);
+    if (s->hooks.stopped)
+        s->hooks.stopped(s->hooks.ctx, s);
     /* First of the two destroys: from inside the loop, so lws can close its
      * own uv handles; uv_run() then returns. */
     lws_context_destroy(s->lws);
@@ -961,7 +905,8 @@ static void finish(sb_server *s)
 static void on_shutdown_timer(uv_timer_t *t)
 {
     sb_server *s = t->data;
-    size_t work = sb_async_pending(s->plugins);
+    size_t work =
+        s->hooks.pending_work ? s->hooks.pending_work(s->hooks.ctx) : 0;
     bool late = uv_now(s->loop) >= s->stop_deadline_ms;
     if (!late && (s->nclients || work)) {
         uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 20, 0);
@@ -988,8 +933,7 @@ void sb_server_stop(sb_server *s)
     if (s->nclients)
         sb_log_info("server", "closing %u client(s) with 1001", s->nclients);
     for (sb_client *c = s->clients; c; c = c->next)
-        sb_server_close_client(c, LWS_CLOSE_STATUS_GOINGAWAY,
-                               "Server shutting down");
+        sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
     uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
 }
 
@@ -998,7 +942,6 @@ void sb_server_free(sb_server *s)
     if (s->lws)
         lws_context_destroy(s->lws); /* the second destroy, after uv_run */
     s->lws = NULL;
-    sb_admin_free(s);
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);
@@ -1009,7 +952,5 @@ void sb_server_free(sb_server *s)
     sb_rooms_free(&s->rooms);
     sb_ip_free(&s->ips);
     sb_server_instance = NULL;
-    sb_dispatch_cleanup();
-    sb_host_api_cleanup();
     memset(s, 0, sizeof(*s));
 }

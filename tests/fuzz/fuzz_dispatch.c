@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bridge.h"
 #include "client.h"
 #include "config.h"
 #include "dispatch.h"
@@ -72,7 +73,7 @@ static void teardown(void)
 {
     sb_plugin_host_disconnect(&host, cli.id, 1001, &cli.seen);
     sb_slot_set_free(&cli.seen);
-    sb_rooms_leave_all(&srv.rooms, &cli);
+    sb_rooms_leave_all(&srv.rooms, &cli.rooms);
     sb_client_slots_release(&cli);
     json_decref(cli.identity);
     sb_clients_remove(&srv.table, cli.id);
@@ -84,8 +85,7 @@ static void teardown(void)
     uv_loop_close(&loop);
     sb_clients_free(&srv.table);
     sb_rooms_free(&srv.rooms);
-    sb_dispatch_cleanup();
-    sb_host_api_cleanup();
+    sb_bridge_cleanup();
     sb_config_free(&cfg);
 }
 
@@ -104,6 +104,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (uv_loop_init(&loop) != 0 ||
         sb_plugin_host_init(&host, &loop, cfg.gateways, cfg.ngateways) != 0)
         die("cannot set up the plugin host", NULL);
+    sb_bridge_plugin_host(&host);
     for (size_t i = 0; i < cfg.nplugins; i++) {
         char err[1024];
         if (sb_plugin_host_load(&host, &cfg.plugins[i], err, sizeof(err)))
@@ -119,6 +120,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     srv.next_id = 2;
     cli.id = 1;
     cli.server = &srv;
+    cli.rooms.owner = &cli;
     cli.gateway = 0;
     srv.clients = &cli;
     srv.nclients = 1;

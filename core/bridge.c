@@ -1,0 +1,132 @@
+/*
+ * bridge — see bridge.h.
+ */
+#include "bridge.h"
+
+#include "async.h"
+#include "dispatch.h"
+#include "host_api.h"
+#include "log.h"
+#include "reload.h"
+
+static int on_handshake(void *ctx, size_t gateway, sb_handshake *hs)
+{
+    return sb_plugin_host_handshake(ctx, gateway, hs);
+}
+
+static const char *on_connect(void *ctx, sb_client *c)
+{
+    const sb_plugin *refuser = NULL;
+    sb_plugin_host_connect(ctx, c->gateway, c->id, &c->seen, &refuser);
+    return refuser ? refuser->name : NULL;
+}
+
+static void on_disconnect(void *ctx, sb_client *c, int code)
+{
+    sb_plugin_host_disconnect(ctx, c->id, code, &c->seen);
+}
+
+static void on_forget(void *ctx, sb_client *c)
+{
+    (void)ctx;
+    sb_client_slots_release(c);
+}
+
+static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
+                      bool text)
+{
+    (void)ctx;
+    return sb_dispatch(c, buf, len, text);
+}
+
+static void on_starting(void *ctx, sb_server *s)
+{
+    s->plugins = ctx;
+    if (sb_reload_start(s) < 0)
+        sb_log_warn("server", "hot reload is unavailable (out of memory)");
+}
+
+static void on_stopped(void *ctx, sb_server *s)
+{
+    (void)ctx;
+    sb_reload_stop(s);
+}
+
+static size_t on_pending_work(void *ctx)
+{
+    return sb_async_pending(ctx);
+}
+
+sb_server_hooks sb_bridge_hooks(sb_plugin_host *ph)
+{
+    return (sb_server_hooks){
+        .ctx = ph,
+        .handshake = on_handshake,
+        .connect = on_connect,
+        .disconnect = on_disconnect,
+        .forget = on_forget,
+        .message = on_message,
+        .starting = on_starting,
+        .stopped = on_stopped,
+        .pending_work = on_pending_work,
+    };
+}
+
+/* The host layer's entries of the table every plugin gets: messages and
+ * replies (dispatch.c), clients, rooms, timers, work and handshakes
+ * (host_api.c). The plugin host filled its own (registration, config,
+ * logging) at init. */
+static void fill_table(sb_host *t)
+{
+    t->message_event = sb_msg_event;
+    t->message_client = sb_msg_client;
+    t->message_data = sb_msg_data;
+    t->message_data_raw = sb_msg_data_raw;
+    t->message_id_raw = sb_msg_id_raw;
+    t->reply = sb_msg_reply;
+    t->reply_raw = sb_msg_reply_raw;
+    t->reply_value = sb_msg_reply_value;
+    t->reply_data = sb_msg_reply_data;
+    t->fail = sb_msg_fail;
+    t->client_info = sb_api_client_info;
+    t->client_identity = sb_api_client_identity;
+    t->client_close = sb_api_client_close;
+    t->client_state_set = sb_api_client_state_set;
+    t->client_state_get = sb_api_client_state_get;
+    t->client_data_set = sb_api_client_data_set;
+    t->client_data_get = sb_api_client_data_get;
+    t->send = sb_api_send;
+    t->send_ack = sb_api_send_ack;
+    t->broadcast = sb_api_broadcast;
+    t->room_join = sb_api_room_join;
+    t->room_leave = sb_api_room_leave;
+    t->room_send = sb_api_room_send;
+    t->room_count = sb_api_room_count;
+    t->client_rooms = sb_api_client_rooms;
+    t->timer_start = sb_api_timer_start;
+    t->timer_stop = sb_api_timer_stop;
+    t->work_queue = sb_api_work_queue;
+    t->post = sb_api_post;
+    t->handshake_path = sb_api_handshake_path;
+    t->handshake_query = sb_api_handshake_query;
+    t->handshake_query_arg = sb_api_handshake_query_arg;
+    t->handshake_header = sb_api_handshake_header;
+    t->handshake_remote = sb_api_handshake_remote;
+    t->handshake_gateway = sb_api_handshake_gateway;
+    t->handshake_set_identity = sb_api_handshake_set_identity;
+    t->message_gateway = sb_msg_gateway;
+    t->send_exception = sb_api_send_exception;
+    t->room_has = sb_api_room_has;
+}
+
+void sb_bridge_plugin_host(sb_plugin_host *ph)
+{
+    fill_table(&ph->table);
+    ph->release_clients = sb_api_release_plugin;
+}
+
+void sb_bridge_cleanup(void)
+{
+    sb_dispatch_cleanup();
+    sb_host_api_cleanup();
+}
