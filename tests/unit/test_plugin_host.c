@@ -2,11 +2,13 @@
  * with a refused or unloaded plugin, config access, and the hook runners.
  * The plugins come from tests/plugins, built like real ones. */
 #include <check.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bridge.h"
 #include "plugin_host.h"
 
 /* One gateway, as [server] alone gives. */
@@ -232,6 +234,31 @@ START_TEST(test_strerror)
 }
 END_TEST
 
+/* The table a plugin gets is whole: the plugin host's own entries plus the
+ * host layer's, added by the bridge (a forgotten one would be a NULL call
+ * in some plugin). Every function entry is checked, whatever the minor. */
+START_TEST(test_table_complete)
+{
+    sb_plugin_host h;
+    host_init(&h);
+    sb_bridge_plugin_host(&h);
+    ck_assert_ptr_nonnull(h.release_clients);
+    const unsigned char *base = (const unsigned char *)&h.table;
+    size_t first = offsetof(sb_host, subscribe);
+    size_t n = 0;
+    for (size_t off = first; off + sizeof(void (*)(void)) <= sizeof(sb_host);
+         off += sizeof(void (*)(void)), n++) {
+        void (*fn)(void);
+        memcpy(&fn, base + off, sizeof(fn));
+        ck_assert_msg(fn != NULL, "host table entry %zu is NULL", n);
+    }
+    ck_assert_uint_gt(n, 50);
+    /* The plugin host alone leaves the host layer's entries to the bridge. */
+    ck_assert_ptr_null(sb_host_table.send);
+    host_free(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugin_host");
@@ -251,6 +278,7 @@ int main(void)
     TCase *tl = tcase_create("lifecycle");
     tcase_add_test(tl, test_load_and_hooks);
     tcase_add_test(tl, test_strerror);
+    tcase_add_test(tl, test_table_complete);
     suite_add_tcase(s, tl);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -458,14 +458,42 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     c->handshake_len = b.len;
 }
 
+bool sb_client_handshake(const sb_client *c, sb_handshake_view *v)
+{
+    if (!c->handshake) {
+        *v = (sb_handshake_view){"", "", "?", NULL, NULL};
+        return false;
+    }
+    const char *p = c->handshake;
+    v->path = p;
+    p += strlen(p) + 1;
+    v->query = p;
+    p += strlen(p) + 1;
+    v->remote = p;
+    p += strlen(p) + 1;
+    v->headers = p;
+    v->end = c->handshake + c->handshake_len;
+    return true;
+}
+
+bool sb_handshake_next_header(const sb_handshake_view *v, const char **pos,
+                              const char **name, const char **value)
+{
+    const char *p = *pos ? *pos : v->headers;
+    if (!p || p >= v->end)
+        return false;
+    *name = p;
+    p += strlen(p) + 1;
+    *value = p;
+    *pos = p + strlen(p) + 1;
+    return true;
+}
+
 const char *sb_client_remote(const sb_client *c)
 {
-    if (!c->handshake)
-        return "?";
-    const char *p = c->handshake;
-    p += strlen(p) + 1; /* path */
-    p += strlen(p) + 1; /* query */
-    return p;
+    sb_handshake_view v;
+    sb_client_handshake(c, &v);
+    return v.remote;
 }
 
 /* A connect (code 0) or disconnect line: at info with log_connections,

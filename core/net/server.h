@@ -27,6 +27,18 @@ void sb_server_stop(sb_server *s);
 /* Frees what remains after uv_run() returned. */
 void sb_server_free(sb_server *s);
 
+/* The handshake as captured at the upgrade (the one place that reads the
+ * block server.c writes): path, query, the peer's address, then headers. */
+typedef struct sb_handshake_view {
+    const char *path, *query, *remote;
+    const char *headers, *end; /* name\0value\0 pairs; NULL when none */
+} sb_handshake_view;
+/* Fills v. False when nothing was kept: then "" path and query, "?" for
+ * the address and no headers. */
+bool sb_client_handshake(const sb_client *c, sb_handshake_view *v);
+/* The next header after *pos (NULL: the first); false after the last. */
+bool sb_handshake_next_header(const sb_handshake_view *v, const char **pos,
+                              const char **name, const char **value);
 /* The peer's address as captured at the upgrade ("?" if unknown). */
 const char *sb_client_remote(const sb_client *c);
 

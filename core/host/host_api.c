@@ -249,28 +249,22 @@ json_t *sb_api_client_info(sb_client_id client)
     json_t *headers = json_object();
     json_t *marked = NULL; /* fields whose bytes were not UTF-8 */
     json_t *path = NULL, *query = NULL;
-    if (c->handshake) {
-        const char *p = c->handshake, *end = c->handshake + c->handshake_len;
-        path = handshake_text(p, "path", &marked);
-        p += strlen(p) + 1;
-        query = handshake_text(p, "query", &marked);
-        p += strlen(p) + 1;
-        p += strlen(p) + 1; /* the address: sb_client_remote() */
-        while (p < end) {
-            const char *name = p;
-            p += strlen(p) + 1;
+    sb_handshake_view hs;
+    if (sb_client_handshake(c, &hs)) {
+        path = handshake_text(hs.path, "path", &marked);
+        query = handshake_text(hs.query, "query", &marked);
+        const char *pos = NULL, *name, *value;
+        while (sb_handshake_next_header(&hs, &pos, &name, &value))
             json_object_set_new(headers, name,
-                                handshake_text(p, name, &marked));
-            p += strlen(p) + 1;
-        }
+                                handshake_text(value, name, &marked));
     }
     json_t *identity = c->identity ? json_incref(c->identity) : json_null();
-    json_t *info = json_pack(
-        "{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "id", (json_int_t)c->id, "remote",
-        sb_client_remote(c), "gateway",
-        c->server->config->gateways[c->gateway].name, "path",
-        path ? path : json_string(""), "query", query ? query : json_string(""),
-        "headers", headers, "identity", identity);
+    json_t *info = json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "id",
+                             (json_int_t)c->id, "remote", hs.remote, "gateway",
+                             c->server->config->gateways[c->gateway].name,
+                             "path", path ? path : json_string(""), "query",
+                             query ? query : json_string(""), "headers",
+                             headers, "identity", identity);
     if (info && marked)
         json_object_set_new(info, "not_utf8", marked);
     else
