@@ -57,6 +57,9 @@ typedef struct sb_server_conf {
     unsigned rate_burst;        /* messages allowed at once; default 100 */
     char *allowed_origins;      /* "a b c" (Origin values), NULL = any */
     char *tls_cert, *tls_key;   /* PEM files (resolved), NULL = plain ws */
+    char *static_dir; /* `static`: real path of the folder served over plain
+                         HTTP on this listener, NULL = none. Not inherited
+                         from [server] by gateways. */
     size_t rx_buffer_size;      /* global: lws receive buffer per client */
     unsigned handshake_timeout; /* global: seconds to finish the upgrade */
     bool strict_plugin_files;   /* global: refuse writable plugin files */
