@@ -57,15 +57,15 @@ typedef struct sb_server_conf {
     unsigned rate_burst;        /* messages allowed at once; default 100 */
     char *allowed_origins;      /* "a b c" (Origin values), NULL = any */
     char *tls_cert, *tls_key;   /* PEM files (resolved), NULL = plain ws */
-    char *static_dir; /* `static`: real path of the folder served over plain
-                         HTTP on this listener, NULL = none. Not inherited
-                         from [server] by gateways. */
     size_t rx_buffer_size;      /* global: lws receive buffer per client */
     unsigned handshake_timeout; /* global: seconds to finish the upgrade */
     bool strict_plugin_files;   /* global: refuse writable plugin files */
     bool watch;                 /* global: reload plugins when replaced */
     int log_format;             /* global: sb_log_format, default text */
     bool log_connections;       /* global: connects/disconnects at info */
+    /* `static`: the real path of the folder this listener serves over plain
+     * HTTP (static.c), NULL = none. Not inherited from [server]. */
+    char *static_dir;
 } sb_server_conf;
 
 /* One listener: [server] is the gateway "default"; each [gateway.NAME] adds

@@ -196,6 +196,13 @@ export class Switchboard {
     }
     this._failPending('closed', 'the client was closed', true);
     this._dropQueue();
+    // A clean close ends the gateway's session too: a later connect() is
+    // a first connection, not a resume.
+    this._resuming = false;
+    this._everOpened = false;
+    this._attempt = 0;
+    this.session = null;
+    this._rooms.clear();
     this._setState('closed', { code, reason, willReconnect: false });
     return this;
   }

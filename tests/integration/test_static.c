@@ -192,24 +192,21 @@ END_TEST
 START_TEST(test_head_and_keepalive)
 {
     start();
-    ws_http_response r;
-    request(srv.port, "HEAD", "/app.js", NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    char value[128];
-    ck_assert_int_gt(ws_http_header(&r, "Content-Length", value, sizeof(value)),
-                     0);
-    ck_assert_str_eq(value, "20");
-    ck_assert_int_gt(ws_http_header(&r, "Content-Type", value, sizeof(value)),
-                     0);
-    ck_assert_str_eq(value, "text/javascript; charset=utf-8");
-    ck_assert_uint_eq(r.body_len, 0);
-    ws_http_response_free(&r);
+    /* (Read by hand: a HEAD answer has a Content-Length and no body.) */
+    const char *got =
+        pipelined("HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0, "%s", got);
+    ck_assert_msg(strstr(got, "\r\ncontent-length: 20\r\n"), "%s", got);
+    ck_assert_msg(strstr(got, "\r\ncontent-type: text/javascript; "
+                              "charset=utf-8\r\n"),
+                  "%s", got);
+    ck_assert_msg(strstr(got, "\r\ncache-control: no-cache\r\n"), "%s", got);
     /* Three requests on one kept-alive connection, the first a HEAD: all
      * answered in order, the HEAD without a body. */
     const char three[] = "HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n"
                          "GET /data.json HTTP/1.1\r\nHost: x\r\n\r\n"
                          "GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n";
-    const char *got = pipelined(three, "body { color: red }\n");
+    got = pipelined(three, "body { color: red }\n");
     const char *first = strstr(got, "HTTP/1.1 200");
     ck_assert_msg(first, "%s", got);
     const char *second = strstr(first + 1, "HTTP/1.1 200");
@@ -220,7 +217,8 @@ START_TEST(test_head_and_keepalive)
     ck_assert_msg(blank && blank + 4 == second, "%s", got);
     ck_assert_msg(strstr(second, "\r\n\r\n{\"ok\":true}HTTP/1.1 200"), "%s",
                   got);
-    ck_assert_int_eq(status_of("HEAD", "/nope.html", NULL), 404);
+    got = pipelined("HEAD /nope.html HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 404", 12) == 0, "%s", got);
     srv_stop(&srv);
 }
 END_TEST
@@ -245,7 +243,9 @@ START_TEST(test_refusals)
     /* Symlinks that lead out of the folder: a file and a folder. */
     ck_assert_int_eq(status_of("GET", "/leak.txt", "top secret"), 403);
     ck_assert_int_eq(status_of("GET", "/outdir/secret.txt", "top secret"), 403);
-    ck_assert_int_eq(status_of("HEAD", "/leak.txt", NULL), 403);
+    const char *got =
+        pipelined("HEAD /leak.txt HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 403", 12) == 0, "%s", got);
     ck_assert(srv_log_wait(&srv, "refusing /leak.txt: it leads out of", 1,
                            SB_TIMEOUT));
     /* Methods other than GET and HEAD: 405 with Allow, body or not. */

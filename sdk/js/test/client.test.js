@@ -285,3 +285,23 @@ test('a url function is called before every attempt', async (t) => {
   await until(() => g.conns.length === 2 && c.state === 'open');
   assert.equal(n, 2);
 });
+
+test('close() then connect() starts afresh', async (t) => {
+  const g = await FakeGateway.start((sock) =>
+    sock.send(JSON.stringify({ event: 'sb:session', data: { client: 1, token: 'T', ttl: 1 } })),
+  );
+  t.after(() => g.stop());
+  const c = client(g);
+  t.after(() => c.close());
+  await until(() => c.session?.token === 'T');
+  c.close();
+  assert.equal(c.session, null);
+  const states = [];
+  c.addEventListener('state', (d) => states.push(d.state));
+  c.connect();
+  await until(() => c.state === 'open' && g.conns.length === 2);
+  c.emit('first');
+  await until(() => g.from(1).length === 1);
+  assert.deepEqual(g.from(1), [{ event: 'first' }]); // no sb:resume
+  assert.deepEqual(states, ['connecting', 'open']);
+});
