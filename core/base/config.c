@@ -281,7 +281,8 @@ enum server_key_id {
     SK_STRICT_PLUGIN_FILES,
     SK_WATCH,
     SK_LOG_FORMAT,
-    SK_LOG_CONNECTIONS
+    SK_LOG_CONNECTIONS,
+    SK_STATIC
 };
 
 /* Keys that only [server] may set: they are process-wide. */
@@ -358,6 +359,8 @@ static const struct server_key {
     {"log_format", SK_LOG_FORMAT, V_WORD, 0, 0, "'text' or 'json'"},
     {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
+    {"static", SK_STATIC, V_PATH, 0, 0,
+     "an existing folder, relative to the config file's"},
 };
 
 static bool valid_url_path(const char *s)
@@ -372,6 +375,26 @@ static bool valid_url_path(const char *s)
 
 /* Checks one [server] value and stores it; false when it is bad. */
 static char *resolve_path(struct parser *p, const char *value);
+
+/* Replaces the resolved path `path` (taken) with its real path in *out when
+ * it names an existing folder; false when it does not. */
+static bool real_folder(struct parser *p, char *path, char **out)
+{
+    struct stat st;
+    char *real = realpath(path, NULL);
+    free(path);
+    if (!real) {
+        if (errno == ENOMEM)
+            p->oom = true;
+        return errno == ENOMEM; /* out of memory is not the value's fault */
+    }
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        free(real);
+        return false;
+    }
+    *out = real;
+    return true;
+}
 
 static bool server_set(struct parser *p, sb_server_conf *srv,
                        const struct server_key *k, const char *value)
@@ -504,6 +527,14 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         break;
     case SK_LOG_CONNECTIONS:
         srv->log_connections = flag;
+        break;
+    case SK_STATIC:
+        /* Kept as its real path: the server compares every file's real
+         * path against it (static.c). */
+        free(srv->static_dir);
+        srv->static_dir = NULL;
+        if (!real_folder(p, text, &srv->static_dir))
+            return false;
         break;
     }
     return true;
@@ -671,6 +702,11 @@ static void on_gateway_key(struct parser *p, int line, const char *name,
               p->cfg->gateways[p->gateway].name);
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 /* Gives every gateway the [server] value of each key it did not set itself,
  * and checks that no two gateways claim the same port and path. */
 static void finish_gateways(struct parser *p)
@@ -685,6 +721,8 @@ static void finish_gateways(struct parser *p)
         srv->allowed_origins ? dup_or_oom(p, srv->allowed_origins) : NULL;
     def->conf.tls_cert = srv->tls_cert ? dup_or_oom(p, srv->tls_cert) : NULL;
     def->conf.tls_key = srv->tls_key ? dup_or_oom(p, srv->tls_key) : NULL;
+    def->conf.static_dir =
+        srv->static_dir ? dup_or_oom(p, srv->static_dir) : NULL;
     for (size_t i = 1; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         unsigned set = p->gateway_set[i];
@@ -712,6 +750,9 @@ static void finish_gateways(struct parser *p)
         g->allowed_origins = own.allowed_origins;
         g->tls_cert = own.tls_cert;
         g->tls_key = own.tls_key;
+        /* Not inherited: files are served by the listener (host:port) of
+         * the section that names the folder. */
+        g->static_dir = own.static_dir;
         if (!(set & (1u << SK_ALLOWED_ORIGINS)) && srv->allowed_origins)
             g->allowed_origins = dup_or_oom(p, srv->allowed_origins);
         if (!(set & (1u << SK_TLS_CERT)) && srv->tls_cert)
@@ -729,6 +770,14 @@ static void finish_gateways(struct parser *p)
                           "gateway '%s' uses port %d and path %s, like "
                           "gateway '%s'",
                           cfg->gateways[i].name, g->port, g->path,
+                          cfg->gateways[j].name);
+            /* One listener serves one folder. */
+            if (o->port == g->port && o->static_dir && g->static_dir &&
+                same_text(o->host, g->host))
+                add_error(p, cfg->gateways[i].line,
+                          "gateway '%s' sets 'static' on port %d, like "
+                          "gateway '%s' (one folder per port)",
+                          cfg->gateways[i].name, g->port,
                           cfg->gateways[j].name);
         }
     }
@@ -1270,6 +1319,7 @@ void sb_config_free(sb_config *cfg)
     free(cfg->server.allowed_origins);
     free(cfg->server.tls_cert);
     free(cfg->server.tls_key);
+    free(cfg->server.static_dir);
     free(cfg->admin.host);
     free(cfg->admin.token);
     for (size_t i = 0; i < cfg->ngateways; i++) {
@@ -1280,6 +1330,7 @@ void sb_config_free(sb_config *cfg)
         free(g->allowed_origins);
         free(g->tls_cert);
         free(g->tls_key);
+        free(g->static_dir);
     }
     free(cfg->gateways);
     for (size_t i = 0; i < cfg->nplugins; i++) {

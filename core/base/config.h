@@ -63,6 +63,9 @@ typedef struct sb_server_conf {
     bool watch;                 /* global: reload plugins when replaced */
     int log_format;             /* global: sb_log_format, default text */
     bool log_connections;       /* global: connects/disconnects at info */
+    /* `static`: the real path of the folder this listener serves over plain
+     * HTTP (static.c), NULL = none. Not inherited from [server]. */
+    char *static_dir;
 } sb_server_conf;
 
 /* One listener: [server] is the gateway "default"; each [gateway.NAME] adds

@@ -108,6 +108,8 @@ static void gateway_restart_needed(const char *name, const sb_server_conf *a,
     GW_CMPS(allowed_origins)
     GW_CMPS(tls_cert)
     GW_CMPS(tls_key)
+    if (!str_eq(a->static_dir, b->static_dir))
+        GW_NOTE("static");
 #undef GW_CMP
 #undef GW_CMPS
 #undef GW_NOTE
@@ -143,6 +145,7 @@ static void restart_needed(const sb_config *old, const sb_config *nw,
     CMPS(allowed_origins, "allowed_origins")
     CMPS(tls_cert, "tls_cert")
     CMPS(tls_key, "tls_key")
+    CMPS(static_dir, "static")
     CMP(rx_buffer_size, "rx_buffer_size")
     CMP(handshake_timeout, "handshake_timeout")
     CMP(strict_plugin_files, "strict_plugin_files")

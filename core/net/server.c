@@ -33,6 +33,7 @@
 #include <libwebsockets.h>
 
 #include "log.h"
+#include "static.h"
 
 /* Reassembly and send buffers bigger than this are freed after use rather
  * than kept for the next message, so one large message does not pin memory
@@ -615,8 +616,24 @@ static int on_writeable(sb_client *c)
     return flush_client(c) < 0 ? -1 : 0;
 }
 
-static int on_http(struct lws *wsi, sb_server *s)
+/* The `static` folder of the listener a request came in on, or NULL. */
+static const char *static_root_of(sb_server *s, struct lws *wsi)
 {
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    for (size_t g = 0; g < s->config->ngateways; g++)
+        if (s->vhosts[s->listener_of[g]] == vh &&
+            s->config->gateways[g].conf.static_dir)
+            return s->config->gateways[g].conf.static_dir;
+    return NULL;
+}
+
+static int on_http(struct lws *wsi, sb_server *s, const char *in)
+{
+    /* A listener with a `static` folder serves it (upgrades never get
+     * here: they are confirmed above). */
+    const char *root = static_root_of(s, wsi);
+    if (root)
+        return sb_static_serve(wsi, root, in ? in : "/");
     char uri[1024];
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
     bool ws_path = n >= 0 && gateway_of(s, wsi, uri) != SIZE_MAX;
@@ -637,7 +654,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return on_confirm_upgrade(server_of(wsi), wsi);
     case LWS_CALLBACK_HTTP:
-        return on_http(wsi, server_of(wsi));
+        return on_http(wsi, server_of(wsi), in);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        /* A static file sent whole: keep the connection for the next. */
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_ESTABLISHED:
         return on_established(server_of(wsi), c, wsi);
     case LWS_CALLBACK_RECEIVE:
@@ -812,6 +832,9 @@ static int create_listeners(sb_server *s)
                     conf->host && *conf->host ? conf->host : "*",
                     lws_get_vhost_listen_port(s->vhosts[s->listener_of[g]]),
                     conf->path);
+        if (conf->static_dir)
+            sb_log_info("server", "gateway '%s' serves files from %s",
+                        cfg->gateways[g].name, conf->static_dir);
     }
     return 0;
 }

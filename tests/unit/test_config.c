@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -417,6 +418,45 @@ START_TEST(test_server_repeated_key_last_wins)
     ASSERT_NERRORS(&cfg, rc, 0);
     ck_assert_int_eq(cfg.server.port, 2);
     sb_config_free(&cfg);
+}
+END_TEST
+
+/* `static`: a folder, kept as its real path (relative to the config's
+ * folder, symlinks resolved), not inherited by gateways; a missing folder
+ * or a file is a bad value. */
+START_TEST(test_static_folder)
+{
+    char www[PATH_MAX], link[PATH_MAX], real_www[PATH_MAX];
+    snprintf(www, sizeof(www), "%s/www", tmpdir);
+    snprintf(link, sizeof(link), "%s/site", tmpdir);
+    ck_assert_int_eq(mkdir(www, 0755), 0);
+    ck_assert_int_eq(symlink("www", link), 0);
+    ck_assert_ptr_nonnull(realpath(www, real_www));
+    sb_config cfg;
+    int rc = sb_config_load(&cfg, write_ini("[server]\nstatic = site\n"
+                                            "[gateway.b]\nport = 4000\n"
+                                            "[gateway.c]\nport = 4001\n"
+                                            "static = ./www/\n"));
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(cfg.server.static_dir, real_www);
+    ck_assert_str_eq(cfg.gateways[0].conf.static_dir, real_www);
+    ck_assert_ptr_null(cfg.gateways[1].conf.static_dir);
+    ck_assert_str_eq(cfg.gateways[2].conf.static_dir, real_www);
+    sb_config_free(&cfg);
+
+    write_file("plain.txt", "x");
+    rc = sb_config_load(&cfg, write_ini("[server]\nstatic = nowhere\n"
+                                        "[gateway.b]\nport = 4000\n"
+                                        "static = plain.txt\n"));
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(cfg.errors[0], ":2: bad value 'nowhere' for 'static'"),
+                  "%s", cfg.errors[0]);
+    ck_assert_msg(strstr(cfg.errors[1], ":5: bad value 'plain.txt' for "
+                                        "'static'"),
+                  "%s", cfg.errors[1]);
+    sb_config_free(&cfg);
+    unlink(link);
+    rmdir(www);
 }
 END_TEST
 
@@ -1047,6 +1087,7 @@ static Suite *config_suite(void)
                         sizeof(bad_values) / sizeof(bad_values[0]));
     tcase_add_test(tc, test_server_repeated_key_last_wins);
     tcase_add_test(tc, test_server_unknown_key);
+    tcase_add_test(tc, test_static_folder);
     tcase_add_test(tc, test_server_colon_and_inline_comment);
     tcase_add_test(tc, test_server_duplicate_section);
     suite_add_tcase(s, tc);
