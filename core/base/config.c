@@ -185,8 +185,12 @@ static bool parse_integer(const char *s, unsigned long long *out)
     return parse_digits(s, out, &rest) && *rest == '\0';
 }
 
-static bool parse_size(const char *s, unsigned long long *out)
+bool sb_config_parse_scaled(const char *s, bool signed_ok, bool *negative,
+                            unsigned long long *out)
 {
+    bool neg = false;
+    if (signed_ok && (*s == '-' || *s == '+'))
+        neg = *s++ == '-';
     const char *rest;
     unsigned long long v;
     if (!parse_digits(s, &v, &rest))
@@ -215,7 +219,14 @@ static bool parse_size(const char *s, unsigned long long *out)
     if (v > (ULLONG_MAX >> shift))
         return false;
     *out = v << shift;
+    if (negative)
+        *negative = neg;
     return true;
+}
+
+static bool parse_size(const char *s, unsigned long long *out)
+{
+    return sb_config_parse_scaled(s, false, NULL, out);
 }
 
 static bool parse_seconds(const char *s, unsigned long long *out)

@@ -113,6 +113,14 @@ void sb_config_free(sb_config *cfg);
  * every config value, plugins' included. False when it is none of them. */
 bool sb_config_parse_bool(const char *s, bool *out);
 
+/* Parses a whole number with an optional k, m or g suffix (binary: 1k =
+ * 1024, 1m = 1024k, 1g = 1024m): the sizes and counts of every config
+ * value, plugins' included. With signed_ok a leading '-' or '+' is allowed
+ * and *negative (may be NULL) says which; *out gets the magnitude. False
+ * when it is not such a number or does not fit 64 bits. */
+bool sb_config_parse_scaled(const char *s, bool signed_ok, bool *negative,
+                            unsigned long long *out);
+
 /* The value of `key` in a plugin section, or NULL. */
 const char *sb_plugin_conf_get(const sb_plugin_conf *pc, const char *key);
 

@@ -168,21 +168,16 @@ static int host_config_int(sb_plugin *p, const char *key, int64_t def,
     *out = def;
     if (!v)
         return SB_OK;
-    errno = 0;
-    char *end;
-    long long n = strtoll(v, &end, 10);
-    int shift = 0;
-    if (end != v && (*end == 'k' || *end == 'K'))
-        shift = 10, end++;
-    else if (end != v && (*end == 'm' || *end == 'M'))
-        shift = 20, end++;
-    else if (end != v && (*end == 'g' || *end == 'G'))
-        shift = 30, end++;
-    if (end == v || *end || errno ||
-        (shift && (n > (INT64_MAX >> shift) || n < (INT64_MIN >> shift))))
+    bool negative;
+    unsigned long long n;
+    if (!sb_config_parse_scaled(v, true, &negative, &n) ||
+        n > (negative ? (unsigned long long)INT64_MAX + 1 : INT64_MAX))
         return config_bad(p, key, v,
                           "an integer, optionally with a k, m or g suffix");
-    *out = (int64_t)n * ((int64_t)1 << shift);
+    if (!negative)
+        *out = (int64_t)n;
+    else
+        *out = n > INT64_MAX ? INT64_MIN : -(int64_t)n;
     return SB_OK;
 }
 

@@ -121,6 +121,32 @@ static const sb_plugin_conf *find_plugin(const sb_config *cfg, const char *name)
 
 /* ---- defaults and the file itself --------------------------------------- */
 
+/* One parser for every size and count: the server's keys unsigned, the
+ * plugins' config_int signed. */
+START_TEST(test_parse_scaled)
+{
+    unsigned long long v;
+    bool neg;
+    ck_assert(sb_config_parse_scaled("65536", false, NULL, &v) && v == 65536);
+    ck_assert(sb_config_parse_scaled("1k", false, NULL, &v) && v == 1024);
+    ck_assert(sb_config_parse_scaled("2M", false, NULL, &v) && v == 2u << 20);
+    ck_assert(sb_config_parse_scaled("3g", false, NULL, &v) && v == 3ull << 30);
+    ck_assert(sb_config_parse_scaled("18446744073709551615", false, NULL, &v) &&
+              v == 18446744073709551615ull);
+    ck_assert(!sb_config_parse_scaled("18446744073709551616", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled("17179869184g", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled("-1", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled("1kb", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled("", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled("k", false, NULL, &v));
+    ck_assert(!sb_config_parse_scaled(" 1", false, NULL, &v));
+    ck_assert(sb_config_parse_scaled("-4k", true, &neg, &v) && neg &&
+              v == 4096);
+    ck_assert(sb_config_parse_scaled("+4", true, &neg, &v) && !neg && v == 4);
+    ck_assert(!sb_config_parse_scaled("--4", true, &neg, &v));
+}
+END_TEST
+
 START_TEST(test_defaults_with_empty_file)
 {
     sb_config cfg;
@@ -1071,6 +1097,7 @@ static Suite *config_suite(void)
 
     TCase *tc = tcase_create("file");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_parse_scaled);
     tcase_add_test(tc, test_defaults_with_empty_file);
     tcase_add_test(tc, test_comments_and_blank_lines_only);
     tcase_add_test(tc, test_missing_config_file);

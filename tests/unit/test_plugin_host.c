@@ -157,10 +157,16 @@ START_TEST(test_load_and_hooks)
     int fd = mkstemp(journal);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    sb_config_kv kv[] = {{"journal", journal, 2}, {"refuse", "3", 3}};
+    sb_config_kv kv[] = {{"journal", journal, 2},
+                         {"refuse", "3", 3},
+                         {"big", "-2k", 4},
+                         {"min", "-9223372036854775808", 5},
+                         {"over", "9223372036854775808", 6},
+                         {"plus", "+1m", 7},
+                         {"junk", "12kb", 8}};
     sb_plugin_conf pc = conf_for("probe", "test-probe.so");
     pc.keys = kv;
-    pc.nkeys = 2;
+    pc.nkeys = sizeof(kv) / sizeof(kv[0]);
 
     sb_plugin_host h;
     host_init(&h);
@@ -171,6 +177,21 @@ START_TEST(test_load_and_hooks)
     ck_assert_str_eq(sb_host_table.config_get(h.plugins[0], "refuse"), "3");
     ck_assert_ptr_null(sb_host_table.config_get(h.plugins[0], "nope"));
     ck_assert_str_eq(sb_host_table.plugin_name(h.plugins[0]), "probe");
+    /* config_int reads sizes with the config file's own parser (signed). */
+    int64_t iv = 0;
+    ck_assert_int_eq(sb_host_table.config_int(h.plugins[0], "big", 0, &iv),
+                     SB_OK);
+    ck_assert_int_eq(iv, -2048);
+    ck_assert_int_eq(sb_host_table.config_int(h.plugins[0], "min", 0, &iv),
+                     SB_OK);
+    ck_assert(iv == INT64_MIN);
+    ck_assert_int_eq(sb_host_table.config_int(h.plugins[0], "plus", 0, &iv),
+                     SB_OK);
+    ck_assert_int_eq(iv, 1048576);
+    ck_assert_int_ne(sb_host_table.config_int(h.plugins[0], "over", 0, &iv),
+                     SB_OK);
+    ck_assert_int_ne(sb_host_table.config_int(h.plugins[0], "junk", 0, &iv),
+                     SB_OK);
     /* Registration outside init is refused. */
     ck_assert_int_eq(
         sb_host_table.on_ready(h.plugins[0], h.plugins[0]->ready, NULL),
