@@ -45,17 +45,34 @@ size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
     return 10;
 }
 
+size_t sb_client_account(sb_client *c)
+{
+    sb_server *s = c->server;
+    size_t now = (c->tx.len > LWS_PRE ? c->tx.len - LWS_PRE : 0) + c->lws_held;
+    s->send_bytes = s->send_bytes - c->accounted + now;
+    c->accounted = now;
+    return s->send_bytes;
+}
+
 /* After frames were appended: a client that does not read must not make
- * the server grow, so over max_send_queue what it has not taken is dropped
- * and it is closed; otherwise it is written at the end of the loop turn. */
+ * the server grow, so over max_send_queue (counting what lws still holds of
+ * earlier writes) what it has not taken is dropped and it is closed; and
+ * when all queues together pass send_queue_budget, the largest go.
+ * Otherwise it is written at the end of the loop turn. */
 static int queued(sb_client *c)
 {
-    if (c->tx.len - LWS_PRE > sb_client_conf(c)->max_send_queue) {
-        c->server->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
-        c->tx.len = 0;
-        sb_server_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                               "Send queue full");
+    sb_server *s = c->server;
+    if (c->tx.len - LWS_PRE + c->lws_held > sb_client_conf(c)->max_send_queue) {
+        s->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
+        sb_server_drop_queue(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             "Send queue full");
         return SB_ERR_LIMIT;
+    }
+    size_t budget = s->config->server.send_queue_budget;
+    if (sb_client_account(c) > budget && budget && !s->shedding) {
+        sb_server_over_budget(s);
+        if (c->closing)
+            return SB_ERR_LIMIT;
     }
     sb_server_mark_dirty(c);
     return SB_OK;
@@ -93,7 +110,7 @@ int sb_client_frame_end(sb_client *c, long start, int opcode)
         memmove(room + hlen, c->tx.data + start, payload);
         c->tx.len -= SB_WS_MAX_HEADER - hlen;
     }
-    if (opcode != SB_WS_CLOSE) {
+    if (opcode == SB_WS_TEXT || opcode == SB_WS_BINARY) {
         c->server->stats.messages_sent++;
         c->server->gateway_stats[c->gateway].sent++;
     }

@@ -26,6 +26,7 @@ struct sb_server;
 #define SB_WS_TEXT   0x1
 #define SB_WS_BINARY 0x2
 #define SB_WS_CLOSE  0x8
+#define SB_WS_PING   0x9
 
 typedef struct sb_client {
     sb_client_id id;
@@ -42,9 +43,15 @@ typedef struct sb_client {
     sb_slot_set seen;           /* plugins whose disconnect hooks it reaches */
     int close_code;             /* code we closed with (0: none yet) */
     bool close_sent;            /* our close frame is queued or sent */
+    bool killed;                /* dropped without a close handshake */
     int peer_close_code;        /* code the client sent, 0 if none */
     uint64_t last_active_ms;    /* loop time of the last message received */
+    uint64_t last_heard_ms;     /* ...of any frame, pongs too (keepalive) */
+    uint64_t ping_sent_ms;      /* our unanswered ping, 0 if none */
     uint64_t stalled_since_ms;  /* the kernel took none of our bytes since */
+    uint64_t acked_bytes;       /* the peer's TCP acks when last looked at */
+    size_t lws_held;            /* bytes of our last write lws may still hold */
+    size_t accounted;           /* what it adds to the server's send_bytes */
     uint32_t gateway;           /* index into the config's gateways */
     struct sb_room_link *rooms; /* the rooms it is in (rooms.c) */
     uint32_t nrooms, rooms_cap;
@@ -77,6 +84,9 @@ long sb_client_frame_begin(sb_client *c);
  * marks the client dirty. Returns SB_OK, SB_ERR_LIMIT when the queue went
  * over max_send_queue (the client is then closed with 1008). */
 int sb_client_frame_end(sb_client *c, long start, int opcode);
+/* Brings the server's total of queued bytes up to date with this client's
+ * queue and what lws holds of it; returns that total. */
+size_t sb_client_account(sb_client *c);
 /* Drops a half-built frame (after an error while appending its payload). */
 void sb_client_frame_abort(sb_client *c, long start);
 /* Queues one whole text frame holding `len` bytes of `payload`. */

@@ -35,6 +35,9 @@ typedef struct sb_stats {
     uint64_t reloads_failed;    /* attempts that left the old state */
     uint64_t reloads_unchanged; /* reloads that found nothing to apply */
     uint64_t exceptions_by[SB_EXC_COUNT]; /* by reason (metrics.h) */
+    uint64_t fd_refused;    /* connections refused near the fd limit */
+    uint64_t accept_pauses; /* times the listeners stopped accepting */
+    uint64_t budget_closes; /* clients closed for send_queue_budget */
 } sb_stats;
 
 /* Counters of one gateway, for /metrics. Fixed-size on the server (as
@@ -74,9 +77,16 @@ typedef struct sb_server {
     sb_client *clients;           /* all connected clients */
     sb_client_table table;        /* the same, by id */
     sb_rooms rooms;
-    sb_ip_table ips;     /* open connections per address (admission.c) */
-    bool track_ips;      /* some gateway has max_connections_per_ip */
-    sb_client *dirty;    /* clients with queued frames */
+    sb_ip_table ips;        /* open connections per address (admission.c) */
+    bool track_ips;         /* some gateway has max_connections_per_ip */
+    sb_client *dirty;       /* clients with queued frames */
+    size_t send_bytes;      /* all send queues plus what lws holds of them */
+    bool shedding;          /* closing the largest queues (send_queue_budget) */
+    unsigned long fd_limit; /* the descriptor limit (fdlimit.c) */
+    uv_timer_t accept_timer;              /* ends a pause of the listeners */
+    struct sb_listen_watch *listen_watch; /* lws' listen sockets' polls */
+    size_t nlisten_watch;
+    bool accept_paused;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;
@@ -120,5 +130,12 @@ void sb_peer_address(struct lws *wsi, char *buf, size_t len);
 void sb_server_mark_dirty(sb_client *c);
 /* Closes a client with a code and reason (sent after what is queued). */
 void sb_server_close_client(sb_client *c, int code, const char *reason);
+/* Closes a client whose queue must go (max_send_queue, send_queue_budget):
+ * what it has not taken is dropped at once; the close frame is sent when
+ * the socket can take it, else the connection is dropped (`code` for the
+ * hooks). */
+void sb_server_drop_queue(sb_client *c, int code, const char *reason);
+/* For client.c: the total went over send_queue_budget. */
+void sb_server_over_budget(struct sb_server *s);
 
 #endif
