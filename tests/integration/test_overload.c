@@ -399,6 +399,12 @@ END_TEST
 
 /* ---- the send queue budget --------------------------------------------- */
 
+/* Clients closed for their queues (max_send_queue or the budget). */
+static long long queue_closes(void)
+{
+    return metric("switchboard_exceptions_total{reason=\"send_queue_full\"}");
+}
+
 /* 200 members of a room read nothing, a producer says 10 KB messages into
  * it as fast as it can, one healthy member reads. With a 32 MiB budget the
  * largest queues are closed with 1008 as the total passes it; the server's
@@ -438,7 +444,7 @@ START_TEST(test_send_queue_budget)
     memset(msg + o, 'y', 10 * 1024);
     snprintf(msg + o + 10 * 1024, sizeof(msg) - (size_t)o - 10 * 1024, "\"}}");
     long peak_rss = 0;
-    long long worst = 0;
+    long long worst = 0, total = 0, cpu0 = cpu_ms(srv.pid), t0 = now_ms();
     /* 600 messages: 6 MB to each of 202 members, 1.2 GB in all if nothing
      * were dropped. The healthy member reads each before the next is
      * said, so its latency is the server's. */
@@ -448,6 +454,7 @@ START_TEST(test_send_queue_budget)
         ck_assert_int_eq(ws_recv_message(healthy, SB_TIMEOUT, &f), 1);
         ws_frame_free(&f);
         long long lat = now_ms() - t;
+        total += lat;
         if (lat > worst)
             worst = lat;
         /* The producer's own copy. */
@@ -459,6 +466,23 @@ START_TEST(test_send_queue_budget)
                 peak_rss = rss;
         }
     }
+    long long wall = now_ms() - t0, cpu = cpu_ms(srv.pid) - cpu0;
+    /* After: the same member, the same messages, the non-readers gone. */
+    long long after_total = 0, after_worst = 0;
+    for (int i = 0; i < 100; i++) {
+        long long t = now_ms();
+        cli_send(producer, msg);
+        ck_assert_int_eq(ws_recv_message(healthy, SB_TIMEOUT, &f), 1);
+        ws_frame_free(&f);
+        long long lat = now_ms() - t;
+        after_total += lat;
+        if (lat > after_worst)
+            after_worst = lat;
+        ck_assert_int_eq(ws_recv_message(producer, SB_TIMEOUT, &f), 1);
+        ws_frame_free(&f);
+    }
+    usleep(1500 * 1000); /* the trim after closes */
+    long rss_after = vm_rss_kib(srv.pid);
     long long mem = metric("switchboard_send_memory_bytes");
     ck_assert_int_ge(mem, 0);
     ck_assert_int_le(mem, 32LL << 20);
@@ -470,9 +494,14 @@ START_TEST(test_send_queue_budget)
                   rss0, peak_rss);
     ck_assert_msg(worst < 1000, "a healthy member waited %lld ms", worst);
     fprintf(stderr,
-            "budget: RSS %ld -> peak %ld KiB, send memory %lld B, worst "
-            "healthy latency %lld ms\n",
-            rss0, peak_rss, mem, worst);
+            "budget: 200 non-readers, 10 KB room messages, budget 32 MiB: "
+            "during: %.0f msgs/s, CPU %lld %%, RSS %ld -> peak %ld KiB, "
+            "healthy member mean %.1f ms, worst %lld ms; after: mean %.1f "
+            "ms, worst %lld ms, RSS %ld KiB, send memory %lld B, %lld "
+            "closed for their queues\n",
+            600 * 1000.0 / (double)wall, cpu * 100 / wall, rss0, peak_rss,
+            (double)total / 600, worst, (double)after_total / 100, after_worst,
+            rss_after, mem, queue_closes());
     for (int i = 0; i < NONREADERS; i++)
         ws_close(idle[i]);
     ws_close(healthy);
