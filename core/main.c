@@ -14,6 +14,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "crash.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "server.h"
@@ -115,6 +116,12 @@ int main(int argc, char **argv)
         sb_log_set_level((sb_log_level)cfg.server.log_level);
         sb_log_set_format((sb_log_format)cfg.server.log_format);
     }
+
+    /* Before anything opens descriptors (plugins, lws): both -t and the
+     * start say whether the gateways' max_connections fit. */
+    sb_fdlimit fds;
+    if (!problems)
+        sb_fdlimit_raise(&cfg, &fds);
 
     /* The loop exists before the plugins: their init may start timers. */
     uv_loop_t loop;

@@ -293,6 +293,7 @@ enum server_key_id {
     SK_WATCH,
     SK_LOG_FORMAT,
     SK_LOG_CONNECTIONS,
+    SK_SEND_QUEUE_BUDGET,
     SK_STATIC
 };
 
@@ -301,7 +302,8 @@ enum server_key_id {
     ((1u << SK_LOG_LEVEL) | (1u << SK_SHUTDOWN_TIMEOUT) |                      \
      (1u << SK_RX_BUFFER_SIZE) | (1u << SK_HANDSHAKE_TIMEOUT) |                \
      (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH) |                       \
-     (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS))
+     (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS) |                      \
+     (1u << SK_SEND_QUEUE_BUDGET))
 
 enum value_kind {
     V_TEXT,
@@ -370,6 +372,8 @@ static const struct server_key {
     {"log_format", SK_LOG_FORMAT, V_WORD, 0, 0, "'text' or 'json'"},
     {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
+    {"send_queue_budget", SK_SEND_QUEUE_BUDGET, V_SIZE, 0, 1ULL << 40,
+     "a size 0..1024g in bytes, with an optional k, m or g suffix; 0 = off"},
     {"static", SK_STATIC, V_PATH, 0, 0,
      "an existing folder, relative to the config file's"},
 };
@@ -538,6 +542,9 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         break;
     case SK_LOG_CONNECTIONS:
         srv->log_connections = flag;
+        break;
+    case SK_SEND_QUEUE_BUDGET:
+        srv->send_queue_budget = (size_t)n;
         break;
     case SK_STATIC:
         /* Kept as its real path: the server compares every file's real
@@ -1179,7 +1186,8 @@ static void set_defaults(sb_server_conf *srv)
     srv->port = 3000;
     srv->max_message_size = 1u << 20;
     srv->max_json_depth = 64;
-    srv->max_send_queue = 16u << 20;
+    srv->max_send_queue = 1u << 20;
+    srv->send_queue_budget = 256u << 20;
     srv->ping_interval = 30;
     srv->idle_timeout = 0;
     srv->max_connections = 10000;

@@ -44,7 +44,7 @@ typedef struct sb_server_conf {
     char *path;                     /* default "/" */
     size_t max_message_size;        /* bytes, default 1 MiB */
     unsigned max_json_depth;        /* default 64 */
-    size_t max_send_queue;          /* bytes per client, default 16 MiB */
+    size_t max_send_queue;          /* bytes per client, default 1 MiB */
     unsigned ping_interval;         /* seconds, 0 = off; default 30 */
     unsigned idle_timeout;          /* seconds, 0 = off; default 0 */
     unsigned max_connections;       /* 0 = unlimited; default 10000 */
@@ -63,6 +63,8 @@ typedef struct sb_server_conf {
     bool watch;                 /* global: reload plugins when replaced */
     int log_format;             /* global: sb_log_format, default text */
     bool log_connections;       /* global: connects/disconnects at info */
+    size_t send_queue_budget;   /* global: bytes of all send queues, 0 = off;
+                                   default 256 MiB */
     /* `static`: the real path of the folder this listener serves over plain
      * HTTP (static.c), NULL = none. Not inherited from [server]. */
     char *static_dir;

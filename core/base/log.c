@@ -270,3 +270,66 @@ void sb_log_fields(sb_log_level level, const char *tag,
         text_line(level, tag, fmt, ap);
     va_end(ap);
 }
+
+/* ---- rate-limited lines ---------------------------------------------------
+ */
+
+static sb_log_limit *limiters; /* every limiter used so far */
+
+unsigned long long sb_log_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    /* +1: 0 means "no window yet". */
+    return (unsigned long long)now.tv_sec * 1000 +
+           (unsigned long long)now.tv_nsec / 1000000 + 1;
+}
+
+/* Ends lim's window if it is over, telling what it dropped. */
+static void limit_roll(sb_log_limit *lim, unsigned long long now)
+{
+    if (!lim->window_ms || now - lim->window_ms < SB_LOG_LIMIT_WINDOW_MS)
+        return;
+    if (lim->suppressed)
+        sb_log((sb_log_level)lim->level, lim->tag ? lim->tag : "log",
+               "%llu similar line(s) suppressed in the last %llu s",
+               lim->suppressed, (now - lim->window_ms + 500) / 1000);
+    lim->window_ms = 0;
+    lim->logged = 0;
+    lim->suppressed = 0;
+}
+
+int sb_log_limited(sb_log_limit *lim, sb_log_level level, const char *tag,
+                   const char *fmt, ...)
+{
+    if (level > log_level)
+        return 0;
+    unsigned long long now = sb_log_now_ms();
+    if (!lim->registered) {
+        lim->registered = 1;
+        lim->next = limiters;
+        limiters = lim;
+    }
+    limit_roll(lim, now);
+    if (!lim->window_ms)
+        lim->window_ms = now;
+    lim->tag = tag;
+    lim->level = level;
+    if (lim->logged >= SB_LOG_LIMIT_BURST) {
+        lim->suppressed++;
+        return 0;
+    }
+    lim->logged++;
+    va_list ap;
+    va_start(ap, fmt);
+    sb_logv(level, tag, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+void sb_log_limit_flush(unsigned long long now_ms)
+{
+    unsigned long long now = now_ms ? now_ms : sb_log_now_ms();
+    for (sb_log_limit *l = limiters; l; l = l->next)
+        limit_roll(l, now);
+}

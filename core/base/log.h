@@ -45,6 +45,42 @@ void sb_log_fields(sb_log_level level, const char *tag,
                    const sb_log_field *fields, size_t nfields, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 
+/* A line that can repeat per connection or per attempt (an accept error,
+ * a client that reads nothing, lws' per-connection errors) goes through a
+ * limiter kept at its call site: at most SB_LOG_LIMIT_BURST lines per
+ * SB_LOG_LIMIT_WINDOW_MS, then one "N similar line(s) suppressed" line when
+ * the window is over. Declare one static per site:
+ *   static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+ * Loop thread only (the limiters are not locked). */
+#define SB_LOG_LIMIT_WINDOW_MS 5000
+#define SB_LOG_LIMIT_BURST     5
+
+typedef struct sb_log_limit {
+    unsigned long long window_ms;  /* monotonic start of the window, 0: none */
+    unsigned logged;               /* lines written in this window */
+    unsigned long long suppressed; /* lines dropped in this window */
+    const char *tag;               /* of the last line, for the summary */
+    int level;
+    struct sb_log_limit *next; /* registered limiters (sb_log_limit_flush) */
+    int registered;
+} sb_log_limit;
+
+#define SB_LOG_LIMIT_INIT                                                      \
+    {                                                                          \
+        0, 0, 0, NULL, 0, NULL, 0                                              \
+    }
+
+/* sb_log() through `lim`. Returns 1 when the line was written, 0 when it
+ * was suppressed (counted for the summary). */
+int sb_log_limited(sb_log_limit *lim, sb_log_level level, const char *tag,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Writes the summary of every limiter whose window is over and that
+ * suppressed lines (a periodic timer calls it, so that the count is told
+ * even when no further line comes). now_ms: 0 for the current time. */
+void sb_log_limit_flush(unsigned long long now_ms);
+/* The limiters' clock: monotonic milliseconds (never 0). */
+unsigned long long sb_log_now_ms(void);
+
 #define sb_log_error(tag, ...) sb_log(SB_LOG_ERROR, tag, __VA_ARGS__)
 #define sb_log_warn(tag, ...)  sb_log(SB_LOG_WARN, tag, __VA_ARGS__)
 #define sb_log_info(tag, ...)  sb_log(SB_LOG_INFO, tag, __VA_ARGS__)

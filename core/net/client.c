@@ -14,17 +14,38 @@
 
 #include <libwebsockets.h>
 
+#include "log.h"
+
+size_t sb_client_account(sb_client *c)
+{
+    sb_server *s = c->server;
+    size_t now = (c->tx.len > LWS_PRE ? c->tx.len - LWS_PRE : 0) + c->lws_held;
+    s->send_bytes = s->send_bytes - c->accounted + now;
+    c->accounted = now;
+    return s->send_bytes;
+}
+
+static void over_budget(sb_server *s);
+
 /* After frames were appended: a client that does not read must not make
- * the server grow, so over max_send_queue what it has not taken is dropped
- * and it is closed; otherwise it is written at the end of the loop turn. */
+ * the server grow, so over max_send_queue (counting what lws still holds of
+ * earlier writes) what it has not taken is dropped and it is closed; and
+ * when all queues together pass send_queue_budget, the largest go.
+ * Otherwise it is written at the end of the loop turn. */
 static int queued(sb_client *c)
 {
-    if (c->tx.len - LWS_PRE > sb_client_conf(c)->max_send_queue) {
-        c->server->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
-        c->tx.len = 0;
-        sb_client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                        "Send queue full");
+    sb_server *s = c->server;
+    if (c->tx.len - LWS_PRE + c->lws_held > sb_client_conf(c)->max_send_queue) {
+        s->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
+        sb_client_drop_queue(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             "Send queue full");
         return SB_ERR_LIMIT;
+    }
+    size_t budget = s->config->server.send_queue_budget;
+    if (sb_client_account(c) > budget && budget && !s->shedding) {
+        over_budget(s);
+        if (c->closing)
+            return SB_ERR_LIMIT;
     }
     sb_client_mark_dirty(c);
     return SB_OK;
@@ -62,7 +83,7 @@ int sb_client_frame_end(sb_client *c, long start, int opcode)
         memmove(room + hlen, c->tx.data + start, payload);
         c->tx.len -= SB_WS_MAX_HEADER - hlen;
     }
-    if (opcode != SB_WS_CLOSE) {
+    if (opcode == SB_WS_TEXT || opcode == SB_WS_BINARY) {
         c->server->stats.messages_sent++;
         c->server->gateway_stats[c->gateway].sent++;
     }
@@ -159,8 +180,79 @@ void sb_client_close(sb_client *c, int code, const char *reason)
     }
     c->close_sent = true;
     sb_client_frame_end(c, start, SB_WS_CLOSE);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
-                    (int)c->server->config->server.shutdown_timeout + 1);
+    if (!c->killed) /* queueing the close may have dropped it */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                        (int)c->server->config->server.shutdown_timeout + 1);
+}
+
+/* Drops the connection without a close handshake (its socket would not
+ * take a close frame): lws frees it, and what it held, on its next pass.
+ * The hooks see `code`. */
+void sb_client_kill(sb_client *c, int code)
+{
+    c->killed = true;
+    c->closing = true;
+    if (!c->close_code)
+        c->close_code = code;
+    c->stalled_since_ms = 0;
+    c->tx.len = 0;
+    c->lws_held = 0;
+    sb_client_account(c);
+    sb_client_undirty(c);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+}
+
+void sb_client_drop_queue(sb_client *c, int code, const char *reason)
+{
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    if (c->killed)
+        return;
+    sb_log_limited(&lim, SB_LOG_INFO, "server",
+                   "client %llu: %s, closing with %d",
+                   (unsigned long long)c->id, reason, code);
+    c->tx.len = 0;
+    if (c->tx.cap > SB_KEEP_BUFFER_MAX)
+        sb_buf_free(&c->tx);
+    if (c->closing || lws_partial_buffered(c->wsi)) {
+        sb_client_kill(c, code);
+        return;
+    }
+    sb_client_account(c);
+    sb_client_close(c, code, reason);
+}
+
+/* The send queues together passed send_queue_budget: the largest go first
+ * (1008), until the total is under 7/8 of the budget, so that the next
+ * message does not start it again at once. */
+static void over_budget(sb_server *s)
+{
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    size_t budget = s->config->server.send_queue_budget;
+    size_t target = budget - budget / 8, before = s->send_bytes;
+    unsigned closed = 0;
+    s->shedding = true;
+    while (s->send_bytes > target) {
+        sb_client *big = NULL;
+        for (sb_client *c = s->clients; c; c = c->next)
+            if (!c->killed && c->accounted &&
+                (!big || c->accounted > big->accounted))
+                big = c;
+        if (!big)
+            break;
+        size_t had = big->accounted;
+        s->stats.budget_closes++;
+        s->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
+        sb_client_drop_queue(big, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             "Send queue budget exceeded");
+        closed++;
+        if (big->accounted >= had)
+            break; /* never expected: nothing left to free */
+    }
+    s->shedding = false;
+    sb_log_limited(&lim, SB_LOG_WARN, "server",
+                   "send queues held %zu bytes, over send_queue_budget (%zu): "
+                   "closed the %u largest with 1008",
+                   before, budget, closed);
 }
 
 int sb_send_exception(sb_client *c, const char *message,

@@ -5,8 +5,9 @@
  * Replies are framed here (server frames are unmasked) and appended to the
  * client's queue; the queue is written by the server once per loop turn, in
  * one raw write, so a burst of replies costs one syscall. The struct
- * (conn.h) lives in libwebsockets' per-session memory; only a close asks
- * libwebsockets for its timeout.
+ * (conn.h) lives in libwebsockets' per-session memory. Also here: the
+ * server's total of queued bytes against send_queue_budget, and closes
+ * (with a close frame, or a drop when the socket would not take one).
  */
 #ifndef SB_CLIENT_H
 #define SB_CLIENT_H
@@ -29,6 +30,9 @@ long sb_client_frame_begin(sb_client *c);
  * marks the client dirty. Returns SB_OK, SB_ERR_LIMIT when the queue went
  * over max_send_queue (the client is then closed with 1008). */
 int sb_client_frame_end(sb_client *c, long start, int opcode);
+/* Brings the server's total of queued bytes up to date with this client's
+ * queue and what lws holds of it; returns that total. */
+size_t sb_client_account(sb_client *c);
 /* Drops a half-built frame (after an error while appending its payload). */
 void sb_client_frame_abort(sb_client *c, long start);
 /* Queues one whole text frame holding `len` bytes of `payload`. */
@@ -42,6 +46,14 @@ void sb_client_mark_dirty(sb_client *c);
 void sb_client_undirty(sb_client *c);
 /* Closes a client with a code and reason (sent after what is queued). */
 void sb_client_close(sb_client *c, int code, const char *reason);
+/* Closes a client whose queue must go (max_send_queue, send_queue_budget):
+ * what it has not taken is dropped at once; the close frame is sent when
+ * the socket can take it, else the connection is dropped (`code` for the
+ * hooks). */
+void sb_client_drop_queue(sb_client *c, int code, const char *reason);
+/* Drops the connection without a close handshake (its socket would not
+ * take a close frame); the hooks see `code`. */
+void sb_client_kill(sb_client *c, int code);
 /* Queues {"event":"exception","data":{"status":"error","message":M[,
  * "cause":{"pattern":E,"data":D}]}[,"id":I]}. cause_event/cause_data may be
  * NULL; id may be an empty span. Counted in the server's stats. */

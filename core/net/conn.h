@@ -26,6 +26,11 @@
 #include "rooms.h"
 #include "slotset.h"
 
+/* Reassembly and send buffers bigger than this are freed after use rather
+ * than kept for the next message, so one large message does not pin memory
+ * on an otherwise quiet connection. */
+#define SB_KEEP_BUFFER_MAX (64 * 1024)
+
 struct lws;
 struct lws_context;
 struct lws_vhost;
@@ -49,9 +54,15 @@ typedef struct sb_client {
     sb_slot_set seen;          /* plugins whose disconnect hooks it reaches */
     int close_code;            /* code we closed with (0: none yet) */
     bool close_sent;           /* our close frame is queued or sent */
+    bool killed;               /* dropped without a close handshake */
     int peer_close_code;       /* code the client sent, 0 if none */
     uint64_t last_active_ms;   /* loop time of the last message received */
+    uint64_t last_heard_ms;    /* ...of any frame, pongs too (keepalive) */
+    uint64_t ping_sent_ms;     /* our unanswered ping, 0 if none */
     uint64_t stalled_since_ms; /* the kernel took none of our bytes since */
+    uint64_t acked_bytes;      /* the peer's TCP acks when last looked at */
+    size_t lws_held;           /* bytes of our last write lws may still hold */
+    size_t accounted;          /* what it adds to the server's send_bytes */
     uint32_t gateway;          /* index into the config's gateways */
     sb_room_links rooms;       /* the rooms it is in (rooms.c) */
     struct sb_client_slot *slots; /* per plugin slot, grown on demand */
@@ -92,6 +103,9 @@ typedef struct sb_stats {
     uint64_t reloads_failed;    /* attempts that left the old state */
     uint64_t reloads_unchanged; /* reloads that found nothing to apply */
     uint64_t exceptions_by[SB_EXC_COUNT]; /* by reason (exceptions.h) */
+    uint64_t fd_refused;    /* connections refused near the fd limit */
+    uint64_t accept_pauses; /* times the listeners stopped accepting */
+    uint64_t budget_closes; /* clients closed for send_queue_budget */
 } sb_stats;
 
 /* Counters of one gateway, for /metrics. Fixed-size on the server (as
@@ -162,9 +176,16 @@ typedef struct sb_server {
     sb_client *clients;           /* all connected clients */
     sb_client_table table;        /* the same, by id */
     sb_rooms rooms;
-    sb_ip_table ips;     /* open connections per address (admission.c) */
-    bool track_ips;      /* some gateway has max_connections_per_ip */
-    sb_client *dirty;    /* clients with queued frames */
+    sb_ip_table ips;        /* open connections per address (admission.c) */
+    bool track_ips;         /* some gateway has max_connections_per_ip */
+    sb_client *dirty;       /* clients with queued frames */
+    size_t send_bytes;      /* all send queues plus what lws holds of them */
+    bool shedding;          /* closing the largest queues (send_queue_budget) */
+    unsigned long fd_limit; /* the descriptor limit (fdlimit.c) */
+    uv_timer_t accept_timer;              /* ends a pause of the listeners */
+    struct sb_listen_watch *listen_watch; /* lws' listen sockets' polls */
+    size_t nlisten_watch;
+    bool accept_paused;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;

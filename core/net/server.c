@@ -29,19 +29,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 
+#include "fdlimit.h"
 #include "log.h"
+#include "sockstat.h"
 #include "static.h"
-
-/* Reassembly and send buffers bigger than this are freed after use rather
- * than kept for the next message, so one large message does not pin memory
- * on an otherwise quiet connection. */
-#define SB_KEEP_BUFFER_MAX (64 * 1024)
 
 /* A client whose socket takes no bytes for this long is dropped. */
 #define SB_SEND_STALL_MS 10000
+
+/* How long the listeners stop accepting when the process is out of
+ * descriptors: long enough that a full process does not spin on a listen
+ * socket that stays readable, short enough that clients barely notice. */
+#define SB_ACCEPT_PAUSE_MS 250
+
+/* A keepalive ping's payload: lws reports a pong to us only when it
+ * carries bytes, and a pong echoes the ping's. */
+static const char keepalive_payload[] = "sb";
+
+/* One of lws' listen sockets, as libuv watches it. lws 4.1.6 has no call to
+ * stop a listener for a while; its libuv event lib watches each listen
+ * socket with a uv_poll_t on our loop, found by its descriptor at start. */
+typedef struct sb_listen_watch {
+    uv_poll_t *poll;
+    uv_poll_cb cb; /* lws' callback, to start it again */
+    bool gateway;  /* a gateway's (else the admin listener's) */
+    bool stopped;
+} sb_listen_watch;
 
 sb_server *sb_server_instance;
 
@@ -100,10 +117,15 @@ static int flush_client(sb_client *c)
     /* How long the kernel has refused this client's bytes: a client that
      * reads nothing stops lws reading it too, so its queue may never pass
      * max_send_queue; the sweep closes it after SB_SEND_STALL_MS. */
-    if (!stuck)
+    if (!stuck) {
         c->stalled_since_ms = 0;
-    else if (!c->stalled_since_ms)
+        if (c->lws_held) {
+            c->lws_held = 0;
+            sb_client_account(c);
+        }
+    } else if (!c->stalled_since_ms) {
         c->stalled_since_ms = uv_now(c->server->loop);
+    }
     if (c->tx.len <= LWS_PRE)
         return 0;
     if (stuck) {
@@ -121,6 +143,11 @@ static int flush_client(sb_client *c)
     c->tx.len = 0;
     if (c->tx.cap > SB_KEEP_BUFFER_MAX)
         sb_buf_free(&c->tx);
+    /* lws keeps what the kernel did not take: at most what we wrote. It
+     * counts against the client's max_send_queue and the budget until lws
+     * has sent it. */
+    c->lws_held = lws_partial_buffered(c->wsi) ? n : 0;
+    sb_client_account(c);
     return 0;
 }
 
@@ -244,7 +271,7 @@ static int on_receive(sb_client *c, const char *in, size_t len)
     size_t remaining = lws_remaining_packet_payload(c->wsi);
     bool final = lws_is_final_fragment(c->wsi) && remaining == 0;
 
-    c->last_active_ms = uv_now(c->server->loop);
+    c->last_active_ms = c->last_heard_ms = uv_now(c->server->loop);
     if (c->rx.len == 0 && final) {
         /* The common case: a whole message in one piece, handled in place. */
         if (len > max)
@@ -353,6 +380,19 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
     if (s->stopping)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Shutting down");
+    /* accept() hands out the lowest free descriptor: one this high means
+     * nearly all below it are taken. The last ones are kept for the admin
+     * listener and the process itself. */
+    if (lws_get_socket_fd(wsi) >= (int)(s->fd_limit - SB_FD_HEADROOM)) {
+        static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+        s->stats.fd_refused++;
+        sb_log_limited(&lim, SB_LOG_WARN, "server",
+                       "near the descriptor limit (%lu): refusing a client "
+                       "with HTTP 503",
+                       s->fd_limit);
+        return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                              "Server at its connection limit");
+    }
     if (conf->max_connections &&
         s->gateway_clients[g] >= conf->max_connections) {
         sb_log_warn("server",
@@ -539,7 +579,7 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     c->rooms.owner = c;
     c->gateway = pend.gateway;
     c->identity = pend.identity;
-    c->last_active_ms = uv_now(s->loop);
+    c->last_active_ms = c->last_heard_ms = uv_now(s->loop);
     if (sb_clients_add(&s->table, c) < 0) {
         json_decref(c->identity);
         c->server = NULL;
@@ -584,6 +624,8 @@ static void on_closed(sb_server *s, sb_client *c)
     /* Whatever the hooks try to send it goes nowhere: it is closing. */
     c->closing = true;
     sb_client_undirty(c);
+    s->send_bytes -= c->accounted;
+    c->accounted = 0;
     if (c->accepted && s->hooks.disconnect)
         s->hooks.disconnect(s->hooks.ctx, c, code);
     /* After the hooks, so that they could still see the client's rooms and
@@ -646,11 +688,107 @@ static int on_http(struct lws *wsi, sb_server *s, const char *in)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* ---- descriptors -------------------------------------------------------- */
+
+static void on_accept_resume(uv_timer_t *t)
+{
+    sb_server *s = t->data;
+    for (size_t i = 0; i < s->nlisten_watch; i++) {
+        sb_listen_watch *w = &s->listen_watch[i];
+        if (w->stopped)
+            uv_poll_start(w->poll, UV_READABLE, w->cb);
+        w->stopped = false;
+    }
+    s->accept_paused = false;
+}
+
+/* Stops the gateways' listeners (and the admin's too when `all`) for
+ * SB_ACCEPT_PAUSE_MS: the pending connections wait in the kernel's accept
+ * queue meanwhile instead of making lws retry accept() in a loop. */
+static void find_listen_poll(uv_handle_t *h, void *arg);
+
+static void pause_accepting(sb_server *s, bool all, const char *why)
+{
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    if (s->destroyed || s->stopping)
+        return;
+    /* Found when first needed: by then every listener exists, the admin
+     * listener (opened after the server starts) too. */
+    if (!s->listen_watch)
+        uv_walk(s->loop, find_listen_poll, s);
+    if (!s->listen_watch)
+        return;
+    bool stopped_any = false;
+    for (size_t i = 0; i < s->nlisten_watch; i++) {
+        sb_listen_watch *w = &s->listen_watch[i];
+        if (w->stopped || !(w->gateway || all))
+            continue;
+        w->cb = w->poll->poll_cb;
+        uv_poll_stop(w->poll);
+        w->stopped = stopped_any = true;
+    }
+    if (!stopped_any)
+        return;
+    if (!s->accept_paused)
+        s->stats.accept_pauses++;
+    s->accept_paused = true;
+    sb_log_limited(&lim, SB_LOG_WARN, "server",
+                   "%s: not accepting connections for %d ms", why,
+                   SB_ACCEPT_PAUSE_MS);
+    uv_timer_start(&s->accept_timer, on_accept_resume, SB_ACCEPT_PAUSE_MS, 0);
+}
+
+static void find_listen_poll(uv_handle_t *h, void *arg)
+{
+    sb_server *s = arg;
+    uv_os_fd_t fd;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (h->type != UV_POLL || uv_fileno(h, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        !listening)
+        return;
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    int port = -1;
+    if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0)
+        port = sa.ss_family == AF_INET6
+                   ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port)
+                   : ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    sb_listen_watch w = {(uv_poll_t *)h, NULL, false, false};
+    for (size_t v = 0; v < s->nvhosts; v++)
+        if (lws_get_vhost_listen_port(s->vhosts[v]) == port)
+            w.gateway = true;
+    sb_listen_watch *grown =
+        realloc(s->listen_watch, (s->nlisten_watch + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    s->listen_watch = grown;
+    s->listen_watch[s->nlisten_watch++] = w;
+}
+
+/* A connection to a gateway that got one of the last descriptors is closed
+ * at once (no 503: answering would need the descriptor to stay open while
+ * the request arrives), and the gateways pause. */
+static int on_filter_connection(sb_server *s, int fd)
+{
+    if (fd < (int)(s->fd_limit - SB_FD_CUTOFF))
+        return 0;
+    s->stats.fd_refused++;
+    pause_accepting(s, false, "out of descriptors for clients");
+    return 1;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len)
 {
     sb_client *c = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return on_filter_connection(server_of(wsi), (int)(intptr_t)in);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        c->last_heard_ms = uv_now(c->server->loop);
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return on_confirm_upgrade(server_of(wsi), wsi);
     case LWS_CALLBACK_HTTP:
@@ -687,26 +825,78 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 /* ---- timers and signals ------------------------------------------------- */
 
+/* Queues a ping (our own frame, in order after what is queued). */
+static void send_ping(sb_client *c, uint64_t now)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return;
+    if (sb_buf_append(&c->tx, keepalive_payload,
+                      sizeof(keepalive_payload) - 1) < 0) {
+        sb_client_frame_abort(c, start);
+        return;
+    }
+    c->ping_sent_ms = now;
+    sb_client_frame_end(c, start, SB_WS_PING);
+}
+
+/* Keepalive: anything the client sends proves it is there, so a ping
+ * goes out only after ping_interval of silence; a client that sends
+ * nothing, not even the pong, for another interval is closed with 1001
+ * (its close frame is sent when the socket takes it; one that takes
+ * nothing is dropped by the stall rule or the close timeout). */
+static void keepalive(sb_client *c, uint64_t now)
+{
+    uint64_t interval = (uint64_t)sb_client_conf(c)->ping_interval * 1000;
+    if (!interval || c->closing)
+        return;
+    if (c->ping_sent_ms && c->last_heard_ms >= c->ping_sent_ms)
+        c->ping_sent_ms = 0; /* heard from since the ping */
+    if (!c->ping_sent_ms) {
+        if (now - c->last_heard_ms >= interval)
+            send_ping(c, now);
+    } else if (now - c->ping_sent_ms >= interval) {
+        sb_log_debug("server", "client %llu: no pong, closing",
+                     (unsigned long long)c->id);
+        sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Keepalive timeout");
+    }
+}
+
+/* The stall rule: a client whose socket has taken none of our bytes for
+ * SB_SEND_STALL_MS is dropped. Taken means acknowledged by the peer's TCP
+ * stack, which a slow but steady reader keeps doing even while lws holds
+ * leftovers of our writes. Returns true when it dropped the client. */
+static bool stalled(sb_client *c, uint64_t now)
+{
+    if (!c->stalled_since_ms || c->killed)
+        return false;
+    uint64_t acked;
+    if (sb_sockstat_bytes_acked(lws_get_socket_fd(c->wsi), &acked) == 0 &&
+        acked != c->acked_bytes) {
+        c->acked_bytes = acked;
+        c->stalled_since_ms = now; /* still reading */
+        return false;
+    }
+    if (now - c->stalled_since_ms < SB_SEND_STALL_MS)
+        return false;
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    sb_log_limited(&lim, SB_LOG_INFO, "server",
+                   "client %llu reads nothing; dropping it",
+                   (unsigned long long)c->id);
+    /* A close frame would not get through either: drop it (1008 for the
+     * hooks), and its buffers with it. */
+    sb_client_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+    return true;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     sb_server *s = t->data;
     uint64_t now = uv_now(s->loop);
     for (sb_client *c = s->clients; c; c = c->next) {
-        if (c->stalled_since_ms &&
-            now - c->stalled_since_ms >= SB_SEND_STALL_MS) {
-            /* Its socket has taken nothing for that long: a close frame
-             * would not get through either, so drop it (1008 for the
-             * hooks), and its buffers with it. */
-            sb_log_info("server", "client %llu reads nothing; dropping it",
-                        (unsigned long long)c->id);
-            c->stalled_since_ms = 0;
-            c->closing = true;
-            if (!c->close_code)
-                c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
-                            LWS_TO_KILL_ASYNC);
+        if (stalled(c, now))
             continue;
-        }
+        keepalive(c, now);
         uint64_t limit = (uint64_t)sb_client_conf(c)->idle_timeout * 1000;
         if (limit && !c->closing && now - c->last_active_ms >= limit) {
             sb_log_debug("server", "client %llu idle, closing",
@@ -714,6 +904,7 @@ static void on_sweep(uv_timer_t *t)
             sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Idle timeout");
         }
     }
+    sb_log_limit_flush(0);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -724,13 +915,32 @@ static void on_signal(uv_signal_t *h, int signum)
     sb_server_stop(s);
 }
 
+/* lws' lines. Its errors can come once per connection or, for a failed
+ * accept(), once per attempt: they are rate-limited. lws 4.1.6 returns
+ * from a failed accept() (EMFILE, ENFILE, ENOBUFS...) with the listen
+ * socket still readable, so it would try again at once, forever: the
+ * line is also our only notice of it, and the listeners pause. */
 static void on_lws_log(int level, const char *line)
 {
+    static sb_log_limit accept_lim = SB_LOG_LIMIT_INIT;
+    static sb_log_limit lws_lim = SB_LOG_LIMIT_INIT;
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    sb_log(level == LLL_ERR ? SB_LOG_ERROR : SB_LOG_DEBUG, "lws", "%.*s",
-           (int)n, line);
+    int err = 0;
+    const char *acc = strstr(line, "accept: errno ");
+    if (acc && sscanf(acc, "accept: errno %d", &err) == 1) {
+        sb_log_limited(&accept_lim, SB_LOG_ERROR, "lws", "accept: %s",
+                       strerror(err));
+        if (sb_server_instance)
+            pause_accepting(sb_server_instance, true, strerror(err));
+        return;
+    }
+    sb_log_level lv = level == LLL_ERR ? SB_LOG_ERROR : SB_LOG_DEBUG;
+    if (lv == SB_LOG_ERROR)
+        sb_log_limited(&lws_lim, lv, "lws", "%.*s", (int)n, line);
+    else
+        sb_log(lv, "lws", "%.*s", (int)n, line);
 }
 
 /* ---- start and stop ----------------------------------------------------- */
@@ -775,10 +985,13 @@ static int create_listeners(sb_server *s)
                          sizeof(retry) / sizeof(retry[0]));
             return -1;
         }
+        /* Keepalive is ours (the sweep): lws' own counts seconds in 16
+         * bits and pings whatever the traffic. A policy with no hang-up
+         * turns it off; without one, lws would ping at 300 s and hang up
+         * at 310 s. */
         lws_retry_bo_t *r = &retry[s->nvhosts];
-        r->secs_since_valid_ping = (uint16_t)conf->ping_interval;
-        /* A client that does not answer within another interval is gone. */
-        r->secs_since_valid_hangup = (uint16_t)(conf->ping_interval * 2);
+        r->secs_since_valid_ping = 0;
+        r->secs_since_valid_hangup = 0;
         struct lws_context_creation_info vinfo;
         memset(&vinfo, 0, sizeof(vinfo));
         vinfo.options = LWS_SERVER_OPTION_LIBUV;
@@ -811,8 +1024,7 @@ static int create_listeners(sb_server *s)
         }
         /* lws keeps the pointer: the config's string outlives the vhost. */
         vinfo.vhost_name = cfg->gateways[g].name;
-        if (conf->ping_interval)
-            vinfo.retry_and_idle_policy = r;
+        vinfo.retry_and_idle_policy = r;
         struct lws_vhost *vh = lws_create_vhost(s->lws, &vinfo);
         if (!vh) {
             sb_log_error("server",
@@ -846,6 +1058,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     s->hooks = *hooks;
     s->config = cfg;
     s->loop = loop;
+    s->fd_limit = sb_fdlimit_soft();
 
     lws_set_log_level(LLL_ERR |
                           (sb_log_get_level() >= SB_LOG_DEBUG ? LLL_WARN : 0),
@@ -922,6 +1135,9 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     s->shutdown_timer.data = s;
     uv_timer_init(loop, &s->trim_timer);
     uv_unref((uv_handle_t *)&s->trim_timer);
+    uv_timer_init(loop, &s->accept_timer);
+    s->accept_timer.data = s;
+    uv_unref((uv_handle_t *)&s->accept_timer);
     return 0;
 }
 
@@ -942,6 +1158,11 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->trim_timer, NULL);
+    uv_close((uv_handle_t *)&s->accept_timer, NULL);
+    /* lws closes its listen sockets' polls: stopped or not, they are its. */
+    free(s->listen_watch);
+    s->listen_watch = NULL;
+    s->nlisten_watch = 0;
     if (s->hooks.stopped)
         s->hooks.stopped(s->hooks.ctx, s);
     /* First of the two destroys: from inside the loop, so lws can close its
@@ -979,6 +1200,8 @@ void sb_server_stop(sb_server *s)
     uv_signal_stop(&s->sig_int);
     uv_signal_stop(&s->sig_term);
     uv_timer_stop(&s->sweep_timer);
+    on_accept_resume(&s->accept_timer); /* lws closes what it watches */
+    uv_timer_stop(&s->accept_timer);
     s->stop_deadline_ms =
         uv_now(s->loop) + (uint64_t)s->config->server.shutdown_timeout * 1000;
     if (s->nclients)
@@ -993,6 +1216,7 @@ void sb_server_free(sb_server *s)
     if (s->lws)
         lws_context_destroy(s->lws); /* the second destroy, after uv_run */
     s->lws = NULL;
+    free(s->listen_watch);
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);

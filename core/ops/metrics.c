@@ -249,7 +249,8 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
            "Messages that got an `exception` reply, by reason; unknown_event "
            "counts unknown events also when they are ignored, rate_limited "
            "every message dropped (one exception a burst), too_big and "
-           "send_queue_full clients closed with 1009 and 1008.")
+           "send_queue_full clients closed with 1009 and 1008 (send_queue_full "
+           "also those closed for send_queue_budget).")
     for (int r = 0; r < SB_EXC_COUNT; r++) {
         sb_prom_label l = {"reason", sb_exc_reason_name((sb_exc_reason)r)};
         SAMPLE("switchboard_exceptions_total", &l, 1, s->stats.exceptions_by[r])
@@ -267,6 +268,19 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
         sb_prom_label l = {"gateway", cfg->gateways[g].name};
         SAMPLE("switchboard_send_queue_bytes", &l, 1, queued[g])
     }
+    FAMILY("switchboard_send_memory_bytes", "gauge",
+           "Bytes of all send queues together, with what libwebsockets still "
+           "holds of earlier writes (an upper bound): what send_queue_budget "
+           "limits.")
+    SAMPLE("switchboard_send_memory_bytes", NULL, 0, s->send_bytes)
+    FAMILY("switchboard_fd_refused_total", "counter",
+           "Connections refused because the process was near its descriptor "
+           "limit: HTTP 503, or closed at once for the last few descriptors.")
+    SAMPLE("switchboard_fd_refused_total", NULL, 0, s->stats.fd_refused)
+    FAMILY("switchboard_accept_pauses_total", "counter",
+           "Times the listeners stopped accepting for 250 ms: out of "
+           "descriptors, or accept() failed.")
+    SAMPLE("switchboard_accept_pauses_total", NULL, 0, s->stats.accept_pauses)
     FAMILY("switchboard_reloads_total", "counter",
            "Reloads (SIGHUP, POST /reload, file watches), by result: ok (per "
            "plugin loaded, replaced or removed), failed (the old version kept "

@@ -14,6 +14,7 @@
 #define SB_WS_TEXT   0x1
 #define SB_WS_BINARY 0x2
 #define SB_WS_CLOSE  0x8
+#define SB_WS_PING   0x9
 
 /* The longest header a server frame can have. */
 #define SB_WS_MAX_HEADER 10

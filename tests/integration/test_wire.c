@@ -269,7 +269,8 @@ static char *big_identity(size_t data_len, size_t *len)
 
 START_TEST(test_one_mib_message)
 {
-    srv_start_default(&srv, "max_message_size = 2M\n");
+    /* The echo is bigger than the default max_send_queue (1M). */
+    srv_start_default(&srv, "max_message_size = 2M\nmax_send_queue = 4M\n");
     ws_client *c = cli_connect(&srv);
     size_t len;
     char *msg = big_identity(1 << 20, &len);

@@ -165,7 +165,8 @@ START_TEST(test_defaults_with_empty_file)
     ck_assert_str_eq(s->path, "/");
     ck_assert_uint_eq(s->max_message_size, 1024 * 1024);
     ck_assert_uint_eq(s->max_json_depth, 64);
-    ck_assert_uint_eq(s->max_send_queue, 16 * 1024 * 1024);
+    ck_assert_uint_eq(s->max_send_queue, 1024 * 1024);
+    ck_assert_uint_eq(s->send_queue_budget, 256u * 1024 * 1024);
     ck_assert_uint_eq(s->ping_interval, 30);
     ck_assert_uint_eq(s->idle_timeout, 0);
     ck_assert_uint_eq(s->max_connections, 10000);
@@ -316,6 +317,9 @@ static const struct good_value {
     {"log_level", "debug", SB_LOG_DEBUG, NULL},
     {"shutdown_timeout", "0", 0, NULL},
     {"shutdown_timeout", "30s", 30, NULL},
+    {"send_queue_budget", "0", 0, NULL},
+    {"send_queue_budget", "64m", 64ULL << 20, NULL},
+    {"send_queue_budget", "1024g", 1ULL << 40, NULL},
 };
 
 static unsigned long long server_number(const sb_server_conf *s,
@@ -341,6 +345,8 @@ static unsigned long long server_number(const sb_server_conf *s,
         return (unsigned long long)s->log_level;
     if (!strcmp(key, "shutdown_timeout"))
         return s->shutdown_timeout;
+    if (!strcmp(key, "send_queue_budget"))
+        return s->send_queue_budget;
     ck_abort_msg("no such key %s", key);
     return 0;
 }
@@ -369,6 +375,8 @@ END_TEST
 #define E_PATH  "a URL path starting with '/', without spaces"
 #define E_MSG   "a size 64..1g in bytes, with an optional k, m or g suffix"
 #define E_DEPTH "an integer 1..10000"
+#define E_BUDGET                                                               \
+    "a size 0..1024g in bytes, with an optional k, m or g suffix; 0 = off"
 #define E_QUEUE "a size of at least 1 byte, with an optional k, m or g suffix"
 #define E_SECS  "whole seconds 0..86400, optionally followed by 's'"
 #define E_CONNS "an integer 0..2147483647; 0 = unlimited"
@@ -423,6 +431,8 @@ static const struct bad_value {
     {"log_level", "information", E_LEVEL},
     {"shutdown_timeout", "5m", E_SECS},
     {"shutdown_timeout", "100000", E_SECS},
+    {"send_queue_budget", "1025g", E_BUDGET},
+    {"send_queue_budget", "lots", E_BUDGET},
 };
 
 START_TEST(test_server_bad_value)

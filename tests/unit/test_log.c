@@ -188,6 +188,44 @@ START_TEST(test_json_long_message_is_cut_whole)
 }
 END_TEST
 
+/* A line that repeats per attempt: the first SB_LOG_LIMIT_BURST of a window
+ * are written, the rest counted and told once the window is over. */
+START_TEST(test_limited_lines)
+{
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    int written = 0;
+    begin_capture();
+    for (int i = 0; i < 100; i++)
+        written += sb_log_limited(&lim, SB_LOG_ERROR, "lws", "accept %d", i);
+    /* Not over yet: nothing more is said. */
+    sb_log_limit_flush(0);
+    const char *out = end_capture();
+    ck_assert_int_eq(written, SB_LOG_LIMIT_BURST);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')); p++)
+        lines++;
+    ck_assert_int_eq(lines, SB_LOG_LIMIT_BURST);
+    ck_assert_ptr_nonnull(strstr(out, "accept 4\n"));
+    ck_assert_ptr_null(strstr(out, "accept 5\n"));
+
+    begin_capture();
+    sb_log_limit_flush(sb_log_now_ms() + SB_LOG_LIMIT_WINDOW_MS + 1);
+    out = end_capture();
+    ck_assert_msg(
+        strstr(out, "[lws] 95 similar line(s) suppressed in the last"), "%s",
+        out);
+    /* A new window starts with lines written again. */
+    begin_capture();
+    lim.window_ms = 0;
+    ck_assert_int_eq(sb_log_limited(&lim, SB_LOG_ERROR, "lws", "again"), 1);
+    out = end_capture();
+    ck_assert_ptr_nonnull(strstr(out, "again"));
+    /* Below the level nothing is written nor counted. */
+    ck_assert_int_eq(sb_log_limited(&lim, SB_LOG_DEBUG, "lws", "quiet"), 0);
+    ck_assert_uint_eq(lim.suppressed, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("log");
@@ -199,6 +237,7 @@ int main(void)
     tcase_add_test(tc, test_json_invalid_utf8);
     tcase_add_test(tc, test_json_fields);
     tcase_add_test(tc, test_json_long_message_is_cut_whole);
+    tcase_add_test(tc, test_limited_lines);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -188,6 +188,9 @@ START_TEST(test_page)
     srv.stats.exceptions_by[SB_EXC_BAD_ID] = 5;
     srv.stats.reloads_ok = 1;
     srv.stats.reloads_failed = 2;
+    srv.send_bytes = 123456;
+    srv.stats.fd_refused = 7;
+    srv.stats.accept_pauses = 3;
     sb_client c;
     memset(&c, 0, sizeof(c));
     c.gateway = 0;
@@ -238,8 +241,11 @@ START_TEST(test_page)
         helps++;
     for (const char *p = page; (p = strstr(p, "# TYPE ")); p++)
         types++;
-    ck_assert_uint_eq(helps, 9);
-    ck_assert_uint_eq(types, 9);
+    ASSERT_HAS(page, "switchboard_send_memory_bytes 123456");
+    ASSERT_HAS(page, "switchboard_fd_refused_total 7");
+    ASSERT_HAS(page, "switchboard_accept_pauses_total 3");
+    ck_assert_uint_eq(helps, 12);
+    ck_assert_uint_eq(types, 12);
     ck_assert(page[b.len - 1] == '\n');
 
     sb_buf_free(&b);

@@ -1,0 +1,19 @@
+/*
+ * sockstat — what the kernel says about a client's socket.
+ *
+ * Owns nothing: one question to the TCP stack, so that the server can tell
+ * a slow reader that is reading from one that takes nothing. Never touches
+ * libwebsockets or the send queues.
+ */
+#ifndef SB_SOCKSTAT_H
+#define SB_SOCKSTAT_H
+
+#include <stdint.h>
+
+/* The bytes the peer has acknowledged on TCP socket `fd` since it opened
+ * (Linux's tcpi_bytes_acked): it grows as long as the peer reads, whatever
+ * lies buffered on our side. Returns 0 and sets *out, or -1 when the kernel
+ * cannot tell (not a TCP socket, or a kernel older than 4.1). */
+int sb_sockstat_bytes_acked(int fd, uint64_t *out);
+
+#endif
