@@ -35,35 +35,6 @@ static void usage(FILE *out)
             "  -h, --help          print this help, then exit\n");
 }
 
-/* Loads every enabled plugin. Returns the number of failures that must stop
- * the server (a plugin marked optional only warns). With keep_going every
- * plugin is tried, so that -t reports every reason at once. */
-static int load_plugins(sb_plugin_host *ph, const sb_config *cfg,
-                        bool keep_going)
-{
-    int fatal = 0;
-    for (size_t i = 0; i < cfg->nplugins; i++) {
-        const sb_plugin_conf *pc = &cfg->plugins[i];
-        if (!pc->enabled) {
-            sb_log_info("plugins", "plugin '%s' is disabled", pc->name);
-            continue;
-        }
-        char err[1024];
-        if (sb_plugin_host_load(ph, pc, err, sizeof(err)) == 0)
-            continue;
-        if (pc->optional) {
-            sb_log_warn("plugins", "plugin '%s' (optional) skipped: %s",
-                        pc->name, err);
-            continue;
-        }
-        sb_log_error("plugins", "plugin '%s': %s", pc->name, err);
-        fatal++;
-        if (!keep_going)
-            break;
-    }
-    return fatal;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -128,7 +99,7 @@ int main(int argc, char **argv)
     /* A config with problems is not served, but -t still tries the plugins
      * so that it can list every reason at once. */
     if (!problems || check_only)
-        failed += load_plugins(&ph, &cfg, check_only);
+        failed += sb_plugin_host_load_config(&ph, &cfg, check_only);
 
     int rc = 0;
     if (check_only) {

@@ -658,6 +658,13 @@ sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
                                const sb_plugin *replacing, char *err,
                                size_t errlen)
 {
+    /* A section without `file` (or `file =` empty) was reported by the
+     * config parser; -t still comes here and must not crash. */
+    if (!pc->file || !*pc->file) {
+        snprintf(err, errlen, "cannot load [plugin.%s]: it has no 'file'",
+                 pc->name ? pc->name : "?");
+        return NULL;
+    }
     sb_plugin *p = plugin_new(h, pc);
     if (!p) {
         snprintf(err, errlen, "cannot load %s: out of memory", pc->file);
@@ -743,6 +750,32 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
         return -1;
     }
     return 0;
+}
+
+int sb_plugin_host_load_config(sb_plugin_host *h, const sb_config *cfg,
+                               bool keep_going)
+{
+    int fatal = 0;
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        const sb_plugin_conf *pc = &cfg->plugins[i];
+        if (!pc->enabled) {
+            sb_log_info("plugins", "plugin '%s' is disabled", pc->name);
+            continue;
+        }
+        char err[1024];
+        if (sb_plugin_host_load(h, pc, err, sizeof(err)) == 0)
+            continue;
+        if (pc->optional) {
+            sb_log_warn("plugins", "plugin '%s' (optional) skipped: %s",
+                        pc->name, err);
+            continue;
+        }
+        sb_log_error("plugins", "plugin '%s': %s", pc->name, err);
+        fatal++;
+        if (!keep_going)
+            break;
+    }
+    return fatal;
 }
 
 int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np)
