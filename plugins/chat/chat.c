@@ -52,6 +52,9 @@ static char *host_room(const chat *c, const char *room)
 static int data_object(const chat *c, sb_message *msg, json_t **out)
 {
     json_t *data = c->host->message_data(msg);
+    /* Set on every path: the compiler cannot know that fail() never
+     * returns SB_OK, and the callers test only the status. */
+    *out = NULL;
     if (!json_is_object(data))
         return c->host->fail(msg, "data must be an object");
     *out = data;
@@ -65,6 +68,7 @@ static int get_room(const chat *c, sb_message *msg, json_t *data,
                     const char **room)
 {
     json_t *v = json_object_get(data, "room");
+    *room = NULL;
     if (!json_is_string(v))
         return c->host->fail(msg, "room must be a string");
     size_t len = json_string_length(v);
