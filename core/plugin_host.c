@@ -116,10 +116,31 @@ static const char *host_plugin_name(const sb_plugin *p)
     return p ? p->name : NULL;
 }
 
+/* Remembers that init looked `key` up, present or not: after init, a key
+ * of the section that neither the host nor the plugin asked for is a typo
+ * (check_keys). Out of memory only loses the record, which at worst turns
+ * into an "unknown key" refusal. */
+static void note_asked(sb_plugin *p, const char *key)
+{
+    for (size_t i = 0; i < p->nasked; i++)
+        if (strcmp(p->asked[i], key) == 0)
+            return;
+    char **grown = realloc(p->asked, (p->nasked + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    p->asked = grown;
+    if ((p->asked[p->nasked] = strdup(key)))
+        p->nasked++;
+}
+
 static const char *host_config_get(const sb_plugin *p, const char *key)
 {
     if (!p || !key)
         return NULL;
+    /* Every getter comes here; only init's reads are recorded. The handle
+     * is the host's own object, const only to the plugin. */
+    if (p->in_init)
+        note_asked((sb_plugin *)p, key);
     for (size_t i = 0; i < p->nkeys; i++)
         if (strcmp(p->keys[i].key, key) == 0)
             return p->keys[i].value;
@@ -161,15 +182,9 @@ static int host_config_require(sb_plugin *p, const char *key, const char **out)
     return SB_ERR_NOT_FOUND;
 }
 
-static int host_config_int(sb_plugin *p, const char *key, int64_t def,
-                           int64_t *out)
+/* A decimal integer with an optional k, m or g suffix (binary). */
+static bool parse_int(const char *v, int64_t *out)
 {
-    if (!p || !key || !out)
-        return SB_ERR_INVALID;
-    const char *v = host_config_get(p, key);
-    *out = def;
-    if (!v)
-        return SB_OK;
     errno = 0;
     char *end;
     long long n = strtoll(v, &end, 10);
@@ -182,9 +197,46 @@ static int host_config_int(sb_plugin *p, const char *key, int64_t def,
         shift = 30, end++;
     if (end == v || *end || errno ||
         (shift && (n > (INT64_MAX >> shift) || n < (INT64_MIN >> shift))))
+        return false;
+    *out = (int64_t)n * ((int64_t)1 << shift);
+    return true;
+}
+
+static int host_config_int(sb_plugin *p, const char *key, int64_t def,
+                           int64_t *out)
+{
+    if (!p || !key || !out)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    if (!parse_int(v, out)) {
+        *out = def;
         return config_bad(p, key, v,
                           "an integer, optionally with a k, m or g suffix");
-    *out = (int64_t)n * ((int64_t)1 << shift);
+    }
+    return SB_OK;
+}
+
+/* 1.3: config_int with bounds, so that plugins stop writing their own. */
+static int host_config_int_range(sb_plugin *p, const char *key, int64_t def,
+                                 int64_t min, int64_t max, int64_t *out)
+{
+    if (!p || !key || !out || min > max)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    int64_t n;
+    if (!parse_int(v, &n) || n < min || n > max) {
+        char expected[96];
+        snprintf(expected, sizeof(expected), "an integer from %lld to %lld",
+                 (long long)min, (long long)max);
+        return config_bad(p, key, v, expected);
+    }
+    *out = n;
     return SB_OK;
 }
 
@@ -347,6 +399,8 @@ const sb_host sb_host_table = {
     .plugin_loaded_at = host_plugin_loaded_at,
     .send_exception = sb_api_send_exception,
     .room_has = sb_api_room_has,
+    /* 1.3 */
+    .config_int_range = host_config_int_range,
 };
 
 /* ---- loading ------------------------------------------------------------ */
@@ -404,6 +458,9 @@ static void plugin_free(sb_plugin *p)
     }
     for (size_t i = 0; i < p->nstaged; i++)
         free(p->staged[i].event);
+    for (size_t i = 0; i < p->nasked; i++)
+        free(p->asked[i]);
+    free(p->asked);
     free(p->staged);
     free(p->keys);
     free(p->name);
@@ -562,6 +619,56 @@ static bool elf_complete(int fd, uint64_t size, const char **why)
     return true;
 }
 
+/* The keys of a [plugin.NAME] section the host itself reads (config.c,
+ * reload.c): never the plugin's business. */
+static const char *const host_keys[] = {"file", "enabled", "optional",
+                                        "gateways", "watch"};
+
+static bool key_known(const sb_plugin *p, const char *key)
+{
+    for (size_t i = 0; i < sizeof(host_keys) / sizeof(host_keys[0]); i++)
+        if (strcmp(host_keys[i], key) == 0)
+            return true;
+    for (size_t i = 0; i < p->nasked; i++)
+        if (strcmp(p->asked[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* After a successful init: the keys of the section that neither the host
+ * nor the plugin's init asked for, worded like [server]'s unknown keys.
+ * Returns how many; writes the sentence to err. */
+static size_t check_keys(const sb_plugin *p, char *err, size_t errlen)
+{
+    size_t unknown = 0, at = 0;
+    int first_line = 0;
+    char names[512] = "";
+    for (size_t i = 0; i < p->nkeys; i++) {
+        if (key_known(p, p->keys[i].key))
+            continue;
+        if (!unknown++)
+            first_line = p->keys[i].line;
+        if (at < sizeof(names))
+            at += (size_t)snprintf(names + at, sizeof(names) - at, "%s'%s'",
+                                   unknown > 1 ? ", " : "", p->keys[i].key);
+    }
+    if (!unknown)
+        return 0;
+    char reads[512] = "";
+    at = 0;
+    for (size_t i = 0; i < p->nasked && at < sizeof(reads); i++)
+        at += (size_t)snprintf(reads + at, sizeof(reads) - at, "%s%s",
+                               i ? ", " : "", p->asked[i]);
+    if (unknown == 1)
+        snprintf(err, errlen, "line %d: unknown key %s in [plugin.%s] (%s%s)",
+                 first_line, names, p->name,
+                 p->nasked ? "it reads: " : "it reads no keys", reads);
+    else
+        snprintf(err, errlen, "unknown keys %s in [plugin.%s] (%s%s)", names,
+                 p->name, p->nasked ? "it reads: " : "it reads no keys", reads);
+    return unknown;
+}
+
 static int check_descriptor(const sb_plugin_desc *d, const char *file,
                             char *err, size_t errlen)
 {
@@ -712,6 +819,21 @@ sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
             p->unload = NULL;
         sb_plugin_retire(p);
         return NULL;
+    }
+    /* Plugins declare their keys by reading them (1.3). One built against
+     * an older minor may read some only later, with config_get: for it an
+     * unknown key is a warning. */
+    char why[1024];
+    if (check_keys(p, why, sizeof(why))) {
+        if (d->abi_minor >= 3) {
+            snprintf(err, errlen, "cannot load %s: %s", pc->file, why);
+            sb_plugin_retire(p);
+            return NULL;
+        }
+        sb_log_warn("plugins",
+                    "plugin '%s': %s (built for ABI %u.%u, so only a "
+                    "warning; for ABI 1.3 and later it is an error)",
+                    p->name, why, d->abi_major, d->abi_minor);
     }
     return p;
 }

@@ -80,7 +80,9 @@ struct sb_plugin {
     bool unloading;       /* retired: no new timers or work (async.c) */
     bool posts_closed;    /* drained: no new posts (under post_lock) */
     bool conflict;        /* a subscribe hit an event owned elsewhere */
-    char error[512];      /* why init failed, from plugin_error() */
+    char **asked;         /* keys its init looked up (config getters) */
+    size_t nasked;
+    char error[512]; /* why init failed, from plugin_error() */
     sb_ready_fn ready;
     void *ready_ud;
     sb_connect_fn connect;
