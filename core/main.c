@@ -3,10 +3,12 @@
  * SIGINT/SIGTERM, and undo it all in reverse. Only wiring lives here.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -17,7 +19,42 @@
 #include "server.h"
 #include "version.h"
 
-#define DEFAULT_CONFIG "etc/switchboard.ini"
+/* The config read without -c. An installed binary (PREFIX/BINDIR/
+ * switchboard) reads PREFIX/SYSCONFDIR/switchboard/switchboard.ini, found
+ * from /proc/self/exe, so that a tree installed with --prefix or moved
+ * keeps finding its own; the binary of the build tree reads the source
+ * tree's etc/switchboard.ini; anything else etc/switchboard.ini in the
+ * current folder. (SB_INSTALL_* and SB_BUILD_* come from core/CMakeLists.) */
+static const char *default_config(void)
+{
+    static char path[PATH_MAX + 64];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return "etc/switchboard.ini";
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return "etc/switchboard.ini";
+    *slash = '\0'; /* exe is now the folder */
+    if (strcmp(exe, SB_BUILD_EXE_DIR) == 0)
+        return SB_SOURCE_DIR "/etc/switchboard.ini";
+    size_t dlen = strlen(exe), blen = strlen(SB_INSTALL_BINDIR);
+    if (SB_INSTALL_BINDIR[0] != '/' && dlen > blen &&
+        strcmp(exe + dlen - blen, SB_INSTALL_BINDIR) == 0 &&
+        exe[dlen - blen - 1] == '/') {
+        exe[dlen - blen - 1] = '\0'; /* the prefix */
+        if (SB_INSTALL_SYSCONFDIR[0] == '/')
+            snprintf(path, sizeof(path), "%s/switchboard/switchboard.ini",
+                     SB_INSTALL_SYSCONFDIR);
+        else
+            snprintf(path, sizeof(path),
+                     "%s/" SB_INSTALL_SYSCONFDIR "/switchboard/switchboard.ini",
+                     exe);
+        return path;
+    }
+    return "etc/switchboard.ini";
+}
 
 static void usage(FILE *out)
 {
@@ -25,14 +62,15 @@ static void usage(FILE *out)
             "Usage: switchboard [-c FILE] [-t]\n"
             "A WebSocket gateway whose event handlers are plugins.\n"
             "\n"
-            "  -c, --config FILE   read FILE (default: " DEFAULT_CONFIG ")\n"
+            "  -c, --config FILE   read FILE (default: %s)\n"
             "  -t, --check-config  load the config and every plugin, serve "
             "nothing,\n"
             "                      and exit 0 if all is well or 1 with every "
             "reason\n"
             "  -V, --version       print the version and plugin ABI, then "
             "exit\n"
-            "  -h, --help          print this help, then exit\n");
+            "  -h, --help          print this help, then exit\n",
+            default_config());
 }
 
 int main(int argc, char **argv)
@@ -43,7 +81,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *path = DEFAULT_CONFIG;
+    const char *path = NULL;
     bool check_only = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
@@ -72,6 +110,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    if (!path)
+        path = default_config();
 
     signal(SIGPIPE, SIG_IGN);
     sb_crash_install();
