@@ -36,9 +36,12 @@ static sb_plugin_conf conf_for(const char *name, const char *file)
         snprintf(path, sizeof(path), "%s/%s", SB_TEST_PLUGIN_DIR, file);
     kv[0] = (sb_config_kv){"file", path, 1};
     kv[1] = (sb_config_kv){"dsn", "pg://db", 2};
+    /* Only test-init-fails reads `dsn`: for any other plugin it would be
+     * an unknown key (ABI 1.3). */
+    size_t nkeys = strstr(file, "init-fails") ? 2 : 1;
     static size_t gateways[] = {0};
-    return (sb_plugin_conf){(char *)name, path, true,     false, 1,
-                            kv,           2,    gateways, 1};
+    return (sb_plugin_conf){(char *)name, path,  true,     false, 1,
+                            kv,           nkeys, gateways, 1};
 }
 
 /* Loads and expects a refusal whose text contains every `needle`. */
@@ -123,6 +126,24 @@ START_TEST(test_init_fails)
      * subscribed is gone (expect_refusal checks the router is empty). */
     expect_refusal("test-init-fails.so", "init failed",
                    "database unreachable at pg://db");
+}
+END_TEST
+
+/* A key the plugin's init never read refuses a 1.3 plugin. */
+START_TEST(test_unknown_key)
+{
+    sb_plugin_host h;
+    host_init(&h);
+    char err[1024] = "";
+    sb_plugin_conf pc = conf_for("nest", "nest-example.so");
+    pc.nkeys = 2; /* `dsn`, which nest-example does not read */
+    ck_assert_int_eq(sb_plugin_host_load(&h, &pc, err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "line 2: unknown key 'dsn' in [plugin.nest] "
+                              "(it reads no keys)"),
+                  "%s", err);
+    ck_assert_uint_eq(h.count, 0);
+    ck_assert_uint_eq(sb_router_count(&h.routers[0]), 0);
+    host_free(&h);
 }
 END_TEST
 
@@ -246,6 +267,7 @@ int main(void)
     tcase_add_test(tc, test_small_descriptor);
     tcase_add_test(tc, test_init_fails);
     tcase_add_test(tc, test_duplicate_event);
+    tcase_add_test(tc, test_unknown_key);
     tcase_add_test(tc, test_slot_set);
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("lifecycle");
