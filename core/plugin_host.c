@@ -835,13 +835,16 @@ static size_t check_keys(const sb_plugin *p, char *err, size_t errlen)
     for (size_t i = 0; i < p->nasked && at < sizeof(reads); i++)
         at += (size_t)snprintf(reads + at, sizeof(reads) - at, "%s%s",
                                i ? ", " : "", p->asked[i]);
-    if (unknown == 1)
-        snprintf(err, errlen, "line %d: unknown key %s in [plugin.%s] (%s%s)",
-                 first_line, names, p->name,
-                 p->nasked ? "it reads: " : "it reads no keys", reads);
-    else
-        snprintf(err, errlen, "unknown keys %s in [plugin.%s] (%s%s)", names,
-                 p->name, p->nasked ? "it reads: " : "it reads no keys", reads);
+    /* A sentence longer than err is cut; the key names come first. */
+    const char *intro = p->nasked ? "it reads: " : "it reads no keys";
+    int w = unknown == 1
+                ? snprintf(err, errlen,
+                           "line %d: unknown key %s in [plugin.%s] (%s%s)",
+                           first_line, names, p->name, intro, reads)
+                : snprintf(err, errlen, "unknown keys %s in [plugin.%s] (%s%s)",
+                           names, p->name, intro, reads);
+    if (w < 0)
+        snprintf(err, errlen, "unknown keys in [plugin.%s]", p->name);
     return unknown;
 }
 

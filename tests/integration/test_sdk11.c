@@ -788,8 +788,8 @@ START_TEST(test_declared_keys)
     const char *args[] = {"-t", "-c", ini, NULL};
     ck_assert_int_eq(srv_run(args, out, sizeof(out)), 1);
     static const char *reasons[] = {
-        "line 6: unknown key 'limt' in [plugin.typo] (it reads: journal, "
-        "role, deny_key, greeting, limit, absent_int, verbose, ratio",
+        ("line 6: unknown key 'limt' in [plugin.typo] (it reads: journal, "
+         "role, deny_key, greeting, limit, absent_int, verbose, ratio"),
         "unknown keys 'colour', 'size' in [plugin.two] (it reads no keys)",
         "2 problem(s), test failed"};
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
