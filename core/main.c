@@ -3,10 +3,12 @@
  * SIGINT/SIGTERM, and undo it all in reverse. Only wiring lives here.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -20,7 +22,42 @@
 #include "server.h"
 #include "version.h"
 
-#define DEFAULT_CONFIG "etc/switchboard.ini"
+/* The config read without -c. An installed binary (PREFIX/BINDIR/
+ * switchboard) reads PREFIX/SYSCONFDIR/switchboard/switchboard.ini, found
+ * from /proc/self/exe, so that a tree installed with --prefix or moved
+ * keeps finding its own; the binary of the build tree reads the source
+ * tree's etc/switchboard.ini; anything else etc/switchboard.ini in the
+ * current folder. (SB_INSTALL_* and SB_BUILD_* come from core/CMakeLists.) */
+static const char *default_config(void)
+{
+    static char path[PATH_MAX + 64];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return "etc/switchboard.ini";
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return "etc/switchboard.ini";
+    *slash = '\0'; /* exe is now the folder */
+    if (strcmp(exe, SB_BUILD_EXE_DIR) == 0)
+        return SB_SOURCE_DIR "/etc/switchboard.ini";
+    size_t dlen = strlen(exe), blen = strlen(SB_INSTALL_BINDIR);
+    if (SB_INSTALL_BINDIR[0] != '/' && dlen > blen &&
+        strcmp(exe + dlen - blen, SB_INSTALL_BINDIR) == 0 &&
+        exe[dlen - blen - 1] == '/') {
+        exe[dlen - blen - 1] = '\0'; /* the prefix */
+        if (SB_INSTALL_SYSCONFDIR[0] == '/')
+            snprintf(path, sizeof(path), "%s/switchboard/switchboard.ini",
+                     SB_INSTALL_SYSCONFDIR);
+        else
+            snprintf(path, sizeof(path),
+                     "%s/" SB_INSTALL_SYSCONFDIR "/switchboard/switchboard.ini",
+                     exe);
+        return path;
+    }
+    return "etc/switchboard.ini";
+}
 
 static void usage(FILE *out)
 {
@@ -28,43 +65,15 @@ static void usage(FILE *out)
             "Usage: switchboard [-c FILE] [-t]\n"
             "A WebSocket gateway whose event handlers are plugins.\n"
             "\n"
-            "  -c, --config FILE   read FILE (default: " DEFAULT_CONFIG ")\n"
+            "  -c, --config FILE   read FILE (default: %s)\n"
             "  -t, --check-config  load the config and every plugin, serve "
             "nothing,\n"
             "                      and exit 0 if all is well or 1 with every "
             "reason\n"
             "  -V, --version       print the version and plugin ABI, then "
             "exit\n"
-            "  -h, --help          print this help, then exit\n");
-}
-
-/* Loads every enabled plugin. Returns the number of failures that must stop
- * the server (a plugin marked optional only warns). With keep_going every
- * plugin is tried, so that -t reports every reason at once. */
-static int load_plugins(sb_plugin_host *ph, const sb_config *cfg,
-                        bool keep_going)
-{
-    int fatal = 0;
-    for (size_t i = 0; i < cfg->nplugins; i++) {
-        const sb_plugin_conf *pc = &cfg->plugins[i];
-        if (!pc->enabled) {
-            sb_log_info("plugins", "plugin '%s' is disabled", pc->name);
-            continue;
-        }
-        char err[1024];
-        if (sb_plugin_host_load(ph, pc, err, sizeof(err)) == 0)
-            continue;
-        if (pc->optional) {
-            sb_log_warn("plugins", "plugin '%s' (optional) skipped: %s",
-                        pc->name, err);
-            continue;
-        }
-        sb_log_error("plugins", "plugin '%s': %s", pc->name, err);
-        fatal++;
-        if (!keep_going)
-            break;
-    }
-    return fatal;
+            "  -h, --help          print this help, then exit\n",
+            default_config());
 }
 
 int main(int argc, char **argv)
@@ -75,7 +84,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *path = DEFAULT_CONFIG;
+    const char *path = NULL;
     bool check_only = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
@@ -104,6 +113,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    if (!path)
+        path = default_config();
 
     signal(SIGPIPE, SIG_IGN);
     sb_crash_install();
@@ -138,7 +150,7 @@ int main(int argc, char **argv)
     /* A config with problems is not served, but -t still tries the plugins
      * so that it can list every reason at once. */
     if (!problems || check_only)
-        failed += load_plugins(&ph, &cfg, check_only);
+        failed += sb_plugin_host_load_config(&ph, &cfg, check_only);
 
     int rc = 0;
     if (check_only) {

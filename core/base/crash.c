@@ -11,11 +11,12 @@
  * backtrace() loads libgcc_s on its first call, which allocates, so
  * install() calls it once beforehand. Each frame is named with dladdr(),
  * as backtrace_symbols_fd() does, in the same "FILE(SYMBOL+OFF)[ADDR]"
- * form; but the plugin host loads each plugin from a memfd through its
- * /proc/self/fd path, which means nothing once the process is gone, so
- * such a frame is named by what the link points to (readlink(2) is
- * async-signal-safe): the memfd's name, which carries the plugin instance
- * and generation that the "loaded plugin" log line ties to a file. The handler
+ * form. The plugin host loads each plugin from a private copy named
+ * NAME.gGEN.PID.SEQ.so (instance, generation), which the "loaded plugin"
+ * log line ties to its file. When it had to fall back to a memfd, loaded
+ * through its /proc/self/fd path, which means nothing once the process is
+ * gone, such a frame is named by what the link points to (readlink(2) is
+ * async-signal-safe): the memfd's name, "sb:NAME:gGEN". The handler
  * runs on a static alternate stack so that a stack overflow in a plugin (the
  * classic runaway recursion) is reported too; a static buffer is never freed
  * and is no leak to valgrind.
@@ -359,8 +360,9 @@ static void report(int sig, size_t idx, const siginfo_t *info, void *uctx)
     put_str(&o, "backtrace (", 16);
     put_uint(&o, (uintmax_t)(n > 0 ? n : 0), 0);
     put_str(&o,
-            " frames; addr2line -e FILE OFFSET decodes one; a /memfd: "
-            "frame is a plugin, see its 'loaded plugin' line",
+            " frames; addr2line -e FILE OFFSET decodes one; a "
+            "NAME.gGEN.*.so or /memfd:sb:NAME frame is plugin NAME, see "
+            "its 'loaded plugin' line",
             160);
     if (dead_code) {
         put_str(&o, "; the faulting frame, in unmapped code at ", 64);

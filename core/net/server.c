@@ -840,6 +840,25 @@ static void send_ping(sb_client *c, uint64_t now)
     sb_client_frame_end(c, start, SB_WS_PING);
 }
 
+/* True when the peer is still taking in what we sent before the ping:
+ * bytes of ours have not all reached it (queued here, held by lws, or
+ * unacknowledged in the kernel) and its TCP acknowledged more of them
+ * since the last look. Its pong cannot come before it reads that far, so
+ * it is alive; a peer that takes nothing is left to the stall rule. */
+static bool still_reading(sb_client *c)
+{
+    int fd = lws_get_socket_fd(c->wsi);
+    uint64_t unacked = 0, acked;
+    bool pending = c->tx.len > LWS_PRE || c->lws_held ||
+                   (sb_sockstat_unacked(fd, &unacked) == 0 && unacked > 0);
+    if (!pending || sb_sockstat_bytes_acked(fd, &acked) != 0 ||
+        acked == c->acked_bytes) {
+        return false;
+    }
+    c->acked_bytes = acked;
+    return true;
+}
+
 /* Keepalive: anything the client sends proves it is there, so a ping
  * goes out only after ping_interval of silence; a client that sends
  * nothing, not even the pong, for another interval is closed with 1001
@@ -856,6 +875,13 @@ static void keepalive(sb_client *c, uint64_t now)
         if (now - c->last_heard_ms >= interval)
             send_ping(c, now);
     } else if (now - c->ping_sent_ms >= interval) {
+        if (still_reading(c)) {
+            /* The ping waits behind what it has not read yet, and it is
+             * reading: the interval starts again (the stall rule drops it
+             * if it stops reading). */
+            c->ping_sent_ms = now;
+            return;
+        }
         sb_log_debug("server", "client %llu: no pong, closing",
                      (unsigned long long)c->id);
         sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Keepalive timeout");

@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <linux/sockios.h>
 #include <linux/tcp.h>
 
 int sb_sockstat_bytes_acked(int fd, uint64_t *out)
@@ -26,5 +28,14 @@ int sb_sockstat_bytes_acked(int fd, uint64_t *out)
                   sizeof(ti.tcpi_bytes_acked))
         return -1;
     *out = ti.tcpi_bytes_acked;
+    return 0;
+}
+
+int sb_sockstat_unacked(int fd, uint64_t *out)
+{
+    int n = 0;
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0)
+        return -1;
+    *out = (uint64_t)n;
     return 0;
 }

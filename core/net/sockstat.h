@@ -1,8 +1,8 @@
 /*
  * sockstat — what the kernel says about a client's socket.
  *
- * Owns nothing: one question to the TCP stack, so that the server can tell
- * a slow reader that is reading from one that takes nothing. Never touches
+ * Owns nothing: two questions to the TCP stack, so that the server can
+ * tell a slow reader that is reading from one that takes nothing. Never touches
  * libwebsockets or the send queues.
  */
 #ifndef SB_SOCKSTAT_H
@@ -15,5 +15,10 @@
  * lies buffered on our side. Returns 0 and sets *out, or -1 when the kernel
  * cannot tell (not a TCP socket, or a kernel older than 4.1). */
 int sb_sockstat_bytes_acked(int fd, uint64_t *out);
+
+/* The bytes written to socket `fd` that the peer has not acknowledged yet
+ * (SIOCOUTQ): 0 once everything we wrote reached the peer's buffer.
+ * Returns 0 and sets *out, or -1 when the kernel cannot tell. */
+int sb_sockstat_unacked(int fd, uint64_t *out);
 
 #endif

@@ -19,8 +19,12 @@
 #include <string.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <limits.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,10 +118,31 @@ static const char *host_plugin_name(const sb_plugin *p)
     return p ? p->name : NULL;
 }
 
+/* Remembers that init looked `key` up, present or not: after init, a key
+ * of the section that neither the host nor the plugin asked for is a typo
+ * (check_keys). Out of memory only loses the record, which at worst turns
+ * into an "unknown key" refusal. */
+static void note_asked(sb_plugin *p, const char *key)
+{
+    for (size_t i = 0; i < p->nasked; i++)
+        if (strcmp(p->asked[i], key) == 0)
+            return;
+    char **grown = realloc(p->asked, (p->nasked + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    p->asked = grown;
+    if ((p->asked[p->nasked] = strdup(key)))
+        p->nasked++;
+}
+
 static const char *host_config_get(const sb_plugin *p, const char *key)
 {
     if (!p || !key)
         return NULL;
+    /* Every getter comes here; only init's reads are recorded. The handle
+     * is the host's own object, const only to the plugin. */
+    if (p->in_init)
+        note_asked((sb_plugin *)p, key);
     for (size_t i = 0; i < p->nkeys; i++)
         if (strcmp(p->keys[i].key, key) == 0)
             return p->keys[i].value;
@@ -159,6 +184,22 @@ static int host_config_require(sb_plugin *p, const char *key, const char **out)
     return SB_ERR_NOT_FOUND;
 }
 
+/* A whole number with an optional k, m or g suffix (binary), signed, in
+ * 64 bits: the config file's own parser (config.c). */
+static bool parse_int(const char *v, int64_t *out)
+{
+    bool negative;
+    unsigned long long n;
+    if (!sb_config_parse_scaled(v, true, &negative, &n) ||
+        n > (negative ? (unsigned long long)INT64_MAX + 1 : INT64_MAX))
+        return false;
+    if (!negative)
+        *out = (int64_t)n;
+    else
+        *out = n > INT64_MAX ? INT64_MIN : -(int64_t)n;
+    return true;
+}
+
 static int host_config_int(sb_plugin *p, const char *key, int64_t def,
                            int64_t *out)
 {
@@ -168,16 +209,32 @@ static int host_config_int(sb_plugin *p, const char *key, int64_t def,
     *out = def;
     if (!v)
         return SB_OK;
-    bool negative;
-    unsigned long long n;
-    if (!sb_config_parse_scaled(v, true, &negative, &n) ||
-        n > (negative ? (unsigned long long)INT64_MAX + 1 : INT64_MAX))
+    if (!parse_int(v, out)) {
+        *out = def;
         return config_bad(p, key, v,
                           "an integer, optionally with a k, m or g suffix");
-    if (!negative)
-        *out = (int64_t)n;
-    else
-        *out = n > INT64_MAX ? INT64_MIN : -(int64_t)n;
+    }
+    return SB_OK;
+}
+
+/* 1.3: config_int with bounds, so that plugins stop writing their own. */
+static int host_config_int_range(sb_plugin *p, const char *key, int64_t def,
+                                 int64_t min, int64_t max, int64_t *out)
+{
+    if (!p || !key || !out || min > max)
+        return SB_ERR_INVALID;
+    const char *v = host_config_get(p, key);
+    *out = def;
+    if (!v)
+        return SB_OK;
+    int64_t n;
+    if (!parse_int(v, &n) || n < min || n > max) {
+        char expected[96];
+        snprintf(expected, sizeof(expected), "an integer from %lld to %lld",
+                 (long long)min, (long long)max);
+        return config_bad(p, key, v, expected);
+    }
+    *out = n;
     return SB_OK;
 }
 
@@ -301,6 +358,8 @@ const sb_host sb_host_table = {
     .on_resume = host_on_resume,
     .plugin_generation = host_plugin_generation,
     .plugin_loaded_at = host_plugin_loaded_at,
+    /* 1.3 */
+    .config_int_range = host_config_int_range,
 };
 
 /* ---- loading ------------------------------------------------------------ */
@@ -359,10 +418,16 @@ static void plugin_free(sb_plugin *p)
     }
     for (size_t i = 0; i < p->nstaged; i++)
         free(p->staged[i].event);
+    for (size_t i = 0; i < p->nasked; i++)
+        free(p->asked[i]);
+    free(p->asked);
     free(p->staged);
     free(p->keys);
     free(p->name);
     free(p->file);
+    if (p->image_path) /* normally gone already (finalize) */
+        unlink(p->image_path);
+    free(p->image_path);
     free(p);
 }
 
@@ -395,16 +460,182 @@ static sb_plugin *plugin_new(sb_plugin_host *h, const sb_plugin_conf *pc)
     return p;
 }
 
-/* Copies the plugin file into a sealed in-memory file and opens that.
+/* Copies the plugin file and loads the copy.
  *
  * Why not dlopen(file): the dynamic loader returns the already loaded
  * object for a path it knows, so a new build at the same path would never
  * load next to the old one; and a file overwritten in place while mapped
- * crashes the process. A private copy per load avoids both. The memfd stays
- * open as long as the object is loaded, so its /proc/self/fd path is
- * unique; its name ("sb:NAME:gGEN") is how /proc/self/maps is checked after
- * dlclose. */
+ * crashes the process. A private copy per load avoids both.
+ *
+ * The copy is a real file, NAME.gGEN.PID.SEQ.so in a runtime folder only
+ * the server can write, so that gdb, valgrind and perf can read the
+ * plugin's symbols from the path in /proc/PID/maps. It is removed after
+ * dlclose (finalize), and copies left by a server that died are removed
+ * when the next one first loads a plugin. When no such folder is usable the
+ * copy is an in-memory file (memfd, "sb:NAME:gGEN") as before, which the
+ * tools cannot open. */
 static bool elf_complete(int fd, uint64_t size, const char **why);
+
+/* The runtime folder, chosen once per process; "" when none is usable. */
+static char runtime_dir[PATH_MAX];
+static bool runtime_chosen;
+static uint64_t image_seq;
+
+/* Whether `dir` is a folder of ours that nobody else can write and where
+ * mapped code may run. `create`: make it (0700) when absent. */
+static bool runtime_usable(const char *dir, bool create, char *why,
+                           size_t whylen)
+{
+    struct stat st;
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno));
+        return false;
+    }
+    if (lstat(dir, &st) != 0) {
+        snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, whylen, "%s is not a directory", dir);
+        return false;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(why, whylen, "%s is owned by uid %lu, not the server's %lu",
+                 dir, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        return false;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, whylen, "%s is writable by %s (mode %04o)", dir,
+                 st.st_mode & S_IWOTH ? "others" : "group",
+                 (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
+        snprintf(why, whylen, "%s is on a noexec file system", dir);
+        return false;
+    }
+    return true;
+}
+
+/* Removes the copies of servers that are gone: NAME.gGEN.PID.SEQ.so whose
+ * PID no longer runs (a crash, SIGKILL). */
+static void remove_stale_images(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        /* ...gGEN.PID.SEQ.so: PID is the third dot-field from the end. */
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(len - 3), e->d_name);
+        char *seq = strrchr(name, '.');
+        if (!seq)
+            continue;
+        *seq = '\0';
+        char *pid_s = strrchr(name, '.');
+        if (!pid_s || pid_s[1] == '\0' || pid_s - name < 3 ||
+            !strstr(name, ".g"))
+            continue;
+        char *end;
+        long pid = strtol(pid_s + 1, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            sb_log_info("plugins", "removed %s/%s, left by process %ld", dir,
+                        e->d_name, pid);
+    }
+    closedir(d);
+}
+
+static const char *choose_runtime_dir(void)
+{
+    if (runtime_chosen)
+        return runtime_dir;
+    runtime_chosen = true;
+    char why[PATH_MAX + 128] = "";
+    const char *env = getenv("RUNTIME_DIRECTORY"); /* systemd */
+    if (env && *env) {
+        /* Several folders are separated by ':': the first is ours. */
+        snprintf(runtime_dir, sizeof(runtime_dir), "%.*s",
+                 (int)strcspn(env, ":"), env);
+        if (runtime_usable(runtime_dir, false, why, sizeof(why)))
+            goto chosen;
+        sb_log_warn("plugins", "not using $RUNTIME_DIRECTORY: %s", why);
+    }
+    env = getenv("XDG_RUNTIME_DIR");
+    if (env && *env) {
+        snprintf(runtime_dir, sizeof(runtime_dir), "%s/switchboard", env);
+        if (runtime_usable(runtime_dir, true, why, sizeof(why)))
+            goto chosen;
+        sb_log_warn("plugins", "not using $XDG_RUNTIME_DIR: %s", why);
+    }
+    snprintf(runtime_dir, sizeof(runtime_dir), "/tmp/switchboard-%lu",
+             (unsigned long)geteuid());
+    if (runtime_usable(runtime_dir, true, why, sizeof(why)))
+        goto chosen;
+    sb_log_warn("plugins",
+                "no private runtime folder for plugin copies (%s): plugins "
+                "load from in-memory copies, whose symbols gdb, valgrind "
+                "and perf cannot read",
+                why);
+    runtime_dir[0] = '\0';
+    return runtime_dir;
+chosen:
+    sb_log_debug("plugins", "plugin copies go to %s", runtime_dir);
+    remove_stale_images(runtime_dir);
+    return runtime_dir;
+}
+
+/* Makes the file the copy goes to: a new file in the runtime folder, or a
+ * memfd. Returns its descriptor (read-write) or -1 with err written. */
+static int image_create(sb_plugin *p, const char *file, char *err,
+                        size_t errlen)
+{
+    const char *dir = choose_runtime_dir();
+    if (*dir) {
+        snprintf(p->image_name, sizeof(p->image_name), "%s.g%llu.%ld.%llu.so",
+                 p->name, (unsigned long long)p->generation, (long)getpid(),
+                 (unsigned long long)++image_seq);
+        if (asprintf(&p->image_path, "%s/%s", dir, p->image_name) < 0) {
+            p->image_path = NULL;
+            snprintf(err, errlen, "cannot load %s: out of memory", file);
+            return -1;
+        }
+        int fd = open(p->image_path,
+                      O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0500);
+        if (fd >= 0)
+            return fd;
+        snprintf(err, errlen, "cannot load %s: creating its copy %s: %s", file,
+                 p->image_path, strerror(errno));
+        free(p->image_path);
+        p->image_path = NULL;
+        return -1;
+    }
+    snprintf(p->image_name, sizeof(p->image_name), "sb:%s:g%llu", p->name,
+             (unsigned long long)p->generation);
+    int fd = memfd_create(p->image_name, MFD_CLOEXEC);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot load %s: memfd_create: %s", file,
+                 strerror(errno));
+    return fd;
+}
+
+/* Drops the copy (after dlclose, or when the load failed). */
+static void image_remove(sb_plugin *p)
+{
+    if (p->image_path) {
+        unlink(p->image_path);
+        free(p->image_path);
+        p->image_path = NULL;
+    }
+}
 
 static void *open_image(sb_plugin *p, const char *file, char *err,
                         size_t errlen)
@@ -430,12 +661,8 @@ static void *open_image(sb_plugin *p, const char *file, char *err,
     }
     p->file_id = (sb_file_id){st.st_dev, st.st_ino, (uint64_t)st.st_size,
                               st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
-    snprintf(p->image_name, sizeof(p->image_name), "sb:%s:g%llu", p->name,
-             (unsigned long long)p->generation);
-    int fd = memfd_create(p->image_name, MFD_CLOEXEC);
+    int fd = image_create(p, file, err, errlen);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot load %s: memfd_create: %s", file,
-                 strerror(errno));
         close(in);
         return NULL;
     }
@@ -454,6 +681,7 @@ static void *open_image(sb_plugin *p, const char *file, char *err,
         snprintf(err, errlen, "cannot load %s: copying it: %s", file,
                  strerror(errno));
         close(fd);
+        image_remove(p);
         return NULL;
     }
     const char *why_not;
@@ -462,15 +690,17 @@ static void *open_image(sb_plugin *p, const char *file, char *err,
                  "cannot load %s: not a loadable shared object (%s)", file,
                  why_not);
         close(fd);
+        image_remove(p);
         return NULL;
     }
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     dlerror();
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *dl =
+        dlopen(p->image_path ? p->image_path : path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *why = dlerror();
-        /* dlerror names the /proc path; the operator knows the file. */
+        /* dlerror names the copy; the operator knows the file. */
         const char *colon = why ? strstr(why, ": ") : NULL;
         snprintf(err, errlen,
                  "cannot load %s: not a loadable shared object (%s)", file,
@@ -478,9 +708,13 @@ static void *open_image(sb_plugin *p, const char *file, char *err,
                  : why ? why
                        : "unknown error");
         close(fd);
+        image_remove(p);
         return NULL;
     }
-    p->image_fd = fd;
+    if (p->image_path)
+        close(fd); /* the path names it while it is mapped */
+    else
+        p->image_fd = fd; /* the memfd lives as long as the object */
     return dl;
 }
 
@@ -515,6 +749,59 @@ static bool elf_complete(int fd, uint64_t size, const char **why)
             return false;
     }
     return true;
+}
+
+/* The keys of a [plugin.NAME] section the host itself reads (config.c,
+ * reload.c): never the plugin's business. */
+static const char *const host_keys[] = {"file", "enabled", "optional",
+                                        "gateways", "watch"};
+
+static bool key_known(const sb_plugin *p, const char *key)
+{
+    for (size_t i = 0; i < sizeof(host_keys) / sizeof(host_keys[0]); i++)
+        if (strcmp(host_keys[i], key) == 0)
+            return true;
+    for (size_t i = 0; i < p->nasked; i++)
+        if (strcmp(p->asked[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* After a successful init: the keys of the section that neither the host
+ * nor the plugin's init asked for, worded like [server]'s unknown keys.
+ * Returns how many; writes the sentence to err. */
+static size_t check_keys(const sb_plugin *p, char *err, size_t errlen)
+{
+    size_t unknown = 0, at = 0;
+    int first_line = 0;
+    char names[512] = "";
+    for (size_t i = 0; i < p->nkeys; i++) {
+        if (key_known(p, p->keys[i].key))
+            continue;
+        if (!unknown++)
+            first_line = p->keys[i].line;
+        if (at < sizeof(names))
+            at += (size_t)snprintf(names + at, sizeof(names) - at, "%s'%s'",
+                                   unknown > 1 ? ", " : "", p->keys[i].key);
+    }
+    if (!unknown)
+        return 0;
+    char reads[512] = "";
+    at = 0;
+    for (size_t i = 0; i < p->nasked && at < sizeof(reads); i++)
+        at += (size_t)snprintf(reads + at, sizeof(reads) - at, "%s%s",
+                               i ? ", " : "", p->asked[i]);
+    /* A sentence longer than err is cut; the key names come first. */
+    const char *intro = p->nasked ? "it reads: " : "it reads no keys";
+    int w = unknown == 1
+                ? snprintf(err, errlen,
+                           "line %d: unknown key %s in [plugin.%s] (%s%s)",
+                           first_line, names, p->name, intro, reads)
+                : snprintf(err, errlen, "unknown keys %s in [plugin.%s] (%s%s)",
+                           names, p->name, intro, reads);
+    if (w < 0)
+        snprintf(err, errlen, "unknown keys in [plugin.%s]", p->name);
+    return unknown;
 }
 
 static int check_descriptor(const sb_plugin_desc *d, const char *file,
@@ -559,14 +846,17 @@ static int check_descriptor(const sb_plugin_desc *d, const char *file,
 /* Whether the object is gone from the address space after dlclose: a
  * plugin that pins itself (a thread still running, RTLD_NODELETE) would
  * otherwise leak a mapping at every reload. */
-static bool image_mapped(const char *name)
+static bool image_mapped(const sb_plugin *p)
 {
     FILE *f = fopen("/proc/self/maps", "r");
     if (!f)
         return false;
-    char line[512];
-    char needle[96];
-    snprintf(needle, sizeof(needle), "/memfd:%s ", name);
+    char line[PATH_MAX + 128];
+    char needle[PATH_MAX + 16];
+    if (p->image_path)
+        snprintf(needle, sizeof(needle), "%s\n", p->image_path);
+    else
+        snprintf(needle, sizeof(needle), "/memfd:%s ", p->image_name);
     bool found = false;
     while (!found && fgets(line, sizeof(line), f))
         found = strstr(line, needle) != NULL;
@@ -590,7 +880,7 @@ static void finalize(sb_plugin *p)
         remove_routes(h, p);
     if (p->dl) {
         dlclose(p->dl);
-        if (image_mapped(p->image_name))
+        if (image_mapped(p))
             sb_log_warn("plugins",
                         "plugin '%s' (generation %llu) is still mapped after "
                         "dlclose: a thread or RTLD_NODELETE keeps it",
@@ -598,6 +888,7 @@ static void finalize(sb_plugin *p)
     }
     if (p->image_fd >= 0)
         close(p->image_fd);
+    image_remove(p);
     if (p->announce_unload)
         sb_log_info("plugins", "unloaded plugin '%s' (generation %llu)",
                     p->name, (unsigned long long)p->generation);
@@ -613,6 +904,13 @@ sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
                                const sb_plugin *replacing, char *err,
                                size_t errlen)
 {
+    /* A section without `file` (or `file =` empty) was reported by the
+     * config parser; -t still comes here and must not crash. */
+    if (!pc->file || !*pc->file) {
+        snprintf(err, errlen, "cannot load [plugin.%s]: it has no 'file'",
+                 pc->name ? pc->name : "?");
+        return NULL;
+    }
     sb_plugin *p = plugin_new(h, pc);
     if (!p) {
         snprintf(err, errlen, "cannot load %s: out of memory", pc->file);
@@ -661,6 +959,21 @@ sb_plugin *sb_plugin_host_open(sb_plugin_host *h, const sb_plugin_conf *pc,
         sb_plugin_retire(p);
         return NULL;
     }
+    /* Plugins declare their keys by reading them (1.3). One built against
+     * an older minor may read some only later, with config_get: for it an
+     * unknown key is a warning. */
+    char why[1024];
+    if (check_keys(p, why, sizeof(why))) {
+        if (d->abi_minor >= 3) {
+            snprintf(err, errlen, "cannot load %s: %s", pc->file, why);
+            sb_plugin_retire(p);
+            return NULL;
+        }
+        sb_log_warn("plugins",
+                    "plugin '%s': %s (built for ABI %u.%u, so only a "
+                    "warning; for ABI 1.3 and later it is an error)",
+                    p->name, why, d->abi_major, d->abi_minor);
+    }
     return p;
 }
 
@@ -698,6 +1011,32 @@ int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
         return -1;
     }
     return 0;
+}
+
+int sb_plugin_host_load_config(sb_plugin_host *h, const sb_config *cfg,
+                               bool keep_going)
+{
+    int fatal = 0;
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        const sb_plugin_conf *pc = &cfg->plugins[i];
+        if (!pc->enabled) {
+            sb_log_info("plugins", "plugin '%s' is disabled", pc->name);
+            continue;
+        }
+        char err[1024];
+        if (sb_plugin_host_load(h, pc, err, sizeof(err)) == 0)
+            continue;
+        if (pc->optional) {
+            sb_log_warn("plugins", "plugin '%s' (optional) skipped: %s",
+                        pc->name, err);
+            continue;
+        }
+        sb_log_error("plugins", "plugin '%s': %s", pc->name, err);
+        fatal++;
+        if (!keep_going)
+            break;
+    }
+    return fatal;
 }
 
 int sb_plugin_host_swap(sb_plugin_host *h, sb_plugin *old, sb_plugin *np)

@@ -36,6 +36,13 @@ int sb_plugin_host_init(sb_plugin_host *h, uv_loop_t *loop,
  * plugin remains. */
 int sb_plugin_host_load(sb_plugin_host *h, const sb_plugin_conf *pc, char *err,
                         size_t errlen);
+/* Loads every enabled plugin of `cfg`, in order, logging each failure.
+ * Returns the number of failures that must stop the server (an optional
+ * plugin only warns). With keep_going every plugin is tried, so that -t
+ * reports every reason at once. Safe on any parsed config, even one with
+ * problems (a section without `file` is one more failure). */
+int sb_plugin_host_load_config(sb_plugin_host *h, const sb_config *cfg,
+                               bool keep_going);
 /* Loads a plugin file and runs its init, with its routes only staged:
  * the plugin is not serving yet. `replacing` (may be NULL) is the version
  * it will replace, whose events do not count as taken. NULL and err on

@@ -41,11 +41,12 @@ struct sb_plugin {
     char *file;         /* path it was loaded from */
     sb_config_kv *keys; /* owned copy of its config section */
     size_t nkeys;
-    uint64_t gateways; /* bit g set: serves gateway g */
-    size_t slot;       /* index of its per-client slot (sb_client.slots) */
-    void *dl;          /* dlopen handle */
-    int image_fd;      /* the memfd it was loaded from, open while loaded */
-    char image_name[96];
+    uint64_t gateways;   /* bit g set: serves gateway g */
+    size_t slot;         /* index of its per-client slot (sb_client.slots) */
+    void *dl;            /* dlopen handle */
+    int image_fd;        /* the memfd it was loaded from (fallback), or -1 */
+    char image_name[96]; /* "sb:NAME:gGEN" (memfd) or the copy's file name */
+    char *image_path;    /* the private copy it was loaded from, or NULL */
     sb_file_id file_id;
     const sb_plugin_desc *desc;
     uint64_t generation;   /* 1, then +1 per reload of this instance */
@@ -61,7 +62,9 @@ struct sb_plugin {
     bool unloading;       /* retired: no new timers or work (async.c) */
     bool posts_closed;    /* drained: no new posts (under post_lock) */
     bool conflict;        /* a subscribe hit an event owned elsewhere */
-    char error[512];      /* why init failed, from plugin_error() */
+    char **asked;         /* keys its init looked up (config getters) */
+    size_t nasked;
+    char error[512]; /* why init failed, from plugin_error() */
     sb_ready_fn ready;
     void *ready_ud;
     sb_connect_fn connect;

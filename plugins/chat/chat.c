@@ -52,6 +52,9 @@ static char *host_room(const chat *c, const char *room)
 static int data_object(const chat *c, sb_message *msg, json_t **out)
 {
     json_t *data = c->host->message_data(msg);
+    /* Set on every path: the compiler cannot know that fail() never
+     * returns SB_OK, and the callers test only the status. */
+    *out = NULL;
     if (!json_is_object(data))
         return c->host->fail(msg, "data must be an object");
     *out = data;
@@ -65,6 +68,7 @@ static int get_room(const chat *c, sb_message *msg, json_t *data,
                     const char **room)
 {
     json_t *v = json_object_get(data, "room");
+    *room = NULL;
     if (!json_is_string(v))
         return c->host->fail(msg, "room must be a string");
     size_t len = json_string_length(v);
@@ -209,20 +213,15 @@ static void chat_unload(sb_plugin *p, void *udata)
 }
 
 /* Reads a length limit: an integer from `min` up, `def` when absent. The
- * getter's own failure (not a number) already names the key; the range
- * check names it here. */
+ * host's range-checked getter names the key, the section and the range. */
 static int config_length(sb_plugin *p, const sb_host *h, const char *key,
                          int64_t def, int64_t min, size_t *out)
 {
     int64_t v;
-    int rc = h->config_int(p, key, def, &v);
-    if (rc != SB_OK)
-        return rc;
-    if (v < min)
-        return h->plugin_error(p, "%s must be at least %lld (got %lld)", key,
-                               (long long)min, (long long)v);
-    *out = (size_t)v;
-    return SB_OK;
+    int rc = h->config_int_range(p, key, def, min, INT64_MAX, &v);
+    if (rc == SB_OK)
+        *out = (size_t)v;
+    return rc;
 }
 
 static int chat_init(sb_plugin *p, const sb_host *h)

@@ -161,15 +161,10 @@ static void clock_unload(sb_plugin *p, void *udata)
 static int clock_init(sb_plugin *p, const sb_host *h)
 {
     int64_t interval;
-    int rc = h->config_int(p, "interval_ms", 1000, &interval);
+    int rc = h->config_int_range(p, "interval_ms", 1000, CLOCK_MIN_INTERVAL_MS,
+                                 CLOCK_MAX_INTERVAL_MS, &interval);
     if (rc != SB_OK)
-        return rc; /* the host recorded why, naming the key */
-    if (interval < CLOCK_MIN_INTERVAL_MS || interval > CLOCK_MAX_INTERVAL_MS)
-        return h->plugin_error(p,
-                               "interval_ms must be between %d and %d "
-                               "(got %lld)",
-                               CLOCK_MIN_INTERVAL_MS, CLOCK_MAX_INTERVAL_MS,
-                               (long long)interval);
+        return rc; /* the host recorded why, naming key, section, range */
 
     const char *name = h->plugin_name(p);
     size_t room_size = strlen(name) + sizeof(":ticks");

@@ -41,16 +41,19 @@ static int hello_init(sb_plugin *p, const sb_host *host)
     if (!h)
         return host->plugin_error(p, "out of memory");
     h->host = host;
-    h->greeting = host->config_get(p, "greeting");
-    if (!h->greeting)
-        h->greeting = "Hello";
-    int rc = host->subscribe(p, "hello", on_hello, h);
+    /* Every key of the section is read here, in init: the keys read are
+     * the plugin's declared keys, and any other one is refused as a typo. */
+    int rc = host->config_string(p, "greeting", "Hello", &h->greeting);
+    if (rc == SB_OK)
+        rc = host->subscribe(p, "hello", on_hello, h);
+    if (rc == SB_OK)
+        rc = host->on_unload(p, on_unload, h);
     if (rc != SB_OK) {
+        /* The host recorded why (the bad key, the event's owner): return
+         * its status, do not overwrite that with plugin_error(). */
         free(h);
-        return host->plugin_error(p, "cannot subscribe 'hello': %s",
-                                  host->strerror(rc));
+        return rc;
     }
-    host->on_unload(p, on_unload, h);
     return SB_OK;
 }
 

@@ -433,7 +433,8 @@ START_TEST(test_config_limits)
     expect_fail(a, "join", "{\"room\":\"abcde\"}",
                 "room is longer than 4 bytes");
     join(a, "abcd", 1);
-    char data[2100];
+    /* As big as quoted()'s buffer, so no compiler sees a cut. */
+    char data[8192 + 64];
     snprintf(data, sizeof(data), "{\"room\":\"abcd\",\"text\":%s}",
              quoted('t', 1025));
     expect_fail(a, "say", data, "text is longer than 1024 bytes");
@@ -473,9 +474,14 @@ static void check_bad_config(const char *keys, const char *reason)
 START_TEST(test_bad_config)
 {
     check_bad_config("max_room_length = 0\n",
-                     "max_room_length must be at least 1 (got 0)");
+                     "bad value '0' for 'max_room_length' in [plugin.chat] "
+                     "(expected an integer from 1 to 9223372036854775807)");
     check_bad_config("max_text_length = -1\n",
-                     "max_text_length must be at least 0 (got -1)");
+                     "bad value '-1' for 'max_text_length' in [plugin.chat]");
+    /* A typo is an unknown key: the plugin declared what it reads. */
+    check_bad_config("max_room_lenght = 5\n",
+                     "unknown key 'max_room_lenght' in [plugin.chat] (it "
+                     "reads: max_room_length, max_text_length)");
     /* Not a number: the host's getter says so, naming the key. */
     check_bad_config("max_room_length = many\n", "max_room_length");
 }

@@ -320,14 +320,15 @@ START_TEST(test_bad_interval)
     static const struct {
         const char *keys, *reason;
     } bad[] = {
-        {"interval_ms = 9\n", "interval_ms must be between 10 and 3600000 "
-                              "(got 9)"},
-        {"interval_ms = 0\n", "interval_ms must be between 10 and 3600000 "
-                              "(got 0)"},
-        {"interval_ms = -50\n", "interval_ms must be between 10 and 3600000 "
-                                "(got -50)"},
-        {"interval_ms = 3600001\n", "interval_ms must be between 10 and "
-                                    "3600000 (got 3600001)"},
+        {"interval_ms = 9\n", "bad value '9' for 'interval_ms' in "
+                              "[plugin.clock] (expected an integer from 10 "
+                              "to 3600000)"},
+        {"interval_ms = 0\n", "bad value '0' for 'interval_ms'"},
+        {"interval_ms = -50\n", "bad value '-50' for 'interval_ms'"},
+        {"interval_ms = 3600001\n", "bad value '3600001' for 'interval_ms' "
+                                    "in [plugin.clock] (expected an integer "
+                                    "from 10 to 3600000)"},
+        {"interval_ms = 4g\n", "(expected an integer from 10 to 3600000)"},
         /* Not a number: the host's getter names the key. */
         {"interval_ms = soon\n", "interval_ms"},
     };

@@ -158,6 +158,41 @@ START_TEST(test_check_config)
 }
 END_TEST
 
+/* A [plugin.X] section with no `file` (a typo) or an empty one: -t and a
+ * start report it and exit 1. Before, both died of SIGSEGV in the plugin
+ * host (strdup(NULL)) after printing the config error. */
+START_TEST(test_check_config_no_file)
+{
+    char dir[] = "/tmp/sb-it-nofile-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char ini[400], text[2048], out[65536];
+    snprintf(ini, sizeof(ini), "%s/t.ini", dir);
+    static const struct {
+        const char *section, *reason;
+    } cases[] = {
+        {"[plugin.typo]\nfiel = x.so\n", "missing key 'file' in [plugin.typo]"},
+        {"[plugin.empty]\nfile =\n", "bad value '' for 'file'"},
+        {"[plugin.empty]\nfile =\noptional = yes\n", "bad value '' for 'file'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "[server]\nport = 3999\n[plugin.nest]\nfile = "
+                 "%s/nest-example.so\n%s",
+                 SB_TEST_PLUGIN_DIR, cases[i].section);
+        write_ini(ini, text);
+        const char *check[] = {"-t", "-c", ini, NULL};
+        ck_assert_int_eq(srv_run(check, out, sizeof(out)), 1);
+        ck_assert_msg(strstr(out, cases[i].reason), "%s", out);
+        ck_assert_msg(strstr(out, "test failed"), "%s", out);
+        const char *serve[] = {"-c", ini, NULL};
+        ck_assert_int_eq(srv_run(serve, out, sizeof(out)), 1);
+        ck_assert_msg(strstr(out, "not starting"), "%s", out);
+    }
+    snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(text), 0);
+}
+END_TEST
+
 /* Work a plugin's init queued is still running (or queued) when -t is done,
  * or when a later plugin is missing and the server refuses to start: its
  * completion must run (or be cancelled) before the post queue's lock is
@@ -240,6 +275,7 @@ int main(void)
     tcase_add_test(tc, test_shutdown_closes_clients);
     tcase_add_test(tc, test_sigint);
     tcase_add_test(tc, test_check_config);
+    tcase_add_test(tc, test_check_config_no_file);
     tcase_add_test(tc, test_pending_init_work_at_exit);
     tcase_add_test(tc, test_cli);
     tcase_add_test(tc, test_port_in_use);

@@ -185,8 +185,14 @@ START_TEST(test_slow_consumer_closed_memory_flat)
      * that reads nothing; if it still has not read it when the close-ack
      * timeout runs out, the connection is just dropped: closed either way. */
     int code = 0;
-    ck_assert_int_eq(ws_expect_close(c, 120000, &code, NULL, 0), 0);
-    ck_assert_msg(code == 1008 || code == -1, "closed with %d", code);
+    char reason[128] = "";
+    ck_assert_int_eq(ws_expect_close(c, 120000, &code, reason, sizeof(reason)),
+                     0);
+    /* On a loaded machine the keepalive may come first: a client that
+     * reads nothing for a ping_interval and one more is closed with 1001. */
+    ck_assert_msg(code == 1008 || code == -1 ||
+                      (code == 1001 && !strcmp(reason, "Keepalive timeout")),
+                  "closed with %d (%s)", code, reason);
     ws_close(c);
     /* Under valgrind the process's RSS is mostly valgrind's own. */
     const char *wrap = getenv("SB_TEST_WRAPPER");

@@ -301,10 +301,15 @@ START_TEST(test_out_of_descriptors)
         setenv("SB_TEST_WRAPPER", old, 1);
     else
         unsetenv("SB_TEST_WRAPPER");
-    ck_assert_msg(strstr(srv_logtext(&srv), "the descriptor limit is 200"),
-                  "%s", srv_logtail(&srv));
-    ck_assert_msg(strstr(srv_logtext(&srv), "at most about 72 clients"), "%s",
-                  srv_logtail(&srv));
+    /* 200, or a little less under valgrind, which keeps a few for itself;
+     * the process keeps 128, the rest is the clients' cap. */
+    const char *lim = strstr(srv_logtext(&srv), "the descriptor limit is ");
+    ck_assert_msg(lim, "%s", srv_logtail(&srv));
+    long limit = strtol(lim + strlen("the descriptor limit is "), NULL, 10);
+    ck_assert_msg(limit > 128 && limit <= 200, "%s", srv_logtail(&srv));
+    char cap[64];
+    snprintf(cap, sizeof(cap), "at most about %ld clients", limit - 128);
+    ck_assert_msg(strstr(srv_logtext(&srv), cap), "%s", srv_logtail(&srv));
 
     /* Clients until refusals come. */
     enum { N = 260 };

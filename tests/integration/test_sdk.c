@@ -31,6 +31,7 @@ static void expect_file(const char *rel)
 
 START_TEST(test_install_and_template)
 {
+    char cmd[1024];
     snprintf(prefix, sizeof(prefix), "/tmp/sb-sdk-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(prefix));
     run("cmake --install '%s' --prefix '%s' >/dev/null", SB_TEST_BUILD_DIR,
@@ -56,10 +57,45 @@ START_TEST(test_install_and_template)
     run("'%s/bin/switchboard' -t -c '%s/etc/switchboard/switchboard.ini' "
         "2>/dev/null",
         prefix, prefix);
+    /* ...and reads it without -c, from any folder: its default is the
+     * config under its own prefix, not etc/switchboard.ini in the current
+     * folder. */
+    char out[8192], want[512];
+    snprintf(cmd, sizeof(cmd), "cd / && '%s/bin/switchboard' -t 2>&1", prefix);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    snprintf(want, sizeof(want),
+             "%s/etc/switchboard/switchboard.ini: configuration is valid",
+             prefix);
+    ck_assert_msg(strstr(out, want), "'%s' not in:\n%s", want, out);
+    snprintf(cmd, sizeof(cmd), "'%s/bin/switchboard' --help", prefix);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    snprintf(want, sizeof(want),
+             "(default: %s/etc/switchboard/switchboard.ini)", prefix);
+    ck_assert_msg(strstr(out, want), "'%s' not in:\n%s", want, out);
+
+    /* The plugin author's documentation, where a package's goes. */
+    expect_file("share/doc/switchboard/sdk.md");
+    expect_file("share/doc/switchboard/CHANGES.md");
+    expect_file("share/doc/switchboard/template/hello.c");
+    expect_file("share/doc/switchboard/template/CMakeLists.txt");
+    /* Where installed plugins go, for pkg-config users. */
+    snprintf(cmd, sizeof(cmd),
+             "test \"$(realpath \"$(PKG_CONFIG_PATH='%s/lib/pkgconfig' "
+             "pkg-config --variable=plugindir switchboard-plugin)\")\" = "
+             "\"$(realpath '%s/lib/switchboard/plugins')\"",
+             prefix, prefix);
+    ck_assert_msg(system(cmd) == 0, "%s", cmd);
 
     /* The template, copied out of the tree, built with the CMake package. */
     run("cp -r '%s/sdk/template' '%s/hello-src'", SB_TEST_SOURCE_DIR, prefix);
-    char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "cd '%s' && cmake -S hello-src -B hello-build "
              "-DCMAKE_PREFIX_PATH='%s' >/dev/null && cmake --build "

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <switchboard/plugin.h>
 
 #include "harness.h"
 
@@ -764,6 +765,97 @@ START_TEST(test_typed_config_refusals)
 }
 END_TEST
 
+/* ---- declared keys (1.3) ------------------------------------------------ */
+
+/* A key that neither the host nor the plugin's init read is a typo: for a
+ * 1.3 plugin an error for -t and at start, for an older one a warning (its
+ * config_get reads count as declared). Before 1.3, `limt = 5` passed -t. */
+START_TEST(test_declared_keys)
+{
+    char dir[] = "/tmp/sb-it-keys-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char ini[300], text[4096], out[65536];
+    snprintf(ini, sizeof(ini), "%s/t.ini", dir);
+    const char *pd = SB_TEST_PLUGIN_DIR;
+    snprintf(text, sizeof(text),
+             "[server]\nport = 3999\n"
+             "[plugin.typo]\nfile = %s/test-sdk11.so\njournal = %s/j\n"
+             "limt = 5\n"
+             "[plugin.two]\nfile = %s/nest-example.so\ncolour = red\n"
+             "size = 2\n",
+             pd, dir, pd);
+    write_file(ini, text);
+    const char *args[] = {"-t", "-c", ini, NULL};
+    ck_assert_int_eq(srv_run(args, out, sizeof(out)), 1);
+    static const char *reasons[] = {
+        ("line 6: unknown key 'limt' in [plugin.typo] (it reads: journal, "
+         "role, deny_key, greeting, limit, absent_int, verbose, ratio"),
+        "unknown keys 'colour', 'size' in [plugin.two] (it reads no keys)",
+        "2 problem(s), test failed"};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        ck_assert_msg(strstr(out, reasons[i]), "missing '%s' in:\n%s",
+                      reasons[i], out);
+    const char *serve[] = {"-c", ini, NULL};
+    ck_assert_int_eq(srv_run(serve, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "unknown key 'limt' in [plugin.typo]") &&
+                      strstr(out, "not starting"),
+                  "%s", out);
+
+    /* The host's own keys are never unknown. */
+    snprintf(text, sizeof(text),
+             "[server]\nport = 3999\n"
+             "[plugin.hostkeys]\nfile = %s/test-sdk11.so\njournal = %s/j\n"
+             "enabled = yes\noptional = no\ngateways = default\n"
+             "watch = off\nlimit = 5\n",
+             pd, dir);
+    write_file(ini, text);
+    ck_assert_msg(srv_run(args, out, sizeof(out)) == 0, "%s", out);
+
+    /* A 1.2 plugin: its config_get read of greeting counts, `stray` is a
+     * warning and it loads. */
+    snprintf(text, sizeof(text),
+             "[server]\nport = 3999\n"
+             "[plugin.old]\nfile = %s/test-abi12.so\ngreeting = hi\n"
+             "stray = 1\n",
+             pd);
+    write_file(ini, text);
+    ck_assert_msg(srv_run(args, out, sizeof(out)) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "unknown key 'stray' in [plugin.old] (it "
+                              "reads: greeting, limit) (built for ABI 1.2, "
+                              "so only a warning"),
+                  "%s", out);
+    ck_assert_msg(!strstr(out, "'greeting'"), "%s", out);
+    snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(text), 0);
+}
+END_TEST
+
+/* ---- ABI 1.2 ------------------------------------------------------------ */
+
+/* A plugin built against the frozen 1.2 header loads and answers under a
+ * 1.3 host, which it sees as such. */
+START_TEST(test_abi12_plugin)
+{
+    srv_start(&srv, NULL,
+              "[plugin.old]\nfile = %P/test-abi12.so\ngreeting = hey\n"
+              "limit = 2k\n");
+    ck_assert_msg(
+        strstr(srv_logtext(&srv), "loaded plugin 'old' (abi12 1.2.0, ABI 1.2"),
+        "%s", srv_logtail(&srv));
+    ws_client *a = cli_connect(&srv);
+    cli_send(a, "{\"event\":\"abi12.host\",\"id\":1}");
+    char want[256];
+    snprintf(want, sizeof(want),
+             "{\"event\":\"abi12.host\",\"data\":{\"major\":1,\"minor\":%d,"
+             "\"size_ok\":true,\"greeting\":\"hey\",\"limit\":2048,"
+             "\"generation\":1},\"id\":1}",
+             SB_ABI_MINOR);
+    cli_expect(a, want);
+    ws_close(a);
+    srv_stop(&srv);
+}
+END_TEST
+
 /* ---- ABI 1.0 ------------------------------------------------------------ */
 
 START_TEST(test_abi10_plugin)
@@ -923,7 +1015,10 @@ START_TEST(test_presence_example)
     ck_assert_msg(strstr(out, "bad value 'soon' for 'away_ms' in "
                               "[plugin.p1]"),
                   "%s", out);
-    ck_assert_msg(strstr(out, "away_ms must be positive"), "%s", out);
+    ck_assert_msg(strstr(out, "bad value '0' for 'away_ms' in [plugin.p2] "
+                              "(expected an integer from 1 to "
+                              "9223372036854775807)"),
+                  "%s", out);
     snprintf(text, sizeof(text), "rm -rf '%s'", dir);
     ck_assert_int_eq(system(text), 0);
 }
@@ -1008,6 +1103,8 @@ int main(void)
     tcase_add_test(tc, test_typed_config);
     tcase_add_test(tc, test_typed_config_refusals);
     tcase_add_test(tc, test_abi10_plugin);
+    tcase_add_test(tc, test_declared_keys);
+    tcase_add_test(tc, test_abi12_plugin);
     tcase_add_test(tc, test_docs_quote_presence_example);
     tcase_add_test(tc, test_presence_example);
     suite_add_tcase(s, tc);

@@ -163,9 +163,8 @@ static int presence_init(sb_plugin *p, const sb_host *h)
     presence *pr = calloc(1, sizeof(*pr));
     if (!pr)
         return host->plugin_error(p, "out of memory");
-    int rc = host->config_int(p, "away_ms", 30000, &pr->away_ms);
-    if (rc == SB_OK && pr->away_ms <= 0)
-        rc = host->plugin_error(p, "away_ms must be positive");
+    int rc =
+        host->config_int_range(p, "away_ms", 30000, 1, INT64_MAX, &pr->away_ms);
     if (rc == SB_OK)
         rc = host->subscribe(p, "join", on_join, pr);
     if (rc == SB_OK)

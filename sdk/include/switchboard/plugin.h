@@ -1,5 +1,5 @@
 /*
- * switchboard/plugin.h — the Switchboard plugin ABI, version 1.2.
+ * switchboard/plugin.h — the Switchboard plugin ABI, version 1.3.
  *
  * This is the only header a plugin author needs. It depends on the C standard
  * headers and <jansson.h>, nothing else. A plugin never links against the
@@ -42,7 +42,7 @@ extern "C" {
 /* The ABI this header describes. A host accepts a plugin built against the
  * same major and a minor no newer than the host's own. */
 #define SB_ABI_MAJOR 1
-#define SB_ABI_MINOR 2
+#define SB_ABI_MINOR 3
 
 /* First field of every descriptor: "SBPL" in ASCII. */
 #define SB_PLUGIN_MAGIC 0x5342504cu
@@ -502,6 +502,25 @@ typedef struct sb_host {
                           size_t id_len, const char *message);
     /* 1 if the client is in `room`, 0 if not (also for a stale id). */
     int (*room_has)(sb_plugin *plugin, sb_client_id client, const char *room);
+
+    /* ==== 1.3 ============================================================
+     * Plugins declare their keys: every key its init looks up with a config
+     * getter (config_get included), present or not, is the plugin's. After
+     * a successful init, a key of its section that neither the host (file,
+     * enabled, optional, gateways, watch) nor the plugin asked for refuses
+     * the plugin, at start, for -t and at a reload:
+     *   unknown key 'max_key' in [plugin.tally] (it reads: max_keys)
+     * So read every key during init. For a plugin built against 1.0-1.2 it
+     * is a warning only. */
+
+    /* config_int() with bounds: `out` gets `def` when the key is absent
+     * (`def` is not checked), the value when it is an integer from `min`
+     * to `max` inclusive. Otherwise SB_ERR_INVALID, with the message
+     * "bad value 'V' for 'KEY' in [plugin.NAME] (expected an integer from
+     * MIN to MAX)" recorded for init to return. SB_ERR_INVALID also when
+     * min > max. */
+    int (*config_int_range)(sb_plugin *plugin, const char *key, int64_t def,
+                            int64_t min, int64_t max, int64_t *out);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */
