@@ -1144,28 +1144,31 @@ static void on_lws_log(int level, const char *line)
 
 /* ---- start and stop ----------------------------------------------------- */
 
-/* The template of every listener's protocols. The first is the one a
- * client that offers no subprotocol gets; it has no name, so that lws
- * matches an offered name only to the entries build_protocols() adds. */
+/* The template of every listener's protocols: lws' "switchboard", the
+ * one a client that offers no subprotocol gets (build_protocols()). */
 static struct lws_protocols protocols[] = {
-    {.name = "",
+    {.name = "switchboard",
      .callback = callback,
      .per_session_data_size = sizeof(sb_client),
      .rx_buffer_size = 0,
      .tx_packet_size = 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
-/* The protocol list of listener v: the template's first entry, then one
- * per name its gateways accept, all sharing the one callback (lws binds
- * the connection to the entry of the name it agreed). NULL when out of
- * memory. */
+/* The protocol list of listener v. Without `subprotocols` on any of its
+ * gateways, the template as it is. Otherwise a first entry without a
+ * name, for clients that offer none (lws matches an offered name to no
+ * empty one), then one per name its gateways accept; all share the one
+ * callback, lws binding the connection to the entry it agreed. NULL when
+ * out of memory. */
 static struct lws_protocols *build_protocols(sb_server *s, size_t v)
 {
     const sb_config *cfg = s->config;
     size_t n = 1;
+    bool lists = false;
     for (size_t g = 0; g < cfg->ngateways; g++)
         if (s->listener_of[g] == v) {
             const char *l = accepted_of(&cfg->gateways[g].conf);
+            lists |= cfg->gateways[g].conf.subprotocols != NULL;
             n += 1;
             for (; *l; l++)
                 n += *l == ',';
@@ -1174,6 +1177,9 @@ static struct lws_protocols *build_protocols(sb_server *s, size_t v)
     if (!list)
         return NULL;
     list[0] = protocols[0];
+    if (!lists)
+        return list;
+    list[0].name = "";
     size_t used = 1;
     for (size_t g = 0; g < cfg->ngateways; g++) {
         if (s->listener_of[g] != v)

@@ -277,7 +277,7 @@ START_TEST(test_metrics_move)
     ck_assert_double_eq(
         value_of(page,
                  "switchboard_plugin_info{name=\"nest\",version=\"1.0.0\","
-                 "generation=\"1\",abi=\"1.2\"}"),
+                 "generation=\"1\",abi=\"1.3\"}"),
         1);
     ck_assert_double_eq(value_of(page, RECEIVED("identity")), 0);
     ck_assert_double_eq(value_of(page, "switchboard_reloads_total{result="
