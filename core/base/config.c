@@ -294,7 +294,9 @@ enum server_key_id {
     SK_LOG_FORMAT,
     SK_LOG_CONNECTIONS,
     SK_SEND_QUEUE_BUDGET,
-    SK_STATIC
+    SK_STATIC,
+    SK_ENVELOPE,
+    SK_SUBPROTOCOLS
 };
 
 /* Keys that only [server] may set: they are process-wide. */
@@ -376,7 +378,51 @@ static const struct server_key {
      "a size 0..1024g in bytes, with an optional k, m or g suffix; 0 = off"},
     {"static", SK_STATIC, V_PATH, 0, 0,
      "an existing folder, relative to the config file's"},
+    {"envelope", SK_ENVELOPE, V_WORD, 0, 0, "'json' or 'none'"},
+    {"subprotocols", SK_SUBPROTOCOLS, V_TEXT, 0, 0,
+     "subprotocol names (tokens of 1..63 characters) separated by commas"},
 };
+
+/* RFC 7230 tchar: what a subprotocol name may hold. */
+static bool is_tchar(unsigned char c)
+{
+    return c > ' ' && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+/* "a, b ,c" -> "a,b,c" (malloc'd), or NULL when a name is empty, too long
+ * for libwebsockets (63 characters) or not a token. */
+static char *parse_subprotocols(const char *value, bool *oom)
+{
+    size_t n = strlen(value);
+    char *out = malloc(n + 1), *o = out;
+    if (!out) {
+        *oom = true;
+        return NULL;
+    }
+    const char *v = value;
+    for (;;) {
+        while (*v == ' ' || *v == '\t')
+            v++;
+        const char *start = v;
+        while (is_tchar((unsigned char)*v))
+            v++;
+        size_t len = (size_t)(v - start);
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (len == 0 || len > 63 || (*v && *v != ',')) {
+            free(out);
+            return NULL;
+        }
+        if (o != out)
+            *o++ = ',';
+        memcpy(o, start, len);
+        o += len;
+        if (!*v++)
+            break;
+    }
+    *o = 0;
+    return out;
+}
 
 static bool valid_url_path(const char *s)
 {
@@ -438,6 +484,10 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
     case V_WORD:
         if (k->id == SK_LOG_LEVEL) {
             word = parse_log_level(value);
+        } else if (k->id == SK_ENVELOPE) {
+            word = strcasecmp(value, "json") == 0   ? SB_ENVELOPE_JSON
+                   : strcasecmp(value, "none") == 0 ? SB_ENVELOPE_NONE
+                                                    : -1;
         } else if (k->id == SK_LOG_FORMAT) {
             word = strcasecmp(value, "text") == 0   ? SB_LOG_TEXT
                    : strcasecmp(value, "json") == 0 ? SB_LOG_JSON
@@ -460,6 +510,10 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         text = resolve_path(p, value);
         if (!text)
             return true; /* not the value's fault */
+    } else if (k->id == SK_SUBPROTOCOLS) {
+        text = parse_subprotocols(value, &p->oom);
+        if (!text)
+            return p->oom;
     } else if (k->kind == V_TEXT) {
         text = dup_or_oom(p, value);
         if (!text)
@@ -553,6 +607,13 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         srv->static_dir = NULL;
         if (!real_folder(p, text, &srv->static_dir))
             return false;
+        break;
+    case SK_ENVELOPE:
+        srv->envelope = (sb_envelope_kind)word;
+        break;
+    case SK_SUBPROTOCOLS:
+        free(srv->subprotocols);
+        srv->subprotocols = text;
         break;
     }
     return true;
@@ -741,6 +802,8 @@ static void finish_gateways(struct parser *p)
     def->conf.tls_key = srv->tls_key ? dup_or_oom(p, srv->tls_key) : NULL;
     def->conf.static_dir =
         srv->static_dir ? dup_or_oom(p, srv->static_dir) : NULL;
+    def->conf.subprotocols =
+        srv->subprotocols ? dup_or_oom(p, srv->subprotocols) : NULL;
     for (size_t i = 1; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         unsigned set = p->gateway_set[i];
@@ -762,6 +825,7 @@ static void finish_gateways(struct parser *p)
         KEEP(SK_MAX_CONNECTIONS_PER_IP, max_connections_per_ip)
         KEEP(SK_RATE_LIMIT, rate_limit)
         KEEP(SK_RATE_BURST, rate_burst)
+        KEEP(SK_ENVELOPE, envelope)
 #undef KEEP
         if (!(set & (1u << SK_HOST)) && srv->host)
             g->host = dup_or_oom(p, srv->host);
@@ -771,6 +835,9 @@ static void finish_gateways(struct parser *p)
         /* Not inherited: files are served by the listener (host:port) of
          * the section that names the folder. */
         g->static_dir = own.static_dir;
+        g->subprotocols = own.subprotocols;
+        if (!(set & (1u << SK_SUBPROTOCOLS)) && srv->subprotocols)
+            g->subprotocols = dup_or_oom(p, srv->subprotocols);
         if (!(set & (1u << SK_ALLOWED_ORIGINS)) && srv->allowed_origins)
             g->allowed_origins = dup_or_oom(p, srv->allowed_origins);
         if (!(set & (1u << SK_TLS_CERT)) && srv->tls_cert)
@@ -1339,6 +1406,7 @@ void sb_config_free(sb_config *cfg)
     free(cfg->server.tls_cert);
     free(cfg->server.tls_key);
     free(cfg->server.static_dir);
+    free(cfg->server.subprotocols);
     free(cfg->admin.host);
     free(cfg->admin.token);
     for (size_t i = 0; i < cfg->ngateways; i++) {
@@ -1350,6 +1418,7 @@ void sb_config_free(sb_config *cfg)
         free(g->tls_cert);
         free(g->tls_key);
         free(g->static_dir);
+        free(g->subprotocols);
     }
     free(cfg->gateways);
     for (size_t i = 0; i < cfg->nplugins; i++) {

@@ -18,6 +18,12 @@ typedef enum sb_unknown_event {
     SB_UNKNOWN_EXCEPTION = 1 /* send an `exception` */
 } sb_unknown_event;
 
+/* What a gateway's messages are (`envelope`). */
+typedef enum sb_envelope_kind {
+    SB_ENVELOPE_JSON = 0, /* {"event","data","id"}, routed by event */
+    SB_ENVELOPE_NONE = 1  /* raw: whole frames to one plugin's frame hook */
+} sb_envelope_kind;
+
 typedef struct sb_config_kv {
     char *key;
     char *value;
@@ -68,6 +74,12 @@ typedef struct sb_server_conf {
     /* `static`: the real path of the folder this listener serves over plain
      * HTTP (static.c), NULL = none. Not inherited from [server]. */
     char *static_dir;
+    /* `envelope = json|none` (default json), and `subprotocols = a, b`:
+     * the WebSocket subprotocols it accepts, kept as "a,b" (each an RFC
+     * 7230 token of 1..63 characters), NULL = none. Both inherited from
+     * [server]. */
+    sb_envelope_kind envelope;
+    char *subprotocols;
 } sb_server_conf;
 
 /* One listener: [server] is the gateway "default"; each [gateway.NAME] adds

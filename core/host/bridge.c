@@ -117,6 +117,12 @@ static void fill_table(sb_host *t)
     t->message_gateway = sb_msg_gateway;
     t->send_exception = sb_api_send_exception;
     t->room_has = sb_api_room_has;
+    /* 1.3 */
+    t->message_frame = sb_msg_frame;
+    t->send_frame = sb_api_send_frame;
+    t->broadcast_frame = sb_api_broadcast_frame;
+    t->room_send_frame = sb_api_room_send_frame;
+    t->client_subprotocol = sb_api_client_subprotocol;
 }
 
 void sb_bridge_plugin_host(sb_plugin_host *ph)

@@ -179,12 +179,63 @@ static void warn_silent_failure(const sb_server *s, const sb_plugin *p,
                 p ? p->name : "?", what, event, rc, desc, more);
 }
 
+/* A raw gateway's message (`envelope = none`): the whole payload goes to
+ * the frame hook of the plugin serving the gateway, after its guards. A
+ * guard or hook that fails is logged and counted; the client gets nothing,
+ * there being no error message in a protocol the gateway does not know. */
+static int dispatch_raw(sb_client *c, const char *buf, size_t len, bool text)
+{
+    static const sb_envelope none; /* event "", no data, no id */
+    sb_server *s = c->server;
+    s->stats.messages_received++;
+    if (text && !sb_utf8_valid(buf, len))
+        return SB_DISPATCH_BAD_UTF8;
+    const sb_plugin *owner = sb_plugin_host_frame_owner(s->plugins, c->gateway);
+    if (!owner) {
+        s->gateway_stats[c->gateway].unrouted++;
+        return 0;
+    }
+    sb_message m;
+    memset(&m, 0, offsetof(sb_message, fail_text));
+    m.client = c;
+    m.env = &none;
+    m.frame = buf ? buf : "";
+    m.frame_len = len;
+    m.binary = !text;
+    const sb_plugin *culprit;
+    sb_exc_reason failure = SB_EXC_GUARD_DENIED;
+    int rc = run_guards(s->plugins, c->gateway, &m, &culprit);
+    if (rc == SB_OK && !m.failed) {
+        failure = SB_EXC_HANDLER_FAILED;
+        culprit = owner;
+        sb_plugin *p = (sb_plugin *)owner;
+        sb_crash_enter(p->name, "frame hook", NULL);
+        rc = p->frame(p, &m, p->frame_ud);
+        sb_crash_leave();
+    }
+    if (rc != SB_OK || m.failed) {
+        s->stats.exceptions_by[failure]++;
+        if (!m.failed)
+            warn_silent_failure(s, culprit,
+                                failure == SB_EXC_GUARD_DENIED ? "guard"
+                                                               : "frame hook",
+                                "(raw)", rc);
+        sb_log_debug("dispatch", "client %llu: %s of a raw message failed: %s",
+                     (unsigned long long)c->id,
+                     failure == SB_EXC_GUARD_DENIED ? "guard" : "frame hook",
+                     m.failed ? m.fail_text : "no reason given");
+    }
+    return 0;
+}
+
 int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
 {
     sb_server *s = c->server;
     const sb_server_conf *conf = sb_client_conf(c);
     sb_envelope env;
 
+    if (conf->envelope != SB_ENVELOPE_JSON)
+        return dispatch_raw(c, buf, len, text);
     s->stats.messages_received++;
     sb_env_status st = sb_envelope_parse(buf, len, conf->max_json_depth, &env);
     /* A document the scan accepts is valid UTF-8, so text frames are only
@@ -221,6 +272,7 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
     m.client = c;
     m.env = &env;
     m.route = route;
+    m.frame = NULL;
     m.data = NULL;
     m.data_loaded = 0;
     m.failed = 0;
@@ -314,6 +366,15 @@ const char *sb_msg_gateway(const sb_message *m)
              : NULL;
 }
 
+const void *sb_msg_frame(const sb_message *m, size_t *len, int *binary)
+{
+    if (len)
+        *len = m && m->frame ? m->frame_len : 0;
+    if (binary)
+        *binary = m && m->frame ? m->binary : 0;
+    return m ? m->frame : NULL;
+}
+
 const char *sb_msg_event(const sb_message *m)
 {
     return m ? m->env->event : NULL;
@@ -364,7 +425,7 @@ const char *sb_msg_id_raw(const sb_message *m, size_t *len)
 int sb_msg_reply(sb_message *m, const char *event, json_t *data)
 {
     int rc;
-    if (!m || !event_ok(event)) {
+    if (!m || !m->route || !event_ok(event)) {
         json_decref(data);
         return SB_ERR_INVALID;
     }
@@ -383,7 +444,7 @@ int sb_msg_reply(sb_message *m, const char *event, json_t *data)
 int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
                      size_t len)
 {
-    if (!m || !event_ok(event) || !json)
+    if (!m || !m->route || !event_ok(event) || !json)
         return SB_ERR_INVALID;
     sb_span value;
     char why[64];
@@ -400,7 +461,7 @@ int sb_msg_reply_raw(sb_message *m, const char *event, const char *json,
 int sb_msg_reply_value(sb_message *m, json_t *value)
 {
     int rc = SB_OK;
-    if (!m) {
+    if (!m || !m->route) {
         json_decref(value);
         return SB_ERR_INVALID;
     }
@@ -413,7 +474,7 @@ int sb_msg_reply_value(sb_message *m, json_t *value)
 
 int sb_msg_reply_data(sb_message *m)
 {
-    if (!m)
+    if (!m || !m->route)
         return SB_ERR_INVALID;
     sb_span d = m->env->data;
     if (!d.ptr || span_is_null(d))

@@ -21,7 +21,10 @@
 struct sb_message {
     sb_client *client;
     const sb_envelope *env;
-    const sb_route *route;
+    const sb_route *route; /* NULL for a raw gateway's message */
+    const char *frame;     /* a raw gateway's message: its payload */
+    size_t frame_len;
+    bool binary;
     json_t *data; /* decoded on demand; released after the handler */
     int data_loaded;
     int failed; /* fail() was called */
@@ -40,6 +43,7 @@ int sb_envelope_compose(sb_buf *b, const char *event, json_t *data, sb_span id);
 
 /* Host table entries (see plugin.h for their contracts). */
 const char *sb_msg_gateway(const sb_message *m);
+const void *sb_msg_frame(const sb_message *m, size_t *len, int *binary);
 const char *sb_msg_event(const sb_message *m);
 sb_client_id sb_msg_client(const sb_message *m);
 json_t *sb_msg_data(sb_message *m);

@@ -265,6 +265,8 @@ json_t *sb_api_client_info(sb_client_id client)
                              "path", path ? path : json_string(""), "query",
                              query ? query : json_string(""), "headers",
                              headers, "identity", identity);
+    if (info && c->subprotocol)
+        json_object_set_new(info, "subprotocol", json_string(c->subprotocol));
     if (info && marked)
         json_object_set_new(info, "not_utf8", marked);
     else
@@ -409,6 +411,102 @@ int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
             sent++;
     }
     return sent;
+}
+
+/* ---- raw frames (1.3) ---------------------------------------------------- */
+
+static bool raw_gateway(const sb_client *c)
+{
+    return sb_client_conf(c)->envelope == SB_ENVELOPE_NONE;
+}
+
+/* One frame holding `len` bytes of data into frame_buf, for many clients.
+ * SB_ERR_INVALID for text that is not UTF-8. */
+static int frame_raw(const void *data, size_t len, int binary)
+{
+    if (!data && len)
+        return SB_ERR_INVALID;
+    if (!binary && !sb_utf8_valid(data, len))
+        return SB_ERR_INVALID;
+    unsigned char head[SB_WS_MAX_HEADER];
+    size_t hlen =
+        sb_ws_header_write(head, binary ? SB_WS_BINARY : SB_WS_TEXT, len);
+    frame_buf.len = 0;
+    if (sb_buf_append(&frame_buf, head, hlen) < 0 ||
+        (len && sb_buf_append(&frame_buf, data, len) < 0))
+        return SB_ERR_NOMEM;
+    return SB_OK;
+}
+
+int sb_api_send_frame(sb_plugin *p, sb_client_id to, const void *data,
+                      size_t len, int binary)
+{
+    if (!p)
+        return SB_ERR_INVALID;
+    sb_client *c = client_of(to);
+    if (!c)
+        return SB_ERR_NOT_FOUND;
+    if (!raw_gateway(c) || (!data && len) ||
+        (!binary && !sb_utf8_valid(data, len)))
+        return SB_ERR_INVALID;
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return sb_client_queue_status(c);
+    if (len && sb_buf_append(&c->tx, data, len) < 0) {
+        sb_client_frame_abort(c, start);
+        return SB_ERR_NOMEM;
+    }
+    return sb_client_frame_end(c, start, binary ? SB_WS_BINARY : SB_WS_TEXT);
+}
+
+int sb_api_broadcast_frame(sb_plugin *p, const void *data, size_t len,
+                           int binary, sb_client_id except)
+{
+    sb_server *s = sb_server_instance;
+    if (!p)
+        return SB_ERR_INVALID;
+    int rc = frame_raw(data, len, binary);
+    if (rc != SB_OK || !s)
+        return rc;
+    int sent = 0;
+    for (sb_client *c = s->clients; c; c = c->next) {
+        if (c->id == except || c->closing || !raw_gateway(c) ||
+            !sb_plugin_serves(p, c->gateway))
+            continue;
+        if (sb_client_send_frames(c, frame_buf.data, frame_buf.len) == SB_OK)
+            sent++;
+    }
+    return sent;
+}
+
+int sb_api_room_send_frame(sb_plugin *p, const char *room, const void *data,
+                           size_t len, int binary, sb_client_id except)
+{
+    sb_server *s = sb_server_instance;
+    if (!p || !room)
+        return SB_ERR_INVALID;
+    int rc = frame_raw(data, len, binary);
+    if (rc != SB_OK)
+        return rc;
+    sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
+    if (!r)
+        return 0;
+    int sent = 0;
+    /* Stable during the loop, as in room_send. */
+    for (size_t i = 0; i < r->count; i++) {
+        sb_client *c = r->members[i].links->owner;
+        if (c->id == except || c->closing || !raw_gateway(c))
+            continue;
+        if (sb_client_send_frames(c, frame_buf.data, frame_buf.len) == SB_OK)
+            sent++;
+    }
+    return sent;
+}
+
+const char *sb_api_client_subprotocol(sb_client_id client)
+{
+    sb_client *c = client_of(client);
+    return c ? c->subprotocol : NULL;
 }
 
 /* ---- rooms -----------------------------------------------------------------

@@ -64,4 +64,13 @@ const char *sb_api_handshake_remote(const sb_handshake *hs);
 const char *sb_api_handshake_gateway(const sb_handshake *hs);
 int sb_api_handshake_set_identity(sb_handshake *hs, json_t *identity);
 
+/* 1.3: raw gateways (see plugin.h). */
+int sb_api_send_frame(sb_plugin *p, sb_client_id to, const void *data,
+                      size_t len, int binary);
+int sb_api_broadcast_frame(sb_plugin *p, const void *data, size_t len,
+                           int binary, sb_client_id except);
+int sb_api_room_send_frame(sb_plugin *p, const char *room, const void *data,
+                           size_t len, int binary, sb_client_id except);
+const char *sb_api_client_subprotocol(sb_client_id client);
+
 #endif

@@ -45,8 +45,12 @@ typedef struct sb_client {
     struct sb_server *server;                  /* the server it belongs to */
     struct sb_client *prev, *next;             /* all clients */
     struct sb_client *dirty_prev, *dirty_next; /* queued, not yet written */
-    sb_buf rx; /* fragments of a message being reassembled */
+    sb_buf rx;         /* fragments of a message being reassembled */
+    size_t rx_checked; /* of a text message's fragments: bytes known UTF-8 */
     bool rx_binary;
+    /* The reply to a fragmented message waits for a WRITEABLE callback, so
+     * that a pong lws owes for a ping among its fragments goes first. */
+    bool defer_flush;
     sb_buf tx;                 /* LWS_PRE bytes of headroom, then frames */
     bool dirty;                /* on the server's dirty list */
     bool closing;              /* a close is under way: queue nothing more */
@@ -73,6 +77,7 @@ typedef struct sb_client {
      * "name\0value\0" per header. NULL when there was none to keep. */
     char *handshake;
     size_t handshake_len;
+    char *subprotocol;      /* the one agreed at the upgrade, or NULL; owned */
     struct sb_ip_entry *ip; /* its address's entry (admission.c), or NULL */
     sb_rate rate;           /* token bucket of rate_limit (admission.c) */
 } sb_client;
@@ -122,6 +127,7 @@ typedef struct sb_pending {
     struct lws *wsi;
     size_t gateway;
     json_t *identity;
+    char *subprotocol; /* agreed (owned), or NULL */
 } sb_pending;
 
 /* What the connections call up through: the layers above hand these
@@ -164,6 +170,9 @@ typedef struct sb_server {
      * apart by path. listener_of[g] is gateway g's vhost index. */
     struct lws_vhost **vhosts;
     size_t nvhosts;
+    /* Each vhost's protocol list: "switchboard" and the subprotocols of
+     * its gateways (lws picks among them by name). */
+    struct lws_protocols **vhost_protocols;
     size_t *listener_of;
     unsigned *gateway_clients;  /* connected clients per gateway */
     uv_check_t flush_check;     /* writes dirty send queues once per turn */

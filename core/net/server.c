@@ -33,6 +33,7 @@
 
 #include <libwebsockets.h>
 
+#include "envelope.h"
 #include "fdlimit.h"
 #include "log.h"
 #include "sockstat.h"
@@ -156,6 +157,11 @@ static void flush_dirty(sb_server *s)
     while (s->dirty) {
         sb_client *c = s->dirty;
         sb_client_undirty(c);
+        if (c->defer_flush) {
+            /* After lws' own frames (a pong): WRITEABLE writes it. */
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
         if (flush_client(c) < 0 && !c->close_code) {
             /* The socket is broken: let lws drop it. */
             c->closing = true;
@@ -280,8 +286,10 @@ static int on_receive(sb_client *c, const char *in, size_t len)
             return bad_utf8(c);
         return 0;
     }
-    if (c->rx.len == 0)
+    if (c->rx.len == 0) {
         c->rx_binary = lws_frame_is_binary(c->wsi);
+        c->rx_checked = 0;
+    }
     if (c->rx.len + len + remaining > max)
         return too_big(c);
     if (sb_buf_append(&c->rx, in, len) < 0) {
@@ -292,7 +300,22 @@ static int on_receive(sb_client *c, const char *in, size_t len)
         return close_now(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
                          "Out of memory");
     }
+    /* A text message that stops being UTF-8 fails at the fragment that
+     * breaks it, not at its end (RFC 6455 8.1 allows either). */
+    if (!c->rx_binary) {
+        size_t tail;
+        if (!sb_utf8_valid_prefix(c->rx.data + c->rx_checked,
+                                  c->rx.len - c->rx_checked, &tail) ||
+            (final && tail)) {
+            c->rx.len = 0;
+            return bad_utf8(c);
+        }
+        c->rx_checked = c->rx.len - tail;
+    }
     if (final) {
+        /* Its reply waits for lws to answer any ping that came among the
+         * fragments (lws answers pings itself, in WRITEABLE). */
+        c->defer_flush = true;
         bool bad =
             admit(c) && dispatch(c, c->rx.data, c->rx.len, !c->rx_binary);
         c->rx.len = 0;
@@ -331,10 +354,12 @@ static void pending_drop(sb_server *s, struct lws *wsi, sb_pending *out)
     for (size_t i = 0; i < s->npending; i++) {
         if (s->pending[i].wsi != wsi)
             continue;
-        if (out)
+        if (out) {
             *out = s->pending[i];
-        else
+        } else {
             json_decref(s->pending[i].identity);
+            free(s->pending[i].subprotocol);
+        }
         s->pending[i] = s->pending[--s->npending];
         return;
     }
@@ -359,6 +384,89 @@ static void copy_query(struct lws *wsi, char *buf, size_t len)
     }
 }
 
+/* The name of the subprotocol list `list` ("a,b") at `i`, or NULL past
+ * its end; *len gets its length. */
+static const char *list_item(const char *list, size_t i, size_t *len)
+{
+    for (; list && i; i--) {
+        list = strchr(list, ',');
+        if (list)
+            list++;
+    }
+    if (!list)
+        return NULL;
+    const char *comma = strchr(list, ',');
+    *len = comma ? (size_t)(comma - list) : strlen(list);
+    return list;
+}
+
+static bool list_has(const char *list, const char *name, size_t len)
+{
+    size_t n;
+    const char *item;
+    for (size_t i = 0; (item = list_item(list, i, &n)); i++)
+        if (n == len && memcmp(item, name, len) == 0)
+            return true;
+    return false;
+}
+
+/* What a gateway accepts: its `subprotocols`, or lws' protocol name as
+ * before the key existed. */
+static const char *accepted_of(const sb_server_conf *conf)
+{
+    return conf->subprotocols ? conf->subprotocols : "switchboard";
+}
+
+/* Decides the subprotocol of an upgrade to gateway g: the first the client
+ * offers that the gateway accepts (RFC 6455 4.2.2). lws 4.1.6 decides it
+ * too, after us, as the first offered name that any gateway of the
+ * listener accepts, and drops the connection without an answer when there
+ * is none or the list is long: those cases are refused here with an HTTP
+ * status instead. Returns NULL to accept (*chosen: the name, malloc'd, or
+ * NULL when the client offered none), or why it refuses. */
+static const char *choose_subprotocol(sb_server *s, struct lws *wsi, size_t g,
+                                      char **chosen)
+{
+    *chosen = NULL;
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+    if (total <= 0)
+        return NULL;
+    char offer[128];
+    if (total >= (int)sizeof(offer) - 1 ||
+        lws_hdr_copy(wsi, offer, sizeof(offer) - 1, WSI_TOKEN_PROTOCOL) < 0)
+        return "Sec-WebSocket-Protocol too long";
+    const char *mine = accepted_of(&s->config->gateways[g].conf);
+    const char *first_known = NULL; /* what lws will pick */
+    for (const char *p = offer; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *name = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t len = (size_t)(p - name);
+        if (!len)
+            continue;
+        if (len > 63)
+            return "Sec-WebSocket-Protocol name too long";
+        bool known = false;
+        for (size_t o = 0; o < s->config->ngateways && !known; o++)
+            known =
+                s->listener_of[o] == s->listener_of[g] &&
+                list_has(accepted_of(&s->config->gateways[o].conf), name, len);
+        if (!known)
+            continue;
+        if (!first_known)
+            first_known = name;
+        if (list_has(mine, name, len)) {
+            if (name != first_known)
+                return "Subprotocol offered after one of another path";
+            *chosen = strndup(name, len);
+            return *chosen ? NULL : "Out of memory";
+        }
+    }
+    return "No supported subprotocol";
+}
+
 static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
 {
     sb_handshake hs;
@@ -377,6 +485,12 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         strcmp(version, "13") != 0)
         return refuse_upgrade(wsi, 426, "Unsupported WebSocket version");
     const sb_server_conf *conf = &s->config->gateways[g].conf;
+    /* lws 4.1.6 reads at most 255 bytes of Sec-WebSocket-Extensions and
+     * then drops the connection without an answer (server-ws.c,
+     * lws_extension_server_handshake): answer it instead. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) >= 255)
+        return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST,
+                              "Sec-WebSocket-Extensions too long");
     if (s->stopping)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Shutting down");
@@ -426,6 +540,10 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
                               "Too many connections from this "
                               "address");
     }
+    char *subprotocol;
+    const char *why = choose_subprotocol(s, wsi, g, &subprotocol);
+    if (why)
+        return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST, why);
     /* Handshake hooks see the request before it is answered. */
     hs.gateway = g;
     hs.gateway_name = s->config->gateways[g].name;
@@ -434,6 +552,7 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         s->hooks.handshake ? s->hooks.handshake(s->hooks.ctx, g, &hs) : SB_OK;
     if (status != SB_OK) {
         json_decref(hs.identity);
+        free(subprotocol);
         return refuse_upgrade(wsi, (unsigned)status,
                               status == 401   ? "Unauthorized"
                               : status == 429 ? "Too Many Requests"
@@ -444,13 +563,14 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         sb_pending *grown = realloc(s->pending, cap * sizeof(*grown));
         if (!grown) {
             json_decref(hs.identity);
+            free(subprotocol);
             return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                                   "Out of memory");
         }
         s->pending = grown;
         s->pending_cap = cap;
     }
-    s->pending[s->npending++] = (sb_pending){wsi, g, hs.identity};
+    s->pending[s->npending++] = (sb_pending){wsi, g, hs.identity, subprotocol};
     return 0;
 }
 
@@ -564,7 +684,7 @@ static void log_connection(sb_server *s, const sb_client *c, int code)
 
 static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
 {
-    sb_pending pend = {NULL, 0, NULL};
+    sb_pending pend = {NULL, 0, NULL, NULL};
     pending_drop(s, wsi, &pend);
     memset(c, 0, sizeof(*c));
     if (!pend.wsi) {
@@ -579,9 +699,12 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
     c->rooms.owner = c;
     c->gateway = pend.gateway;
     c->identity = pend.identity;
+    c->subprotocol = pend.subprotocol;
     c->last_active_ms = c->last_heard_ms = uv_now(s->loop);
     if (sb_clients_add(&s->table, c) < 0) {
         json_decref(c->identity);
+        free(c->subprotocol);
+        c->subprotocol = NULL;
         c->server = NULL;
         return -1;
     }
@@ -643,6 +766,8 @@ static void on_closed(sb_server *s, sb_client *c)
     log_connection(s, c, code);
     free(c->handshake);
     c->handshake = NULL;
+    free(c->subprotocol);
+    c->subprotocol = NULL;
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
@@ -653,8 +778,82 @@ static void on_closed(sb_server *s, sb_client *c)
         uv_timer_start(&s->trim_timer, on_trim, 1000, 0);
 }
 
+/* RFC 6455 7.1.7, failing the connection: our close frame goes out now,
+ * after what is queued, and the TCP connection closes without waiting for
+ * the client's answer. Returns false when it could not be written (lws
+ * holds bytes of an earlier write, or the client is already closing). */
+static bool fail_now(sb_client *c, int code, const char *reason)
+{
+    if (c->closing || lws_partial_buffered(c->wsi))
+        return false;
+    sb_client_close(c, code, reason);
+    sb_client_undirty(c);
+    c->defer_flush = false;
+    return !c->killed && flush_client(c) == 0 && !lws_partial_buffered(c->wsi);
+}
+
+/* A close from the client. lws 4.1.6 replaces a code that may not be sent
+ * (below 1000, 1004-1006, 1012-2999) by 1002 before we see it, but echoes
+ * everything else: a 1-byte payload, a code of 5000 or more, a reason that
+ * is not UTF-8. Those fail the connection here (1002, or 1007 for the
+ * reason). */
+static int on_peer_close(sb_client *c, const unsigned char *in, size_t len)
+{
+    int code = len >= 2 ? (in[0] << 8) | in[1] : LWS_CLOSE_STATUS_NO_STATUS;
+    const char *bad = NULL;
+    int answer = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+    if (len == 1)
+        bad = "Close payload of one byte";
+    else if (len >= 2 && code >= 5000)
+        bad = "Invalid close code";
+    else if (len > 2 && !sb_utf8_valid((const char *)in + 2, len - 2)) {
+        bad = "Close reason is not UTF-8";
+        answer = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+    }
+    if (bad && !c->close_sent) {
+        sb_log_debug("server", "client %llu: %s, closing with %d",
+                     (unsigned long long)c->id, bad, answer);
+        fail_now(c, answer, bad);
+        c->closing = true;
+        /* -1: lws closes the connection without echoing the close. */
+        return -1;
+    }
+    c->closing = true;
+    c->peer_close_code = code;
+    /* 0: lws echoes the close and completes it. Non-zero: it just closes,
+     * which is right when this is the answer to our close. */
+    return c->close_sent;
+}
+
+/* lws found a protocol error (reserved bits, a bad opcode, a fragmented
+ * control frame...) and is closing with its code. It would send its close
+ * and then wait up to 5 s for the client's, which its parser, stopped in
+ * the middle of the bad frame, may never see. Our close goes out now
+ * instead; shutting down our side of the socket makes lws' own close
+ * write fail, upon which it closes at once. */
+static void on_lws_failed(sb_client *c)
+{
+    const unsigned char *p = lws_get_close_payload(c->wsi);
+    int n = lws_get_close_length(c->wsi);
+    char reason[124];
+    size_t rlen = n > 2 ? (size_t)n - 2 : 0;
+    if (rlen >= sizeof(reason))
+        rlen = sizeof(reason) - 1;
+    memcpy(reason, p + 2, rlen);
+    reason[rlen] = 0;
+    int code = (p[0] << 8) | p[1];
+    sb_log_debug("server", "client %llu: protocol error (%s), closing with %d",
+                 (unsigned long long)c->id, reason, code);
+    if (fail_now(c, code, reason))
+        shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+    c->closing = true;
+    if (!c->close_code)
+        c->close_code = code;
+}
+
 static int on_writeable(sb_client *c)
 {
+    c->defer_flush = false;
     return flush_client(c) < 0 ? -1 : 0;
 }
 
@@ -803,13 +1002,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(c);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        c->closing = true;
-        c->peer_close_code = len >= 2 ? (((unsigned char *)in)[0] << 8) |
-                                            ((unsigned char *)in)[1]
-                                      : LWS_CLOSE_STATUS_NO_STATUS;
-        /* 0: lws echoes the close and completes it. Non-zero: it just
-         * closes, which is right when this is the answer to our close. */
-        return c->close_sent;
+        return on_peer_close(c, in, len);
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+        /* lws is closing the connection: after an error of its own (a
+         * protocol error it found), it set a close reason we did not. */
+        if (c && c->server && !c->closing && lws_get_close_length(wsi) >= 2)
+            on_lws_failed(c);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(server_of(wsi), c);
         return 0;
@@ -971,6 +1170,8 @@ static void on_lws_log(int level, const char *line)
 
 /* ---- start and stop ----------------------------------------------------- */
 
+/* The template of every listener's protocols: lws' "switchboard", the
+ * one a client that offers no subprotocol gets (build_protocols()). */
 static struct lws_protocols protocols[] = {
     {.name = "switchboard",
      .callback = callback,
@@ -978,6 +1179,63 @@ static struct lws_protocols protocols[] = {
      .rx_buffer_size = 0,
      .tx_packet_size = 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* The protocol list of listener v. Without `subprotocols` on any of its
+ * gateways, the template as it is. Otherwise a first entry without a
+ * name, for clients that offer none (lws matches an offered name to no
+ * empty one), then one per name its gateways accept; all share the one
+ * callback, lws binding the connection to the entry it agreed. NULL when
+ * out of memory. */
+static struct lws_protocols *build_protocols(sb_server *s, size_t v)
+{
+    const sb_config *cfg = s->config;
+    size_t n = 1;
+    bool lists = false;
+    for (size_t g = 0; g < cfg->ngateways; g++)
+        if (s->listener_of[g] == v) {
+            const char *l = accepted_of(&cfg->gateways[g].conf);
+            lists |= cfg->gateways[g].conf.subprotocols != NULL;
+            n += 1;
+            for (; *l; l++)
+                n += *l == ',';
+        }
+    struct lws_protocols *list = calloc(n + 1, sizeof(*list));
+    if (!list)
+        return NULL;
+    list[0] = protocols[0];
+    if (!lists)
+        return list;
+    list[0].name = "";
+    size_t used = 1;
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        if (s->listener_of[g] != v)
+            continue;
+        size_t len;
+        const char *item;
+        const char *l = accepted_of(&cfg->gateways[g].conf);
+        for (size_t i = 0; (item = list_item(l, i, &len)); i++) {
+            size_t k = 1;
+            while (k < used && !(strlen(list[k].name) == len &&
+                                 memcmp(list[k].name, item, len) == 0))
+                k++;
+            if (k < used)
+                continue;
+            char *name = strndup(item, len);
+            if (!name)
+                break;
+            list[used] = protocols[0];
+            list[used++].name = name;
+        }
+    }
+    return list;
+}
+
+static void free_protocols(struct lws_protocols *list)
+{
+    for (size_t i = 1; list && list[i].name; i++)
+        free((char *)list[i].name);
+    free(list);
+}
 
 static bool same_host(const char *a, const char *b)
 {
@@ -991,8 +1249,21 @@ static int create_listeners(sb_server *s)
     s->vhosts = calloc(cfg->ngateways, sizeof(*s->vhosts));
     s->listener_of = calloc(cfg->ngateways, sizeof(*s->listener_of));
     s->gateway_clients = calloc(cfg->ngateways, sizeof(*s->gateway_clients));
-    if (!s->vhosts || !s->listener_of || !s->gateway_clients)
+    s->vhost_protocols = calloc(cfg->ngateways, sizeof(*s->vhost_protocols));
+    if (!s->vhosts || !s->listener_of || !s->gateway_clients ||
+        !s->vhost_protocols)
         return -1;
+    /* Every gateway's listener first: a listener's protocols are those of
+     * all the gateways on it. */
+    size_t nlisteners = 0;
+    for (size_t g = 0; g < cfg->ngateways; g++) {
+        const sb_server_conf *conf = &cfg->gateways[g].conf;
+        size_t h = 0;
+        while (h < g && !(cfg->gateways[h].conf.port == conf->port &&
+                          same_host(cfg->gateways[h].conf.host, conf->host)))
+            h++;
+        s->listener_of[g] = h < g ? s->listener_of[h] : nlisteners++;
+    }
     /* lws keeps a pointer to the retry policy: one per vhost, static for
      * the life of the process (there is one server). */
     static lws_retry_bo_t retry[64];
@@ -1028,7 +1299,10 @@ static int create_listeners(sb_server *s)
         struct in_addr v4;
         if (vinfo.iface && inet_pton(AF_INET, vinfo.iface, &v4) == 1)
             vinfo.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-        vinfo.protocols = protocols;
+        s->vhost_protocols[s->nvhosts] = build_protocols(s, s->nvhosts);
+        if (!s->vhost_protocols[s->nvhosts])
+            return -1;
+        vinfo.protocols = s->vhost_protocols[s->nvhosts];
         /* A client that does not finish its upgrade in time is dropped:
          * these are per vhost in lws 4.1. */
         vinfo.timeout_secs = cfg->server.handshake_timeout;
@@ -1246,6 +1520,9 @@ void sb_server_free(sb_server *s)
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);
+    for (size_t v = 0; s->vhost_protocols && v < s->config->ngateways; v++)
+        free_protocols(s->vhost_protocols[v]);
+    free(s->vhost_protocols);
     free(s->vhosts);
     free(s->listener_of);
     free(s->gateway_clients);

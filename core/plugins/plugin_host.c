@@ -101,6 +101,42 @@ HOOK_SETTER(export_state, sb_export_fn)
 HOOK_SETTER(import_state, sb_import_fn)
 HOOK_SETTER(resume, sb_resume_fn)
 
+/* A raw gateway has one frame hook: a clash on any raw gateway the
+ * plugin serves refuses it, like a subscribe's. */
+static int host_on_frame(sb_plugin *p, sb_frame_fn fn, void *udata)
+{
+    if (!p || !fn)
+        return SB_ERR_INVALID;
+    if (!p->in_init)
+        return SB_ERR_STATE;
+    sb_plugin_host *h = p->host;
+    for (size_t g = 0; g < h->ngateways; g++) {
+        if (!sb_plugin_serves(p, g) ||
+            h->gateways[g].conf.envelope != SB_ENVELOPE_NONE)
+            continue;
+        const sb_plugin *o = sb_plugin_host_frame_owner(h, g);
+        if (o && o != p && o != p->replacing) {
+            p->conflict = true;
+            snprintf(p->error, sizeof(p->error),
+                     "plugin '%s' already takes the frames of gateway '%s'",
+                     o->name, h->gateways[g].name);
+            return SB_ERR_EXISTS;
+        }
+    }
+    p->frame = fn;
+    p->frame_ud = udata;
+    return SB_OK;
+}
+
+const sb_plugin *sb_plugin_host_frame_owner(const sb_plugin_host *h,
+                                            size_t gateway)
+{
+    for (size_t i = 0; i < h->count; i++)
+        if (h->plugins[i]->frame && sb_plugin_serves(h->plugins[i], gateway))
+            return h->plugins[i];
+    return NULL;
+}
+
 static uint64_t host_plugin_generation(const sb_plugin *p)
 {
     return p ? p->generation : 0;
@@ -360,6 +396,7 @@ const sb_host sb_host_table = {
     .plugin_loaded_at = host_plugin_loaded_at,
     /* 1.3 */
     .config_int_range = host_config_int_range,
+    .on_frame = host_on_frame,
 };
 
 /* ---- loading ------------------------------------------------------------ */

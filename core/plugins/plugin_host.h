@@ -87,6 +87,11 @@ int sb_plugin_host_handshake(sb_plugin_host *h, size_t gateway,
  * one refuses. Puts into *seen the slots of the plugins that now know the
  * client (see sb_slot_set). Returns true when every hook accepted;
  * otherwise *refuser gets the refusing plugin. */
+/* The plugin that takes the frames of raw gateway `gateway` (1.3
+ * on_frame), or NULL. */
+const sb_plugin *sb_plugin_host_frame_owner(const sb_plugin_host *h,
+                                            size_t gateway);
+
 bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
                             sb_slot_set *seen, const sb_plugin **refuser);
 /* Runs, in reverse load order, the disconnect hooks of the plugins whose

@@ -83,6 +83,8 @@ struct sb_plugin {
     void *import_state_ud;
     sb_resume_fn resume;
     void *resume_ud;
+    sb_frame_fn frame; /* 1.3: a raw gateway's messages */
+    void *frame_ud;
     void (*on_drained)(struct sb_plugin *p); /* async.c: retire() */
     struct sb_timer *timers;                 /* live timers (async.c) */
     struct sb_work *work; /* queued or running work (async.c) */

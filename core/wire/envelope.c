@@ -1037,3 +1037,55 @@ bool sb_utf8_valid(const char *buf, size_t len)
     }
     return true;
 }
+
+/* How many bytes the character lead byte c starts, and the range its
+ * second byte must be in (RFC 3629's table: no overlongs, no surrogates,
+ * nothing above U+10FFFF); 0 when c starts no character. */
+static int utf8_lead(uchar c, uchar *lo, uchar *hi)
+{
+    *lo = 0x80;
+    *hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf)
+        return 2;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (c == 0xe0)
+            *lo = 0xa0;
+        else if (c == 0xed)
+            *hi = 0x9f;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (c == 0xf0)
+            *lo = 0x90;
+        else if (c == 0xf4)
+            *hi = 0x8f;
+        return 4;
+    }
+    return 0;
+}
+
+bool sb_utf8_valid_prefix(const char *buf, size_t len, size_t *tail)
+{
+    const uchar *p = (const uchar *)buf, *end = p + len;
+    *tail = 0;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        uchar lo, hi;
+        int n = utf8_lead(*p, &lo, &hi);
+        if (!n)
+            return false;
+        for (int i = 1; i < n; i++) {
+            if (p + i == end) {
+                *tail = (size_t)i;
+                return true;
+            }
+            if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+                return false;
+        }
+        p += n;
+    }
+    return true;
+}

@@ -80,6 +80,11 @@ json_t *sb_json_decode(const char *text, size_t len);
  * surrogates, nothing above U+10FFFF). A document sb_envelope_parse()
  * accepts always is; this is for telling why a text frame failed. */
 bool sb_utf8_valid(const char *buf, size_t len);
+/* The same for text that may go on in a later piece (a fragment): true
+ * when `len` bytes are valid UTF-8 except for an unfinished character at
+ * the end that could still be completed, whose length (0..3) goes to
+ * *tail; false as soon as a byte rules it out. */
+bool sb_utf8_valid_prefix(const char *buf, size_t len, size_t *tail);
 
 /* The cut marker of sb_utf8_repair(): "…" (U+2026), 3 bytes. */
 #define SB_UTF8_ELLIPSIS     "\xe2\x80\xa6"

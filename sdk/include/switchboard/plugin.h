@@ -190,6 +190,15 @@ typedef void (*sb_import_fn)(sb_plugin *plugin, json_t *state, void *udata);
 typedef void (*sb_resume_fn)(sb_plugin *plugin, sb_client_id client,
                              json_t *state, void *udata);
 
+/* -- 1.3: raw gateways -- */
+
+/* One whole message of a raw gateway (`envelope = none`), reassembled from
+ * its fragments: read it with message_frame(). Runs after the gateway's
+ * event guards, in place of an event handler. Return SB_OK; anything else
+ * (or fail()) is logged and counted as a failed handler, and the client
+ * gets nothing: a raw gateway has no error message of its own. */
+typedef int (*sb_frame_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
+
 /* ---- retired versions (1.3) ---------------------------------------------- */
 
 /* A version of a plugin is retired when a reload replaces it, when its
@@ -521,6 +530,47 @@ typedef struct sb_host {
      * min > max. */
     int (*config_int_range)(sb_plugin *plugin, const char *key, int64_t def,
                             int64_t min, int64_t max, int64_t *out);
+
+    /* ---- 1.3: raw gateways and subprotocols ----------------------------
+     * A gateway with `envelope = none` carries whole WebSocket messages,
+     * text or binary, with no JSON envelope: one plugin serving it takes
+     * them through on_frame() and answers with send_frame(). Connect,
+     * disconnect and handshake hooks, guards, rooms, per-client state and
+     * the limits apply as on a JSON gateway. */
+
+    /* Registration (init only): the plugin's frame hook. A gateway has one:
+     * SB_ERR_EXISTS (and the plugin is refused) when another plugin serving
+     * one of its raw gateways has one. A plugin serving no raw gateway is
+     * never called. */
+    int (*on_frame)(sb_plugin *plugin, sb_frame_fn fn, void *udata);
+    /* The message's payload: `*len` bytes, `*binary` 1 for a binary
+     * message, 0 for text (valid UTF-8: the host checked it). Borrowed,
+     * valid during the hook; not NUL-terminated. NULL on a JSON gateway's
+     * message. In a guard on a raw gateway, message_event() is "" and
+     * message_data() NULL: a guard reads the payload here. */
+    const void *(*message_frame)(const sb_message *msg, size_t *len,
+                                 int *binary);
+    /* Queues one message as a single frame, text (binary = 0: must be
+     * valid UTF-8, else SB_ERR_INVALID) or binary, to a client of a raw
+     * gateway (SB_ERR_INVALID for a JSON gateway's client). Copied. */
+    int (*send_frame)(sb_plugin *plugin, sb_client_id to, const void *data,
+                      size_t len, int binary);
+    /* The same to every client of the plugin's raw gateways except
+     * `except` (0: none), framed once. Returns the number of clients it was
+     * queued for, or an error. */
+    int (*broadcast_frame)(sb_plugin *plugin, const void *data, size_t len,
+                           int binary, sb_client_id except);
+    /* The same to the members of `room` that came through a raw gateway
+     * (members of JSON gateways are skipped). Returns the number reached
+     * (0 for an unknown room), or an error. */
+    int (*room_send_frame)(sb_plugin *plugin, const char *room,
+                           const void *data, size_t len, int binary,
+                           sb_client_id except);
+    /* The WebSocket subprotocol agreed with the client (one of its
+     * gateway's `subprotocols`), or NULL when none was. Borrowed, valid
+     * while the client is connected. Also in client_info() as
+     * "subprotocol". */
+    const char *(*client_subprotocol)(sb_client_id client);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */
