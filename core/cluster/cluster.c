@@ -1,7 +1,7 @@
 /*
  * cluster — see cluster.h.
  *
- * hiredis 0.14 in short (../shared/SCALE-OUT.md §3): a context is freed by
+ * hiredis 0.14 in short: a context is freed by
  * hiredis after its disconnect callback (or a failed connect), every
  * pending callback then runs with a NULL reply, and a subscribed context
  * takes no other command. So: one context for commands and one for
@@ -9,7 +9,7 @@
  * we let go of) and a NULL reply; no PING on the subscriber (its reply is
  * never delivered): a probe published to our own node channel shows that
  * it still receives. Deadlines, backoff, probes and the heartbeat run on
- * one repeating uv timer.
+ * one repeating uv timer. The event hooks are our own (below).
  *
  * Subscriptions follow the local rooms (sb_rooms.changed): a room's first
  * local member subscribes its channel, its last unsubscribes it. hiredis
@@ -26,7 +26,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <switchboard/plugin.h>
@@ -64,7 +63,8 @@ typedef struct chan {
     char *room;
     uint64_t hash;
     enum chan_state state;
-    bool want; /* the room has local members */
+    bool want;      /* the room has local members */
+    bool confirmed; /* Redis answered the SUBSCRIBE: messages reach us */
 } chan;
 
 struct sb_cluster {
@@ -266,6 +266,95 @@ int sb_cluster_open(const sb_cluster_conf *conf, uv_loop_t *loop, char *err,
     return 0;
 }
 
+/* ---- hiredis on our loop ------------------------------------------------- */
+
+/* The event hooks hiredis calls, on one uv_poll_t per context: the design
+ * of hiredis' adapters/libuv.h (0.14), with two of its bugs fixed. It
+ * returns from the poll callback on an error status, and libuv reports
+ * POLLERR (a unix socket reset by a Redis killed with our bytes unread) as
+ * one and stops the poll: the loss would go unseen until a deadline. Here
+ * an error is handed to hiredis as readable, and its read finds the error.
+ * And a failed uv_poll_init no longer leaks. */
+typedef struct uv_events {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    uv_poll_t handle;
+    int events;
+} uv_events;
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+    uv_events *p = h->data;
+    if (status != 0)
+        events = UV_READABLE;
+    if (p->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void ev_set(uv_events *p, int events)
+{
+    p->events = events;
+    if (events)
+        uv_poll_start(&p->handle, events, ev_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void ev_add_read(void *d)
+{
+    uv_events *p = d;
+    ev_set(p, p->events | UV_READABLE);
+}
+
+static void ev_del_read(void *d)
+{
+    uv_events *p = d;
+    ev_set(p, p->events & ~UV_READABLE);
+}
+
+static void ev_add_write(void *d)
+{
+    uv_events *p = d;
+    ev_set(p, p->events | UV_WRITABLE);
+}
+
+static void ev_del_write(void *d)
+{
+    uv_events *p = d;
+    ev_set(p, p->events & ~UV_WRITABLE);
+}
+
+static void ev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void ev_cleanup(void *d)
+{
+    uv_events *p = d;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->handle, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    uv_events *p = calloc(1, sizeof(*p));
+    if (!p || uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return -1;
+    }
+    p->ac = ac;
+    p->handle.data = p;
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return 0;
+}
+
 /* ---- connections --------------------------------------------------------- */
 
 static void conn_open(conn *k);
@@ -336,8 +425,10 @@ static void conn_lost(conn *k, const char *why)
         /* Redis forgot our subscriptions: keep the rooms we want. */
         size_t pos = 0;
         chan *ch;
-        while ((ch = sb_table_next(&cl->chans, &pos)))
+        while ((ch = sb_table_next(&cl->chans, &pos))) {
             ch->state = CH_NONE;
+            ch->confirmed = false;
+        }
         cl->probe_sent_ms = 0;
     }
     if (!cl->ever_up && !cl->told_down) {
@@ -441,7 +532,7 @@ static void conn_open(conn *k)
         conn_lost(k, why);
         return;
     }
-    if (redisLibuvAttach(ac, cl->loop) != REDIS_OK) {
+    if (ev_attach(ac, cl->loop) < 0) {
         redisAsyncFree(ac);
         conn_lost(k, "cannot attach to the loop");
         return;
@@ -583,8 +674,12 @@ static const char presence_script[] =
     "if mode == 'count' then return total end\n"
     "return out\n";
 
+static bool room_confirmed(sb_cluster *cl, const char *room);
+static void presence_node(sb_cluster *cl, const char *room, bool add);
+
 /* One room's local members into Redis: SADD m:ROOM:N ids (in batches),
- * SADD mn:ROOM N, SADD nr:N ROOM. */
+ * SADD nr:N ROOM, and SADD mn:ROOM N once our subscription to the room is
+ * confirmed. */
 static void presence_register(sb_cluster *cl, const sb_room *room)
 {
     const char *argv[BATCH + 2];
@@ -609,16 +704,25 @@ static void presence_register(sb_cluster *cl, const sb_room *room)
         }
         cmd_argv(cl, on_cmd, NULL, argc, argv, lens);
     }
-    if (key_of(cl, &cl->chname, "mn:", room->name, NULL) == 0) {
-        const char *a[] = {"SADD", cl->chname.data, cl->node_str};
-        size_t l[] = {4, cl->chname.len, strlen(cl->node_str)};
-        cmd_argv(cl, on_cmd, NULL, 3, a, l);
-    }
     if (key_of(cl, &cl->chname, "nr:", cl->node_str, NULL) == 0) {
         const char *a[] = {"SADD", cl->chname.data, room->name};
         size_t l[] = {4, cl->chname.len, strlen(room->name)};
         cmd_argv(cl, on_cmd, NULL, 3, a, l);
     }
+    if (room_confirmed(cl, room->name))
+        presence_node(cl, room->name, true);
+}
+
+/* Whether this node is listed among the room's (mn:ROOM): only while its
+ * subscription is confirmed, so that a member counted by a presence call
+ * is one the room's messages reach. */
+static void presence_node(sb_cluster *cl, const char *room, bool add)
+{
+    if (!cl->cmd.ready || key_of(cl, &cl->chname, "mn:", room, NULL) < 0)
+        return;
+    const char *a[] = {add ? "SADD" : "SREM", cl->chname.data, cl->node_str};
+    size_t l[] = {4, cl->chname.len, strlen(cl->node_str)};
+    cmd_argv(cl, on_cmd, NULL, 3, a, l);
 }
 
 /* After (re)connecting: what Redis says of this node is replaced by what
@@ -654,11 +758,8 @@ static void presence_change(sb_cluster *cl, const sb_room *room,
     bool edge = joined ? room->count == 1 : room->count == 0;
     if (!edge)
         return;
-    if (key_of(cl, &cl->chname, "mn:", room->name, NULL) == 0) {
-        const char *a[] = {argv[0], cl->chname.data, cl->node_str};
-        size_t l[] = {4, cl->chname.len, strlen(cl->node_str)};
-        cmd_argv(cl, on_cmd, NULL, 3, a, l);
-    }
+    if (!joined)
+        presence_node(cl, room->name, false); /* added on confirmation */
     if (key_of(cl, &cl->chname, "nr:", cl->node_str, NULL) == 0) {
         const char *a[] = {argv[0], cl->chname.data, room->name};
         size_t l[] = {4, cl->chname.len, strlen(room->name)};
@@ -734,6 +835,12 @@ static chan *chan_find(sb_cluster *cl, const char *room, uint64_t h)
     return sb_table_find(&cl->chans, h, chan_eq, room);
 }
 
+static bool room_confirmed(sb_cluster *cl, const char *room)
+{
+    chan *ch = chan_find(cl, room, sb_hash_bytes(room, strlen(room)));
+    return ch && ch->want && ch->confirmed;
+}
+
 static void on_sub(redisAsyncContext *ac, void *reply, void *priv);
 
 /* SUBSCRIBE (or UNSUBSCRIBE) of room channels, up to BATCH at a time. */
@@ -769,6 +876,16 @@ static void sub_rooms(sb_cluster *cl, const char *verb, chan **v, size_t n)
     }
     free(offs);
     sb_buf_free(&names);
+}
+
+/* Writes what a context has buffered now rather than at the next poll: a
+ * join's SUBSCRIBE and presence reach Redis before the client's answer
+ * does, so what the client does next (a message from another node, a
+ * question) comes after them. */
+static void flush_now(conn *k)
+{
+    if (k->ready && k->ac)
+        redisAsyncHandleWrite(k->ac);
 }
 
 static void chan_sub(sb_cluster *cl, chan *ch)
@@ -810,6 +927,7 @@ static void chan_want(sb_cluster *cl, const char *room, bool want)
         chan_sub(cl, ch);
     } else if (!want && ch->state == CH_SUB) {
         ch->state = CH_UNSUB;
+        ch->confirmed = false;
         sub_rooms(cl, "UNSUBSCRIBE", &ch, 1);
     }
     /* CH_UNSUB with want: subscribed again when the reply comes. */
@@ -1013,11 +1131,20 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
             on_message(cl, chr, r->element[2]);
         return;
     }
-    if (strcmp(type, "unsubscribe") != 0 || chr->len < cl->plen + 2)
+    bool sub = strcmp(type, "subscribe") == 0;
+    if ((!sub && strcmp(type, "unsubscribe") != 0) || chr->len < cl->plen + 2 ||
+        memcmp(chr->str + cl->plen, "r:", 2) != 0)
         return;
     const char *room = chr->str + cl->plen + 2;
     uint64_t h = sb_hash_bytes(room, strlen(room));
     chan *c = chan_find(cl, room, h);
+    if (sub) {
+        if (c && c->state == CH_SUB && c->want && !c->confirmed) {
+            c->confirmed = true;
+            presence_node(cl, room, true);
+        }
+        return;
+    }
     if (!c || c->state != CH_UNSUB)
         return;
     if (c->want) {
@@ -1031,6 +1158,15 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- the tick: deadlines, reconnects, heartbeat, probe ------------------- */
 
+/* Reads what has arrived on a context before a deadline is judged: after
+ * the process itself was held up (a loaded machine), timers run before the
+ * poll, and the answer may be waiting in the socket. */
+static void read_pending(conn *k)
+{
+    if (k->ac && (k->ac->c.flags & REDIS_CONNECTED))
+        redisAsyncHandleRead(k->ac);
+}
+
 static void check_conn(sb_cluster *cl, conn *k, uint64_t now)
 {
     if (!k->ac) {
@@ -1038,6 +1174,15 @@ static void check_conn(sb_cluster *cl, conn *k, uint64_t now)
             conn_open(k);
         return;
     }
+    bool late =
+        (!k->ready && now - k->started_ms > cl->conf->connect_timeout_ms) ||
+        (k->ready && k->outstanding &&
+         now - k->progress_ms > cl->conf->command_timeout_ms);
+    if (!late)
+        return;
+    read_pending(k);
+    if (!k->ac)
+        return; /* the read found the connection closed */
     if (!k->ready && now - k->started_ms > cl->conf->connect_timeout_ms) {
         cl->stats.timeouts++;
         conn_drop(k, "no answer within connect_timeout");
@@ -1060,8 +1205,11 @@ static void on_tick(uv_timer_t *t)
         return;
     if (cl->probe_sent_ms && cl->sub_heard_ms < cl->probe_sent_ms) {
         if (now - cl->probe_sent_ms > cl->conf->command_timeout_ms) {
-            cl->stats.timeouts++;
-            conn_drop(&cl->sub, "our own probe did not come back");
+            read_pending(&cl->sub);
+            if (cl->sub.ready && cl->sub_heard_ms < cl->probe_sent_ms) {
+                cl->stats.timeouts++;
+                conn_drop(&cl->sub, "our own probe did not come back");
+            }
         }
         return;
     }
@@ -1084,9 +1232,12 @@ static void on_room_changed(void *ctx, const sb_room *room, sb_client *c,
                             bool joined)
 {
     sb_cluster *cl = ctx;
-    if (joined ? room->count == 1 : room->count == 0)
+    if (joined ? room->count == 1 : room->count == 0) {
         chan_want(cl, room->name, joined);
+        flush_now(&cl->sub);
+    }
     presence_change(cl, room, c, joined);
+    flush_now(&cl->cmd);
 }
 
 void sb_cluster_attach(sb_server *s)

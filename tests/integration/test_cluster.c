@@ -102,12 +102,18 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* The next text message, parsed; fails the test after ms. */
-static json_t *next_json(ws_client *c, int ms)
+/* The next text message, parsed; fails the test after ms (what for: the
+ * event awaited). */
+static json_t *next_json(ws_client *c, int ms, const char *what)
 {
     ws_frame f;
     int rc = ws_recv_message(c, ms, &f);
-    ck_assert_msg(rc == 1, "no message: %s", ws_error(c));
+    if (rc != 1) {
+        char n1log[4000];
+        snprintf(n1log, sizeof(n1log), "%s", srv_logtail(&n1));
+        ck_abort_msg("no '%s': %s\nnode 1:\n%s\nnode 2:\n%s", what, ws_error(c),
+                     n1log, srv_logtail(&n2));
+    }
     json_error_t err;
     json_t *v = json_loadb((const char *)f.data, f.len, 0, &err);
     ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len,
@@ -121,7 +127,7 @@ static json_t *expect_event(ws_client *c, const char *event)
 {
     long long end = now_ms() + SB_TIMEOUT;
     while (now_ms() < end) {
-        json_t *v = next_json(c, (int)(end - now_ms()) + 1);
+        json_t *v = next_json(c, (int)(end - now_ms()) + 1, event);
         const char *e = json_string_value(json_object_get(v, "event"));
         if (e && strcmp(e, event) == 0)
             return v;
@@ -183,6 +189,42 @@ static void expect_echo(ws_client *c)
     cli_expect(c, "{\"event\":\"echo\",\"data\":{\"local\":1}}");
 }
 
+static json_t *who(ws_client *c, const char *room)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "{\"event\":\"who\",\"data\":{\"room\":\"%s\"}}",
+             room);
+    cli_send(c, msg);
+    json_t *v = expect_event(c, "who");
+    json_t *m =
+        json_incref(json_object_get(json_object_get(v, "data"), "members"));
+    json_decref(v);
+    return m;
+}
+
+/* Presence is written to Redis as members come and go, a moment after the
+ * client's answer: asks until `room` has n members (or ms pass). */
+static json_t *who_until(ws_client *c, const char *room, size_t n, int ms)
+{
+    long long t0 = now_ms();
+    for (;;) {
+        json_t *m = who(c, room);
+        if (json_array_size(m) == n || now_ms() - t0 > ms)
+            return m;
+        json_decref(m);
+        usleep(20000);
+    }
+}
+
+/* A node counts in the room's presence once Redis confirmed its
+ * subscription: from then on the room's messages reach its members. */
+static void synced(ws_client *c, const char *room, size_t members)
+{
+    json_t *m = who_until(c, room, members, 3000);
+    ck_assert_int_eq(json_array_size(m), members);
+    json_decref(m);
+}
+
 START_TEST(test_ids_are_cluster_unique_and_js_safe)
 {
     ws_client *a = cli_connect(&n1), *b = cli_connect(&n2);
@@ -202,6 +244,7 @@ START_TEST(test_room_broadcast_send_close_cross_over)
     json_int_t ib = whoami(b);
     join(a, "x");
     join(b, "x");
+    synced(a, "x", 2);
     say(a, "x", "from a");
     expect_said(a, "from a");
     expect_said(b, "from a");
@@ -244,6 +287,7 @@ START_TEST(test_one_order_for_every_member)
                        cli_connect(&n2)};
     for (int i = 0; i < M; i++)
         join(c[i], "order");
+    synced(c[0], "order", M);
     char text[32];
     for (int i = 0; i < N; i++) {
         snprintf(text, sizeof(text), "a%d", i);
@@ -273,33 +317,6 @@ START_TEST(test_one_order_for_every_member)
     }
 }
 END_TEST
-
-static json_t *who(ws_client *c, const char *room)
-{
-    char msg[256];
-    snprintf(msg, sizeof(msg), "{\"event\":\"who\",\"data\":{\"room\":\"%s\"}}",
-             room);
-    cli_send(c, msg);
-    json_t *v = expect_event(c, "who");
-    json_t *m =
-        json_incref(json_object_get(json_object_get(v, "data"), "members"));
-    json_decref(v);
-    return m;
-}
-
-/* Presence is written to Redis as members come and go, a moment after the
- * client's answer: asks until `room` has n members (or ms pass). */
-static json_t *who_until(ws_client *c, const char *room, size_t n, int ms)
-{
-    long long t0 = now_ms();
-    for (;;) {
-        json_t *m = who(c, room);
-        if (json_array_size(m) == n || now_ms() - t0 > ms)
-            return m;
-        json_decref(m);
-        usleep(20000);
-    }
-}
 
 START_TEST(test_presence_spans_nodes_and_forgets_a_dead_one)
 {
@@ -395,7 +412,8 @@ START_TEST(test_redis_killed_and_restarted)
     ck_assert(srv_log_wait(&n1, "broker back", 1, 5000));
     ck_assert(srv_log_wait(&n2, "broker back", 1, 5000));
     /* Once each: lost, back. */
-    ck_assert(!srv_log_wait(&n1, "lost the broker", 2, 10));
+    ck_assert_msg(!srv_log_wait(&n1, "lost the broker", 2, 10), "%s",
+                  srv_logtail(&n1));
     fprintf(stderr, "cluster: back %lld ms after the restart\n", ms);
     drain(a);
     /* The presence came back with the reconnect. */
@@ -443,6 +461,7 @@ START_TEST(test_bad_bus_input_is_counted_and_dropped)
 {
     ws_client *a = cli_connect(&n1);
     join(a, "bad");
+    synced(a, "bad", 1);
     ck_assert_int_eq(redis_cli("PUBLISH sb:r:chat:bad garbage"), 0);
     ck_assert_int_eq(redis_cli("PUBLISH sb:b 'sb1 b 0 default\n{\"x\":'"), 0);
     ck_assert_int_eq(redis_cli("PUBLISH sb:n:1 'sb1 s 4294967297\nnot json'"),
