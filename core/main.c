@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "bridge.h"
+#include "cluster.h"
 #include "config.h"
 #include "crash.h"
 #include "fdlimit.h"
@@ -165,8 +166,16 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         sb_server server;
+        memset(&server, 0, sizeof(server));
         sb_server_hooks hooks = sb_bridge_hooks(&ph);
-        if (sb_server_start(&server, &cfg, &hooks, &loop) == 0) {
+        char err[512] = "";
+        /* A node takes its number from Redis before any client gets an
+         * id: without the broker at start, it does not start. */
+        if (cfg.cluster.enabled &&
+            sb_cluster_open(&cfg.cluster, &loop, err, sizeof(err)) < 0) {
+            sb_log_error("cluster", "not starting: %s", err);
+            rc = 1;
+        } else if (sb_server_start(&server, &cfg, &hooks, &loop) == 0) {
             if (sb_admin_start(&server) == 0) {
                 sb_plugin_host_ready(&ph);
             } else {
@@ -185,8 +194,10 @@ int main(int argc, char **argv)
         sb_plugin_host_free(&ph);
     }
     sb_plugin_host_free(&ph);
-    /* Let the handles closed above (timers, the post queue) finish. */
+    /* Let the handles closed above (timers, the post queue, the broker's
+     * connections) finish. */
     uv_run(&loop, UV_RUN_DEFAULT);
+    sb_cluster_free();
     if (uv_loop_close(&loop) != 0)
         sb_log_warn("core", "event loop closed with handles still open");
     sb_config_free(&cfg);

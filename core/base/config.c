@@ -42,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- the parse in progress ---------------------------------------------- */
 
@@ -82,6 +83,7 @@ enum section_kind {
     SEC_PLUGIN,  /* [plugin.NAME]: p->plugin indexes cfg->plugins */
     SEC_GATEWAY, /* [gateway.NAME]: p->gateway indexes cfg->gateways */
     SEC_ADMIN,   /* [admin] */
+    SEC_CLUSTER, /* [cluster] */
     SEC_SKIP     /* a section already reported as wrong: its keys are not */
 };
 
@@ -98,6 +100,7 @@ struct parser {
     unsigned *gateway_set;
     int server_line; /* of the first [server], 0 if none yet */
     int admin_line;  /* of the first [admin], 0 if none yet */
+    int redis_line;  /* of [cluster]'s `redis`, 0 if none yet */
     char *last_key;  /* names the value an indented line would continue */
     struct frame frame;
 };
@@ -707,6 +710,264 @@ static void on_admin_key(struct parser *p, int line, const char *name,
     add_error(p, line, "unknown key '%s' in [admin]", name);
 }
 
+/* ---- [cluster] ---------------------------------------------------------- */
+
+/* The broker link (core/cluster). Checked here, without Redis: -t needs
+ * none. */
+enum cluster_key_id {
+    CK_REDIS,
+    CK_PASSWORD_FILE,
+    CK_NODE,
+    CK_PREFIX,
+    CK_CONNECT_TIMEOUT,
+    CK_COMMAND_TIMEOUT,
+    CK_RECONNECT_MIN,
+    CK_RECONNECT_MAX,
+    CK_NODE_TTL,
+    CK_PROBE_INTERVAL,
+    CK_MAX_PENDING
+};
+
+#define MS_EXPECTED                                                            \
+    "a duration 1ms..1h: milliseconds, or a number and 'ms' or 's'"
+
+static const struct cluster_key {
+    const char *name;
+    enum cluster_key_id id;
+    const char *expected;
+} cluster_keys[] = {
+    {"redis", CK_REDIS, "redis://HOST[:PORT][/DB] or unix:/PATH"},
+    {"password_file", CK_PASSWORD_FILE, "a readable file"},
+    {"node", CK_NODE,
+     "a node name: 1..64 letters, digits, '_', '.', ':' or '-'"},
+    {"prefix", CK_PREFIX, "1..32 printable ASCII characters without spaces"},
+    {"connect_timeout", CK_CONNECT_TIMEOUT, MS_EXPECTED},
+    {"command_timeout", CK_COMMAND_TIMEOUT, MS_EXPECTED},
+    {"reconnect_min", CK_RECONNECT_MIN, MS_EXPECTED},
+    {"reconnect_max", CK_RECONNECT_MAX, MS_EXPECTED},
+    {"node_ttl", CK_NODE_TTL, MS_EXPECTED},
+    {"probe_interval", CK_PROBE_INTERVAL, MS_EXPECTED},
+    {"max_pending", CK_MAX_PENDING, "a size 64k..1g"},
+};
+
+/* "250", "250ms" or "2s": milliseconds, 1 ms to one hour. */
+static bool parse_millis(const char *s, unsigned *out)
+{
+    const char *rest;
+    unsigned long long v;
+    if (!parse_digits(s, &v, &rest))
+        return false;
+    if (strcmp(rest, "s") == 0) {
+        if (v > 3600)
+            return false;
+        v *= 1000;
+    } else if (rest[0] != '\0' && strcmp(rest, "ms") != 0)
+        return false;
+    if (v < 1 || v > 3600000)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+/* redis://HOST[:PORT][/DB] (HOST a name, an IPv4 address or [IPv6]) or
+ * unix:/PATH; fills cl on success. */
+static bool parse_redis_url(struct parser *p, const char *v,
+                            sb_cluster_conf *cl)
+{
+    if (strncmp(v, "unix:", 5) == 0) {
+        if (v[5] != '/' || strlen(v + 5) >= 108)
+            return false;
+        char *path = dup_or_oom(p, v + 5);
+        if (!path)
+            return true;
+        free(cl->redis_unix);
+        free(cl->redis_host);
+        cl->redis_unix = path;
+        cl->redis_host = NULL;
+        return true;
+    }
+    if (strncmp(v, "redis://", 8) != 0)
+        return false;
+    const char *h = v + 8, *end;
+    size_t hlen;
+    if (*h == '[') {
+        end = strchr(h, ']');
+        if (!end)
+            return false;
+        h++;
+        hlen = (size_t)(end - h);
+        end++;
+    } else {
+        end = h + strcspn(h, ":/");
+        hlen = (size_t)(end - h);
+    }
+    if (hlen == 0 || hlen > 253)
+        return false;
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-_:", h[i]))
+            return false;
+    unsigned long long port = 6379, db = 0;
+    const char *rest = end;
+    if (*rest == ':') {
+        if (!parse_digits(rest + 1, &port, &rest) || port < 1 || port > 65535)
+            return false;
+    }
+    if (*rest == '/') {
+        if (rest[1] != '\0' &&
+            (!parse_digits(rest + 1, &db, &rest) || db > 1000000))
+            return false;
+        if (*rest == '/')
+            rest++;
+    }
+    if (*rest != '\0')
+        return false;
+    char *host = strndup(h, hlen);
+    if (!host) {
+        p->oom = true;
+        return true;
+    }
+    free(cl->redis_host);
+    free(cl->redis_unix);
+    cl->redis_host = host;
+    cl->redis_unix = NULL;
+    cl->redis_port = (int)port;
+    cl->redis_db = (int)db;
+    return true;
+}
+
+static bool valid_node_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("_.:-", *s))
+            return false;
+    return true;
+}
+
+static bool valid_prefix(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~')
+            return false;
+    return true;
+}
+
+static void on_cluster_key(struct parser *p, int line, const char *name,
+                           const char *value)
+{
+    sb_cluster_conf *cl = &p->cfg->cluster;
+    for (size_t i = 0; i < sizeof(cluster_keys) / sizeof(cluster_keys[0]);
+         i++) {
+        const struct cluster_key *k = &cluster_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        bool ok = false;
+        char **text = NULL;
+        unsigned long long n;
+        switch (k->id) {
+        case CK_REDIS:
+            ok = parse_redis_url(p, value, cl);
+            if (ok)
+                p->redis_line = line;
+            break;
+        case CK_PASSWORD_FILE: {
+            char *path = value[0] ? resolve_path(p, value) : NULL;
+            ok = path && access(path, R_OK) == 0;
+            if (ok) {
+                free(cl->password_file);
+                cl->password_file = path;
+            } else {
+                free(path);
+            }
+            break;
+        }
+        case CK_NODE:
+            ok = valid_node_name(value);
+            text = &cl->node;
+            break;
+        case CK_PREFIX:
+            ok = valid_prefix(value);
+            text = &cl->prefix;
+            break;
+        case CK_CONNECT_TIMEOUT:
+            ok = parse_millis(value, &cl->connect_timeout_ms);
+            break;
+        case CK_COMMAND_TIMEOUT:
+            ok = parse_millis(value, &cl->command_timeout_ms);
+            break;
+        case CK_RECONNECT_MIN:
+            ok = parse_millis(value, &cl->reconnect_min_ms);
+            break;
+        case CK_RECONNECT_MAX:
+            ok = parse_millis(value, &cl->reconnect_max_ms);
+            break;
+        case CK_NODE_TTL:
+            ok = parse_millis(value, &cl->node_ttl_ms);
+            break;
+        case CK_PROBE_INTERVAL:
+            ok = parse_millis(value, &cl->probe_interval_ms);
+            break;
+        case CK_MAX_PENDING:
+            ok = parse_size(value, &n) && n >= (64u << 10) && n <= SIZE_1G;
+            if (ok)
+                cl->max_pending = (size_t)n;
+            break;
+        }
+        if (!ok) {
+            add_error(p, line,
+                      "bad value '%s' for '%s' in [cluster] "
+                      "(expected %s)",
+                      value, name, k->expected);
+        } else if (text) {
+            char *copy = dup_or_oom(p, value);
+            if (copy) {
+                free(*text);
+                *text = copy;
+            }
+        }
+        return;
+    }
+    add_error(p, line, "unknown key '%s' in [cluster]", name);
+}
+
+static void cluster_defaults(sb_cluster_conf *cl)
+{
+    cl->redis_port = 6379;
+    cl->connect_timeout_ms = 2000;
+    cl->command_timeout_ms = 5000;
+    cl->reconnect_min_ms = 100;
+    cl->reconnect_max_ms = 5000;
+    cl->node_ttl_ms = 15000;
+    cl->probe_interval_ms = 5000;
+    cl->max_pending = 64u << 20;
+}
+
+/* Once the whole file is read: what the keys say together. */
+static void finish_cluster(struct parser *p)
+{
+    sb_cluster_conf *cl = &p->cfg->cluster;
+    if (!cl->enabled)
+        return;
+    if (!cl->redis_host && !cl->redis_unix)
+        add_error(p, cl->line, "missing key 'redis' in [cluster]");
+    if (cl->reconnect_min_ms > cl->reconnect_max_ms)
+        add_error(p, cl->line,
+                  "[cluster] reconnect_min (%ums) is above reconnect_max "
+                  "(%ums)",
+                  cl->reconnect_min_ms, cl->reconnect_max_ms);
+    if (cl->node_ttl_ms < 3000)
+        add_error(p, cl->line,
+                  "[cluster] node_ttl must be at least 3s (the heartbeat "
+                  "runs every third of it)");
+    if (!cl->prefix)
+        cl->prefix = dup_or_oom(p, "sb:");
+}
+
 /* ---- [gateway.NAME] ----------------------------------------------------- */
 
 static bool valid_plugin_name(const char *s);
@@ -1077,6 +1338,14 @@ static void on_section(struct parser *p, int line, const char *name,
         else
             p->admin_line = line;
         p->kind = SEC_ADMIN;
+    } else if (strcmp(name, "cluster") == 0) {
+        if (p->cfg->cluster.enabled)
+            add_error(p, line, "duplicate section [cluster] (first at line %d)",
+                      p->cfg->cluster.line);
+        else
+            p->cfg->cluster.line = line;
+        p->cfg->cluster.enabled = true;
+        p->kind = SEC_CLUSTER;
     } else if (strncmp(name, "plugin.", 7) == 0) {
         plugin_section(p, line, name + 7);
     } else if (strncmp(name, "gateway.", 8) == 0) {
@@ -1084,7 +1353,7 @@ static void on_section(struct parser *p, int line, const char *name,
     } else {
         add_error(p, line,
                   "unknown section [%s] (expected [server], [admin], "
-                  "[gateway.NAME] or [plugin.NAME])",
+                  "[cluster], [gateway.NAME] or [plugin.NAME])",
                   name);
         p->kind = SEC_SKIP;
     }
@@ -1112,6 +1381,8 @@ static void on_key(struct parser *p, int line, const char *name,
         on_gateway_key(p, line, name, value);
     else if (p->kind == SEC_ADMIN)
         on_admin_key(p, line, name, value);
+    else if (p->kind == SEC_CLUSTER)
+        on_cluster_key(p, line, name, value);
     else
         on_plugin_key(p, line, name, value);
 }
@@ -1329,6 +1600,7 @@ int sb_config_load(sb_config *cfg, const char *path)
 
     memset(cfg, 0, sizeof(*cfg));
     set_defaults(&cfg->server);
+    cluster_defaults(&cfg->cluster);
     cfg->file = dup_or_oom(&p, path);
     cfg->server.path = dup_or_oom(&p, "/");
     /* [server] is the first gateway; its settings are copied in at the end,
@@ -1381,6 +1653,8 @@ int sb_config_load(sb_config *cfg, const char *path)
         }
     for (size_t i = 0; i < cfg->nplugins && !p.oom; i++)
         finish_plugin_gateways(&p, &cfg->plugins[i]);
+    if (!p.oom)
+        finish_cluster(&p);
 
 out:
     if (p.oom)
@@ -1409,6 +1683,11 @@ void sb_config_free(sb_config *cfg)
     free(cfg->server.subprotocols);
     free(cfg->admin.host);
     free(cfg->admin.token);
+    free(cfg->cluster.redis_host);
+    free(cfg->cluster.redis_unix);
+    free(cfg->cluster.password_file);
+    free(cfg->cluster.node);
+    free(cfg->cluster.prefix);
     for (size_t i = 0; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         free(cfg->gateways[i].name);

@@ -101,11 +101,33 @@ typedef struct sb_admin_conf {
     char *token; /* bearer token every request must carry; NULL: none */
 } sb_admin_conf;
 
+/* [cluster]: the Redis broker that joins nodes (core/cluster). Absent: one
+ * process, exactly as without it. Durations in milliseconds. */
+typedef struct sb_cluster_conf {
+    bool enabled;        /* the section is present */
+    int line;            /* of its header */
+    char *redis_host;    /* redis://HOST:PORT[/DB]; NULL with redis_unix */
+    int redis_port;      /* default 6379 */
+    int redis_db;        /* default 0 */
+    char *redis_unix;    /* unix:/PATH, or NULL */
+    char *password_file; /* resolved; its first line is the password */
+    char *node;          /* NULL: "<host name>-<pid>" */
+    char *prefix;        /* of every key and channel, default "sb:" */
+    unsigned connect_timeout_ms; /* default 2000 */
+    unsigned command_timeout_ms; /* default 5000 */
+    unsigned reconnect_min_ms;   /* default 100 */
+    unsigned reconnect_max_ms;   /* default 5000 */
+    unsigned node_ttl_ms;        /* heartbeat key TTL, default 15000 */
+    unsigned probe_interval_ms;  /* subscriber liveness probe, 5000 */
+    size_t max_pending;          /* bytes queued for Redis, default 64 MiB */
+} sb_cluster_conf;
+
 typedef struct sb_config {
     char *file; /* the path as given */
     char *dir;  /* its folder, absolute */
     sb_server_conf server;
     sb_admin_conf admin;
+    sb_cluster_conf cluster;
     sb_gateway_conf *gateways; /* [0] is "default" ([server]) */
     size_t ngateways;
     sb_plugin_conf *plugins; /* in file order */

@@ -4,6 +4,7 @@
 #include "bridge.h"
 
 #include "async.h"
+#include "cluster.h"
 #include "dispatch.h"
 #include "host_api.h"
 #include "log.h"
@@ -42,6 +43,7 @@ static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
 static void on_starting(void *ctx, sb_server *s)
 {
     s->plugins = ctx;
+    sb_cluster_attach(s); /* nothing without [cluster] */
     if (sb_reload_start(s) < 0)
         sb_log_warn("server", "hot reload is unavailable (out of memory)");
 }
@@ -50,6 +52,7 @@ static void on_stopped(void *ctx, sb_server *s)
 {
     (void)ctx;
     sb_reload_stop(s);
+    sb_cluster_detach();
 }
 
 static size_t on_pending_work(void *ctx)
@@ -123,6 +126,8 @@ static void fill_table(sb_host *t)
     t->broadcast_frame = sb_api_broadcast_frame;
     t->room_send_frame = sb_api_room_send_frame;
     t->client_subprotocol = sb_api_client_subprotocol;
+    t->room_count_cluster = sb_api_room_count_cluster;
+    t->room_members = sb_api_room_members;
 }
 
 void sb_bridge_plugin_host(sb_plugin_host *ph)

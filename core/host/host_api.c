@@ -15,6 +15,8 @@
 
 #include <libwebsockets.h>
 
+#include "async.h"
+#include "cluster.h"
 #include "crash.h"
 #include "dispatch.h"
 #include "plugin_host.h"
@@ -25,6 +27,21 @@
  * the same framed once for sending to many clients. */
 static sb_buf text_buf, frame_buf;
 
+/* One question about a room; its answer reaches the plugin once, later,
+ * unless the plugin was released meanwhile (then it is dropped). */
+typedef struct presence_req {
+    sb_plugin *p; /* NULL once the plugin was released */
+    sb_presence_fn fn;
+    void *udata;
+    char *room;
+    int status;
+    size_t count;
+    json_t *members;
+    struct presence_req *prev, *next;
+} presence_req;
+
+static presence_req *presence_pending;
+
 static sb_client *client_of(sb_client_id id)
 {
     sb_server *s = sb_server_instance;
@@ -34,10 +51,22 @@ static sb_client *client_of(sb_client_id id)
     return c && c->server ? c : NULL;
 }
 
+/* An id another node of the cluster owns (never in one process). */
+static bool remote(sb_client_id id)
+{
+    if (!sb_cluster_instance)
+        return false;
+    uint32_t node = sb_cluster_node_of(id);
+    return node != 0 && node != sb_cluster_node();
+}
+
+static sb_buf gateway_names; /* a plugin's gateways for a broadcast */
+
 void sb_host_api_cleanup(void)
 {
     sb_buf_free(&text_buf);
     sb_buf_free(&frame_buf);
+    sb_buf_free(&gateway_names);
 }
 
 /* ---- per-client slots ---------------------------------------------------- */
@@ -102,6 +131,10 @@ void sb_client_slots_release(sb_client *c)
 
 void sb_api_release_plugin(const sb_plugin *p, bool keep_state)
 {
+    /* Its presence questions get no answer: the plugin is going. */
+    for (presence_req *q = presence_pending; q; q = q->next)
+        if (q->p == p)
+            q->p = NULL;
     sb_server *s = sb_server_instance;
     if (!s || !p->desc)
         return;
@@ -283,7 +316,8 @@ json_t *sb_api_client_identity(sb_client_id client)
 int sb_api_client_close(sb_client_id client, int code, const char *reason)
 {
     sb_client *c = client_of(client);
-    if (!c)
+    bool far = !c && remote(client);
+    if (!c && !far)
         return SB_ERR_NOT_FOUND;
     /* Only the codes RFC 6455 lets an endpoint send. */
     bool valid = (code >= 1000 && code <= 1003) ||
@@ -291,13 +325,15 @@ int sb_api_client_close(sb_client_id client, int code, const char *reason)
                  (code >= 3000 && code <= 4999);
     if (!valid)
         return SB_ERR_INVALID;
-    if (c->closing)
+    if (c && c->closing)
         return SB_ERR_CLOSED;
     /* A close frame's reason is UTF-8 of at most 123 bytes, or the client
      * fails the connection instead of closing it: repair and cut it. */
     char text[124];
     reason = reason ? reason : "";
     sb_utf8_repair(text, sizeof(text), reason, strlen(reason), false, NULL);
+    if (far)
+        return sb_cluster_close(client, code, text);
     sb_client_close(c, code, text);
     return SB_OK;
 }
@@ -345,21 +381,25 @@ int sb_api_send_exception(sb_plugin *p, sb_client_id to, const char *id,
     sb_client *c = client_of(to);
     if (!p || !message)
         return SB_ERR_INVALID;
-    if (!c)
+    bool far = !c && remote(to);
+    if (!c && !far)
         return SB_ERR_NOT_FOUND;
     sb_span ids = {NULL, 0};
     if (id && !valid_id(id, id_len, &ids))
         return SB_ERR_INVALID;
     size_t len = strlen(message);
     if (sb_utf8_valid(message, len))
-        return sb_send_exception(c, message, NULL, (sb_span){NULL, 0}, ids);
+        return far ? sb_cluster_exception(to, ids.ptr, ids.len, message)
+                   : sb_send_exception(c, message, NULL, (sb_span){NULL, 0},
+                                       ids);
     /* Text for people: bytes that are not UTF-8 become U+FFFD (3 bytes
      * at most for each), rather than failing the client's connection. */
     char *fixed = len < SIZE_MAX / 3 ? malloc(3 * len + 1) : NULL;
     if (!fixed)
         return SB_ERR_NOMEM;
     sb_utf8_repair(fixed, 3 * len + 1, message, len, false, NULL);
-    int rc = sb_send_exception(c, fixed, NULL, (sb_span){NULL, 0}, ids);
+    int rc = far ? sb_cluster_exception(to, ids.ptr, ids.len, fixed)
+                 : sb_send_exception(c, fixed, NULL, (sb_span){NULL, 0}, ids);
     free(fixed);
     return rc;
 }
@@ -373,7 +413,8 @@ int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
                     json_t *data, const char *id, size_t id_len)
 {
     sb_client *c = client_of(to);
-    if (!c) {
+    bool far = !c && remote(to);
+    if (!c && !far) {
         json_decref(data);
         return SB_ERR_NOT_FOUND;
     }
@@ -385,7 +426,40 @@ int sb_api_send_ack(sb_plugin *p, sb_client_id to, const char *event,
     int rc = compose(event, data, ids);
     if (rc != SB_OK)
         return rc;
+    if (far)
+        return sb_cluster_send(to, text_buf.data, text_buf.len);
     return sb_client_send_text(c, text_buf.data, text_buf.len);
+}
+
+/* In a cluster, a broadcast goes through the broker to every node (this
+ * one too: see room_send). It returns the clients of the plugin's gateways
+ * on this node, the count a plugin got before, less the one left out. */
+static int cluster_broadcast(sb_server *s, sb_plugin *p, const char *event,
+                             json_t *data, sb_client_id except)
+{
+    int rc = compose(event, data, (sb_span){NULL, 0});
+    if (rc != SB_OK)
+        return rc;
+    gateway_names.len = 0;
+    unsigned local = 0;
+    for (size_t g = 0; g < s->config->ngateways; g++) {
+        if (!sb_plugin_serves(p, g))
+            continue;
+        if ((gateway_names.len && sb_buf_append_byte(&gateway_names, ',')) ||
+            sb_buf_append_str(&gateway_names, s->config->gateways[g].name))
+            return SB_ERR_NOMEM;
+        local += s->gateway_clients[g];
+    }
+    if (!gateway_names.len)
+        return 0;
+    rc = sb_cluster_broadcast(gateway_names.data, gateway_names.len,
+                              text_buf.data, text_buf.len, except);
+    if (rc != SB_OK)
+        return rc;
+    sb_client *x = except ? client_of(except) : NULL;
+    if (x && sb_plugin_serves(p, x->gateway) && local)
+        local--;
+    return (int)local;
 }
 
 int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
@@ -400,6 +474,8 @@ int sb_api_broadcast(sb_plugin *p, const char *event, json_t *data,
         json_decref(data);
         return 0;
     }
+    if (sb_cluster_instance)
+        return cluster_broadcast(s, p, event, data, except);
     int rc = compose(event, data, (sb_span){NULL, 0});
     if (rc != SB_OK || (rc = frame_once()) != SB_OK)
         return rc;
@@ -533,6 +609,31 @@ int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
     return SB_OK;
 }
 
+/* In a cluster, a room message is published once, and every node with
+ * members (this one included) delivers it when it comes back from Redis:
+ * so every member sees the room's messages in one order, whichever node
+ * sent them. Returns the room's members on this node (the count a plugin
+ * got before), less the one left out. */
+static int cluster_room_send(sb_server *s, const char *room, const char *event,
+                             json_t *data, sb_client_id except)
+{
+    if (!*room) {
+        json_decref(data);
+        return 0;
+    }
+    int rc = compose(event, data, (sb_span){NULL, 0});
+    if (rc != SB_OK)
+        return rc;
+    rc = sb_cluster_room_send(room, text_buf.data, text_buf.len, except);
+    if (rc != SB_OK)
+        return rc;
+    sb_room *r = sb_rooms_find(&s->rooms, room);
+    int n = r ? (int)r->count : 0;
+    if (n && except && sb_api_room_has(NULL, except, room))
+        n--;
+    return n;
+}
+
 int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
                      json_t *data, sb_client_id except)
 {
@@ -541,6 +642,8 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
         json_decref(data);
         return SB_ERR_INVALID;
     }
+    if (sb_cluster_instance && s)
+        return cluster_room_send(s, room, event, data, except);
     sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
     if (!r) {
         json_decref(data);
@@ -577,6 +680,99 @@ size_t sb_api_room_count(sb_plugin *p, const char *room)
     sb_server *s = sb_server_instance;
     sb_room *r = s && room ? sb_rooms_find(&s->rooms, room) : NULL;
     return r ? r->count : 0;
+}
+
+/* ---- presence: room_count_cluster, room_members ------------------------ */
+
+static void presence_answer(presence_req *q)
+{
+    if (q->p) {
+        sb_crash_enter(q->p->name, "presence callback", NULL);
+        q->fn(q->p, q->status, q->room, q->count, q->members, q->udata);
+        sb_crash_leave();
+    }
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        presence_pending = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    json_decref(q->members);
+    free(q->room);
+    free(q);
+}
+
+static void on_cluster_presence(void *udata, int status, size_t count,
+                                json_t *members)
+{
+    presence_req *q = udata;
+    q->status = status;
+    q->count = count;
+    q->members = members;
+    presence_answer(q);
+}
+
+static void on_local_presence(sb_plugin *p, void *udata)
+{
+    presence_answer(udata);
+}
+
+static int presence(sb_plugin *p, const char *room, bool list,
+                    sb_presence_fn fn, void *udata)
+{
+    if (!p || !room || !*room || !fn)
+        return SB_ERR_INVALID;
+    if (!p->serving || p->handed_over || p->unloading)
+        return SB_ERR_STATE;
+    presence_req *q = calloc(1, sizeof(*q));
+    if (!q || !(q->room = strdup(room))) {
+        free(q);
+        return SB_ERR_NOMEM;
+    }
+    *q = (presence_req){.p = p,
+                        .fn = fn,
+                        .udata = udata,
+                        .room = q->room,
+                        .next = presence_pending};
+    if (presence_pending)
+        presence_pending->prev = q;
+    presence_pending = q;
+    int rc;
+    if (sb_cluster_instance) {
+        rc = sb_cluster_presence(room, list, on_cluster_presence, q);
+    } else {
+        /* One process: the answer is known now, and given on the next
+         * loop turn like a cluster's. */
+        sb_server *s = sb_server_instance;
+        sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
+        q->count = r ? r->count : 0;
+        if (list) {
+            q->members = json_array();
+            for (size_t i = 0; r && q->members && i < r->count; i++)
+                json_array_append_new(
+                    q->members,
+                    json_integer((json_int_t)r->members[i].links->owner->id));
+        }
+        rc = list && !q->members ? SB_ERR_NOMEM
+                                 : sb_api_post(p, on_local_presence, q);
+    }
+    if (rc != SB_OK) {
+        q->p = NULL;
+        presence_answer(q);
+    }
+    return rc;
+}
+
+int sb_api_room_count_cluster(sb_plugin *p, const char *room, sb_presence_fn fn,
+                              void *udata)
+{
+    return presence(p, room, false, fn, udata);
+}
+
+int sb_api_room_members(sb_plugin *p, const char *room, sb_presence_fn fn,
+                        void *udata)
+{
+    return presence(p, room, true, fn, udata);
 }
 
 static int by_name(const void *a, const void *b)

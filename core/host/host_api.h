@@ -4,8 +4,11 @@
  * decided.
  *
  * Every entry takes ids, looks them up in the server's client table, and
- * answers SB_ERR_NOT_FOUND for a stale one. A message for many clients is
- * framed once into a scratch buffer and copied into each client's queue.
+ * answers SB_ERR_NOT_FOUND for a stale one. With a [cluster], an id of
+ * another node, room messages and broadcasts go through the broker
+ * (cluster.h); without one, those paths are never taken. A message for many
+ * clients is framed once into a scratch buffer and copied into each client's
+ * queue.
  */
 #ifndef SB_HOST_API_H
 #define SB_HOST_API_H
@@ -56,6 +59,10 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
 int sb_api_room_has(sb_plugin *p, sb_client_id client, const char *room);
 size_t sb_api_room_count(sb_plugin *p, const char *room);
 json_t *sb_api_client_rooms(sb_plugin *p, sb_client_id client);
+int sb_api_room_count_cluster(sb_plugin *p, const char *room, sb_presence_fn fn,
+                              void *udata);
+int sb_api_room_members(sb_plugin *p, const char *room, sb_presence_fn fn,
+                        void *udata);
 const char *sb_api_handshake_path(const sb_handshake *hs);
 const char *sb_api_handshake_query(const sb_handshake *hs);
 const char *sb_api_handshake_query_arg(sb_handshake *hs, const char *name);

@@ -75,6 +75,8 @@ int sb_rooms_join(sb_rooms *r, sb_room_links *c, const char *name)
     c->v[c->n] = (sb_room_link){room, room->count};
     room->count++;
     c->n++;
+    if (r->changed)
+        r->changed(r->changed_ctx, room, c->owner, true);
     return 0;
 }
 
@@ -97,6 +99,8 @@ static void unlink_at(sb_rooms *r, sb_room_links *c, size_t i)
         moved.room->members[moved.member].link = i;
     }
     c->n--;
+    if (r->changed)
+        r->changed(r->changed_ctx, room, c->owner, false);
     if (room->count == 0)
         delete_room(r, room);
 }

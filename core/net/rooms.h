@@ -10,6 +10,7 @@
 #ifndef SB_ROOMS_H
 #define SB_ROOMS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,13 @@ typedef struct sb_room_links {
 
 typedef struct sb_rooms {
     sb_table t; /* name -> sb_room (table.h) */
+    /* Told of every join (after it; room->count includes the client) and
+     * every leave (after it; room->count == 0 means the room is freed
+     * right after the call), when not NULL: the cluster keeps its
+     * subscriptions and presence by it. Never called by sb_rooms_free(). */
+    void (*changed)(void *ctx, const sb_room *room, struct sb_client *c,
+                    bool joined);
+    void *changed_ctx;
 } sb_rooms;
 
 sb_room *sb_rooms_find(const sb_rooms *r, const char *name);

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "metrics.h"
@@ -255,6 +256,20 @@ static int answer_status(struct lws *wsi, const sb_server *s)
         json_pack("{sI sI sI}", "ok", (json_int_t)s->stats.reloads_ok, "failed",
                   (json_int_t)s->stats.reloads_failed, "unchanged",
                   (json_int_t)s->stats.reloads_unchanged);
+    json_t *cluster = NULL;
+    if (sb_cluster_instance) {
+        const sb_cluster_stats *st = sb_cluster_get_stats();
+        cluster = json_pack(
+            "{ss sI ss sb sI sI sI sI sI sI sI sI}", "broker",
+            sb_cluster_state(), "node", (json_int_t)sb_cluster_node(), "name",
+            sb_cluster_node_name(), "connected", sb_cluster_up(), "reconnects",
+            (json_int_t)st->reconnects, "messages_out",
+            (json_int_t)st->published, "messages_in", (json_int_t)st->received,
+            "bad_input", (json_int_t)st->bad_input, "unavailable",
+            (json_int_t)st->refused, "unrouted", (json_int_t)st->unrouted,
+            "timeouts", (json_int_t)st->timeouts, "room_channels",
+            (json_int_t)sb_cluster_channels());
+    }
     json_t *doc = json_pack(
         "{ss ss sI so* sI sb sb sI so* so* so*}", "version", SB_VERSION, "abi",
         abi, "pid", (json_int_t)getpid(), "started_at", iso_time(a->started_ms),
@@ -262,6 +277,10 @@ static int answer_status(struct lws *wsi, const sb_server *s)
         "ready", is_ready(s), "stopping", s->stopping, "connections",
         (json_int_t)s->nclients, "gateways", status_gateways(s), "plugins",
         status_plugins(s), "reloads", reloads);
+    if (doc && cluster)
+        json_object_set_new(doc, "cluster", cluster);
+    else
+        json_decref(cluster);
     return respond_json(wsi, HTTP_STATUS_OK, doc, NULL, NULL);
 }
 
@@ -342,6 +361,13 @@ static int answer(struct lws *wsi, sb_server *s, const char *path,
         return answer_reload(wsi, s);
     if (strcmp(path, "/healthz") == 0)
         return respond_text(wsi, HTTP_STATUS_OK, "ok\n");
+    /* A node whose broker is down still serves its own clients: it stays
+     * ready (taking every node out of service when Redis fails would turn
+     * a cluster problem into an outage), and says so. */
+    if (strcmp(path, "/readyz") == 0 && is_ready(s) && sb_cluster_instance)
+        return respond_text(wsi, HTTP_STATUS_OK,
+                            sb_cluster_up() ? "ready\nbroker connected\n"
+                                            : "ready\nbroker down\n");
     if (strcmp(path, "/readyz") == 0)
         return is_ready(s) ? respond_text(wsi, HTTP_STATUS_OK, "ready\n")
                            : respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,

@@ -21,6 +21,7 @@
 
 #include <libwebsockets.h>
 
+#include "cluster.h"
 #include "plugin_host.h"
 #include "server.h"
 
@@ -226,6 +227,50 @@ static int render_plugins(sb_buf *b, const sb_server *s)
     return 0;
 }
 
+/* The broker of a [cluster] (cluster.h); nothing without one. */
+static int render_cluster(sb_buf *b)
+{
+    const sb_cluster_stats *st = sb_cluster_get_stats();
+    if (!st)
+        return 0;
+    FAMILY("switchboard_cluster_up", "gauge",
+           "1 while both connections to the cluster's Redis are up, else 0.")
+    SAMPLE("switchboard_cluster_up", NULL, 0, sb_cluster_up() ? 1 : 0)
+    FAMILY("switchboard_cluster_reconnects_total", "counter",
+           "Times the broker came back after a loss.")
+    SAMPLE("switchboard_cluster_reconnects_total", NULL, 0, st->reconnects)
+    FAMILY("switchboard_cluster_messages_total", "counter",
+           "Bus messages, by direction: out (published by this node), in "
+           "(received from Redis, this node's own included).")
+    sb_prom_label out = {"direction", "out"}, in = {"direction", "in"};
+    SAMPLE("switchboard_cluster_messages_total", &out, 1, st->published)
+    SAMPLE("switchboard_cluster_messages_total", &in, 1, st->received)
+    FAMILY("switchboard_cluster_deliveries_total", "counter",
+           "Frames queued to this node's clients from bus messages.")
+    SAMPLE("switchboard_cluster_deliveries_total", NULL, 0, st->deliveries)
+    FAMILY("switchboard_cluster_drops_total", "counter",
+           "What the broker link dropped, by reason: bad_input (malformed or "
+           "foreign bus messages), unavailable (calls refused while the "
+           "broker was down or over max_pending), unrouted (messages for a "
+           "node or client that is gone), redis_error (error replies), "
+           "timeout (connections dropped by a deadline).")
+    sb_prom_label r[5] = {{"reason", "bad_input"},
+                          {"reason", "unavailable"},
+                          {"reason", "unrouted"},
+                          {"reason", "redis_error"},
+                          {"reason", "timeout"}};
+    SAMPLE("switchboard_cluster_drops_total", &r[0], 1, st->bad_input)
+    SAMPLE("switchboard_cluster_drops_total", &r[1], 1, st->refused)
+    SAMPLE("switchboard_cluster_drops_total", &r[2], 1, st->unrouted)
+    SAMPLE("switchboard_cluster_drops_total", &r[3], 1, st->errors)
+    SAMPLE("switchboard_cluster_drops_total", &r[4], 1, st->timeouts)
+    FAMILY("switchboard_cluster_room_channels", "gauge",
+           "Room channels this node is subscribed to (rooms with local "
+           "members).")
+    SAMPLE("switchboard_cluster_room_channels", NULL, 0, sb_cluster_channels())
+    return 0;
+}
+
 int sb_metrics_render(sb_buf *b, const sb_server *s)
 {
     const sb_config *cfg = s->config;
@@ -291,5 +336,7 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
     SAMPLE("switchboard_reloads_total", &failed, 1, s->stats.reloads_failed)
     SAMPLE("switchboard_reloads_total", &unchanged, 1,
            s->stats.reloads_unchanged)
+    if (render_cluster(b) < 0)
+        return -1;
     return render_plugins(b, s);
 }

@@ -360,6 +360,8 @@ static const char *host_strerror(int status)
         return "cancelled";
     case SB_ERR_RETIRED:
         return "this plugin version is retired";
+    case SB_ERR_UNAVAILABLE:
+        return "the cluster's broker is unavailable";
     default:
         return "unknown status";
     }

@@ -1,5 +1,6 @@
 /*
- * chat — chat rooms: `join`, `leave`, `say` and `rooms`, on the host's rooms.
+ * chat — chat rooms: `join`, `leave`, `say`, `rooms` and `who`, on the host's
+ * rooms.
  *
  * The plugin keeps no membership of its own: the host's rooms are the one
  * record of who is where, so a client that disconnects leaves every room
@@ -16,6 +17,7 @@
  * refusal is a host->fail() with a sentence the client can act on.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,6 +209,89 @@ static int on_rooms(sb_plugin *p, sb_message *msg, void *udata)
     return c->host->reply(msg, "rooms", mine);
 }
 
+/* A `who` waiting for the host's answer (room_members() is asynchronous:
+ * in a cluster Redis is asked). */
+typedef struct who_req {
+    chat *c;
+    sb_client_id client;
+    size_t id_len;
+    char id[]; /* the request's "id" as JSON text, id_len bytes */
+} who_req;
+
+static int by_id(const void *a, const void *b)
+{
+    json_int_t x = json_integer_value(*(json_t *const *)a);
+    json_int_t y = json_integer_value(*(json_t *const *)b);
+    return (x > y) - (x < y);
+}
+
+static void on_members(sb_plugin *p, int status, const char *room, size_t count,
+                       json_t *members, void *udata)
+{
+    who_req *w = udata;
+    chat *c = w->c;
+    const char *id = w->id_len ? w->id : NULL;
+    if (status != SB_OK) {
+        c->host->send_exception(p, w->client, id, w->id_len,
+                                "cannot list the room's members now");
+    } else {
+        /* Sorted, so that every client sees the same list. */
+        size_t n = json_array_size(members);
+        json_t **v = malloc((n ? n : 1) * sizeof(*v));
+        json_t *list = json_array();
+        for (size_t i = 0; v && i < n; i++)
+            v[i] = json_array_get(members, i);
+        if (v)
+            qsort(v, n, sizeof(*v), by_id);
+        for (size_t i = 0; v && list && i < n; i++)
+            json_array_append(list, v[i]);
+        free(v);
+        c->host->send_ack(p, w->client, "who",
+                          json_pack("{s:s, s:o}", "room", room + c->prefix_len,
+                                    "members", list),
+                          id, w->id_len);
+    }
+    free(w);
+}
+
+/* {"event":"who","data":{"room":R}} → {"event":"who","data":{"room":R,
+ * "members":[ids]}}: every member, on every node of a cluster, sorted. */
+static int on_who(sb_plugin *p, sb_message *msg, void *udata)
+{
+    chat *c = udata;
+    json_t *data;
+    const char *room;
+    int rc;
+    if ((rc = data_object(c, msg, &data)) != SB_OK ||
+        (rc = get_room(c, msg, data, &room)) != SB_OK)
+        return rc;
+    /* A host older than ABI 1.3 has no room_members(). */
+    if (c->host->size < offsetof(sb_host, room_members) + sizeof(void *))
+        return c->host->fail(msg, "who needs Switchboard with ABI 1.3");
+    size_t id_len = 0;
+    const char *id = c->host->message_id_raw(msg, &id_len);
+    who_req *w = malloc(sizeof(*w) + id_len);
+    char *full = host_room(c, room);
+    if (!w || !full) {
+        free(w);
+        free(full);
+        return SB_ERR_NOMEM;
+    }
+    w->c = c;
+    w->client = c->host->message_client(msg);
+    w->id_len = id ? id_len : 0;
+    if (w->id_len)
+        memcpy(w->id, id, id_len);
+    rc = c->host->room_members(p, full, on_members, w);
+    free(full);
+    if (rc != SB_OK) {
+        free(w);
+        return c->host->fail(msg, "cannot list room %s: %s", room,
+                             c->host->strerror(rc));
+    }
+    return SB_OK;
+}
+
 static void chat_unload(sb_plugin *p, void *udata)
 {
     free(udata);
@@ -245,7 +330,8 @@ static int chat_init(sb_plugin *p, const sb_host *h)
     } events[] = {{"join", on_join},
                   {"leave", on_leave},
                   {"say", on_say},
-                  {"rooms", on_rooms}};
+                  {"rooms", on_rooms},
+                  {"who", on_who}};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if ((rc = h->subscribe(p, events[i].event, events[i].fn, c)) != SB_OK) {
             free(c);

@@ -101,6 +101,9 @@ static struct opts {
     bool binary;
     bool spin;
     long pid;
+    int port2;          /* broadcast: every other subscriber goes here */
+    long extra_pids[4]; /* more processes whose CPU is reported together */
+    unsigned nextra;
 } opt = {
     .mode = MODE_ECHO,
     .host = "127.0.0.1",
@@ -124,6 +127,8 @@ static struct opts {
 static struct state {
     int ep;
     struct sockaddr_storage addr;
+    struct sockaddr_storage addr2; /* --port2 */
+    uint64_t extra_measure;        /* --extra-pid ticks at t_measure */
     socklen_t addr_len;
     conn *conns;
     unsigned nconns;      /* connections to open in all */
@@ -267,6 +272,14 @@ static uint64_t read_cpu_ticks(long pid)
 }
 
 /* The one core a process is pinned to, or -1 when it may run on several. */
+static uint64_t extra_ticks(void)
+{
+    uint64_t t = 0;
+    for (unsigned i = 0; i < opt.nextra; i++)
+        t += read_cpu_ticks(opt.extra_pids[i]);
+    return t;
+}
+
 static int pinned_core(long pid)
 {
     cpu_set_t set;
@@ -499,7 +512,12 @@ static void start_conn(conn *c)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(st.ep, EPOLL_CTL_ADD, fd, &ev) < 0)
         die("epoll_ctl: %s", strerror(errno));
-    if (connect(fd, (struct sockaddr *)&st.addr, st.addr_len) < 0 &&
+    /* With --port2, every other subscriber (never the publisher, the
+     * last connection) goes to the second server. */
+    size_t idx = (size_t)(c - st.conns);
+    const struct sockaddr_storage *to =
+        opt.port2 && idx % 2 == 1 && idx + 1 < st.nconns ? &st.addr2 : &st.addr;
+    if (connect(fd, (const struct sockaddr *)to, st.addr_len) < 0 &&
         errno != EINPROGRESS)
         conn_fail(c, strerror(errno));
 }
@@ -832,6 +850,7 @@ static void advance(uint64_t t)
         st.measuring = true;
         getrusage(RUSAGE_SELF, &st.ru_measure);
         st.srv_cpu_measure = read_cpu_ticks(opt.pid);
+        st.extra_measure = extra_ticks();
         st.lg_core = pinned_core(0);
         st.srv_core = opt.pid > 0 ? pinned_core(opt.pid) : -1;
         if (st.srv_core == st.lg_core)
@@ -908,6 +927,13 @@ static void resolve(void)
     } else {
         die("--host must be a numeric loopback address, not %s", h);
     }
+    st.addr2 = st.addr;
+    if (st.addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&st.addr2)->sin_port =
+            htons((uint16_t)opt.port2);
+    else
+        ((struct sockaddr_in6 *)&st.addr2)->sin6_port =
+            htons((uint16_t)opt.port2);
 }
 
 /* Builds a complete masked client frame for msg. Every message of the run
@@ -964,6 +990,9 @@ static void usage(FILE *f)
         "  --pid PID          server process whose VmRSS is read (required)\n"
         "  --settle S         wait after the last handshake (1)\n"
         "broadcast:\n"
+        "  --port2 N          every other subscriber connects to port N (a\n"
+        "                     second node; the publisher stays on --port)\n"
+        "  --extra-pid PID    add PID's CPU to extra_cpu (repeatable, 4)\n"
         "  --join STR         text each subscriber sends once (required)\n"
         "  --message STR      text the publisher sends\n"
         "  --expect STR       check that each delivery equals STR\n"
@@ -1006,6 +1035,8 @@ static void parse_args(int argc, char **argv)
         OPT_WINDOW,
         OPT_RATE,
         OPT_NO_SPIN,
+        OPT_PORT2,
+        OPT_EXTRA_PID,
         OPT_HELP
     };
     static const struct option longopts[] = {
@@ -1028,6 +1059,8 @@ static void parse_args(int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW},
         {"rate", required_argument, NULL, OPT_RATE},
         {"no-spin", no_argument, NULL, OPT_NO_SPIN},
+        {"port2", required_argument, NULL, OPT_PORT2},
+        {"extra-pid", required_argument, NULL, OPT_EXTRA_PID},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
 
@@ -1093,6 +1126,14 @@ static void parse_args(int argc, char **argv)
             break;
         case OPT_PID:
             opt.pid = (long)parse_num(optarg, "pid");
+            break;
+        case OPT_PORT2:
+            opt.port2 = (int)parse_num(optarg, "port2");
+            break;
+        case OPT_EXTRA_PID:
+            if (opt.nextra == 4)
+                die("at most 4 --extra-pid");
+            opt.extra_pids[opt.nextra++] = (long)parse_num(optarg, "extra-pid");
             break;
         case OPT_SETTLE:
             opt.settle = parse_num(optarg, "settle");
@@ -1231,17 +1272,23 @@ static void report(uint64_t t_done)
     case MODE_BCAST: {
         double dps = (double)st.deliveries / span;
         double pps = (double)st.published / span;
+        double extra_cpu = opt.nextra
+                               ? (double)(extra_ticks() - st.extra_measure) /
+                                     (double)sysconf(_SC_CLK_TCK) / span
+                               : -1;
         printf("mode=broadcast label=%s subscribers=%u window=%u rate=%.0f "
                "msg_bytes=%zu duration_s=%.3f deliveries=%" PRIu64
                " deliveries_per_s=%.0f published=%" PRIu64
                " published_per_s=%.0f fanout=%.1f mismatches=%" PRIu64
                " errors=%" PRIu64
-               " lg_cpu=%.2f lg_busy=%.2f srv_cpu=%.2f other_cpu=%.2f\n",
+               " lg_cpu=%.2f lg_busy=%.2f srv_cpu=%.2f other_cpu=%.2f"
+               " extra_cpu=%.2f\n",
                opt.label, opt.conns, opt.rate > 0 ? 0 : opt.window, opt.rate,
                strlen(opt.message), span, st.deliveries, dps, st.published, pps,
                st.published ? (double)st.deliveries / (double)st.published
                             : 0.0,
-               st.mismatches, st.errors, lg_cpu, lg_busy, srv_cpu, other);
+               st.mismatches, st.errors, lg_cpu, lg_busy, srv_cpu, other,
+               extra_cpu);
         printf("# %s broadcast to %u subscribers: %.0f deliveries/s, %.0f "
                "messages published/s%s%s\n",
                opt.label, opt.conns, dps, pps, err[0] ? "; error: " : "", err);

@@ -545,7 +545,7 @@ START_TEST(test_unknown_section)
     ASSERT_NERRORS(&cfg, rc, 3);
     ASSERT_ERROR(&cfg,
                  "%s:3: unknown section [metrics] (expected [server], "
-                 "[admin], [gateway.NAME] or [plugin.NAME])",
+                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
                  path);
     /* An empty gateway inherits port 80 and path / from [server]. */
     ASSERT_ERROR(&cfg,
@@ -554,7 +554,7 @@ START_TEST(test_unknown_section)
                  path);
     ASSERT_ERROR(&cfg,
                  "%s:6: unknown section [Server] (expected [server], "
-                 "[admin], [gateway.NAME] or [plugin.NAME])",
+                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
                  path);
     /* Keys of a section already reported are not reported again, nor
      * applied. */
@@ -770,7 +770,7 @@ START_TEST(test_plugin_bad_names)
                  path);
     ASSERT_ERROR(&cfg,
                  "%s:6: unknown section [plugin] (expected [server], "
-                 "[admin], [gateway.NAME] or [plugin.NAME])",
+                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
                  path);
     ck_assert_uint_eq(cfg.nplugins, 0);
     sb_config_free(&cfg);
@@ -1023,6 +1023,114 @@ START_TEST(test_gateway_errors)
 }
 END_TEST
 
+/* ---- [cluster] ---------------------------------------------------------- */
+
+START_TEST(test_cluster_defaults_and_values)
+{
+    sb_config cfg;
+    const char *path = write_ini("[server]\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    ck_assert(!cfg.cluster.enabled);
+    sb_config_free(&cfg);
+
+    path = write_ini("[cluster]\nredis = redis://127.0.0.1\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert(cfg.cluster.enabled);
+    ck_assert_str_eq(cfg.cluster.redis_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.cluster.redis_port, 6379);
+    ck_assert_int_eq(cfg.cluster.redis_db, 0);
+    ck_assert_ptr_null(cfg.cluster.redis_unix);
+    ck_assert_ptr_null(cfg.cluster.node);
+    ck_assert_str_eq(cfg.cluster.prefix, "sb:");
+    ck_assert_uint_eq(cfg.cluster.connect_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg.cluster.command_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg.cluster.reconnect_min_ms, 100);
+    ck_assert_uint_eq(cfg.cluster.reconnect_max_ms, 5000);
+    ck_assert_uint_eq(cfg.cluster.node_ttl_ms, 15000);
+    ck_assert_uint_eq(cfg.cluster.probe_interval_ms, 5000);
+    ck_assert_uint_eq(cfg.cluster.max_pending, 64u << 20);
+    sb_config_free(&cfg);
+
+    const char *pw = write_file("pw", "secret\n");
+    (void)pw;
+    path = write_ini("[cluster]\nredis = redis://[::1]:7000/3\n"
+                     "password_file = pw\nnode = eu-1.a\nprefix = app:\n"
+                     "connect_timeout = 500ms\ncommand_timeout = 2s\n"
+                     "reconnect_min = 50\nreconnect_max = 1s\n"
+                     "node_ttl = 6s\nprobe_interval = 1s\nmax_pending = 1m\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_str_eq(cfg.cluster.redis_host, "::1");
+    ck_assert_int_eq(cfg.cluster.redis_port, 7000);
+    ck_assert_int_eq(cfg.cluster.redis_db, 3);
+    ck_assert_ptr_nonnull(strstr(cfg.cluster.password_file, "/pw"));
+    ck_assert_str_eq(cfg.cluster.node, "eu-1.a");
+    ck_assert_str_eq(cfg.cluster.prefix, "app:");
+    ck_assert_uint_eq(cfg.cluster.connect_timeout_ms, 500);
+    ck_assert_uint_eq(cfg.cluster.command_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg.cluster.reconnect_min_ms, 50);
+    ck_assert_uint_eq(cfg.cluster.reconnect_max_ms, 1000);
+    ck_assert_uint_eq(cfg.cluster.node_ttl_ms, 6000);
+    ck_assert_uint_eq(cfg.cluster.max_pending, 1u << 20);
+    sb_config_free(&cfg);
+
+    path = write_ini("[cluster]\nredis = unix:/run/redis/r.sock\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_str_eq(cfg.cluster.redis_unix, "/run/redis/r.sock");
+    ck_assert_ptr_null(cfg.cluster.redis_host);
+    sb_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_cluster_errors)
+{
+    sb_config cfg;
+    const char *path =
+        write_ini("[cluster]\nredis = http://x\npassword_file = nope\n"
+                  "node = a b\ncommand_timeout = 0\nreconnect_min = 9s\n"
+                  "reconnect_max = 1s\nnode_ttl = 1s\nmax_pending = 1k\n"
+                  "flavour = x\n[cluster]\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 10);
+    ASSERT_ERROR(&cfg,
+                 "%s:2: bad value 'http://x' for 'redis' in [cluster] "
+                 "(expected redis://HOST[:PORT][/DB] or unix:/PATH)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:3: bad value 'nope' for 'password_file' in [cluster] "
+                 "(expected a readable file)",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:10: unknown key 'flavour' in [cluster]", path);
+    ASSERT_ERROR(&cfg, "%s:11: duplicate section [cluster] (first at line 1)",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:1: missing key 'redis' in [cluster]", path);
+    ASSERT_ERROR(&cfg,
+                 "%s:1: [cluster] reconnect_min (9000ms) is above "
+                 "reconnect_max (1000ms)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:1: [cluster] node_ttl must be at least 3s (the "
+                 "heartbeat runs every third of it)",
+                 path);
+    sb_config_free(&cfg);
+
+    static const char *const bad_urls[] = {
+        "redis://",      "redis://h:0", "redis://h:99999", "redis://h:1/x",
+        "unix:rel/path", "redis://h h", "redis://[::1",    "tcp://h:1",
+    };
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        char ini[256];
+        snprintf(ini, sizeof(ini), "[cluster]\nredis = %s\n", bad_urls[i]);
+        path = write_ini(ini);
+        rc = sb_config_load(&cfg, path);
+        ck_assert_msg(rc == 2, "%s: %d problems", bad_urls[i], rc);
+        sb_config_free(&cfg);
+    }
+}
+END_TEST
+
 /* ---- [admin] and the log keys ------------------------------------------- */
 
 START_TEST(test_admin_defaults_and_values)
@@ -1136,6 +1244,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_gateway_errors);
     tcase_add_test(tc, test_admin_defaults_and_values);
     tcase_add_test(tc, test_admin_errors);
+    tcase_add_test(tc, test_cluster_defaults_and_values);
+    tcase_add_test(tc, test_cluster_errors);
     tcase_add_test(tc, test_key_before_any_section);
     tcase_add_test(tc, test_section_name_too_long);
     tcase_add_test(tc, test_empty_key_name);

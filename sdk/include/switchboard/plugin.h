@@ -72,7 +72,10 @@ typedef enum sb_status {
      * of the plugin that was replaced by a reload, removed, or is being
      * unloaded: see "retired versions" below. A plugin built against an
      * older header sees an unknown negative code (strerror() names it). */
-    SB_ERR_RETIRED = -11
+    SB_ERR_RETIRED = -11,
+    /* 1.3: the call needs the cluster's broker (Redis), which is down or
+     * not taking more now; local calls keep working. */
+    SB_ERR_UNAVAILABLE = -12
 } sb_status;
 
 /* ---- log levels ---------------------------------------------------------- */
@@ -198,6 +201,17 @@ typedef void (*sb_resume_fn)(sb_plugin *plugin, sb_client_id client,
  * (or fail()) is logged and counted as a failed handler, and the client
  * gets nothing: a raw gateway has no error message of its own. */
 typedef int (*sb_frame_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
+
+/* -- 1.3: cluster -- */
+
+/* The answer to room_count_cluster() or room_members(), on the loop
+ * thread, once: status SB_OK with `count` members, and for room_members()
+ * `members`, a JSON array of their ids (borrowed for the call; NULL for
+ * room_count_cluster()); or SB_ERR_UNAVAILABLE when the cluster's broker
+ * could not answer (count 0, members NULL). `room` is borrowed. Not called
+ * if the plugin is unloaded or replaced before the answer comes. */
+typedef void (*sb_presence_fn)(sb_plugin *plugin, int status, const char *room,
+                               size_t count, json_t *members, void *udata);
 
 /* ---- retired versions (1.3) ---------------------------------------------- */
 
@@ -571,6 +585,33 @@ typedef struct sb_host {
      * while the client is connected. Also in client_info() as
      * "subprotocol". */
     const char *(*client_subprotocol)(sb_client_id client);
+
+    /* ---- 1.3: cluster --------------------------------------------------
+     * With a [cluster] section several processes (nodes) share one Redis.
+     * Cluster-wide: room_send() and broadcast() (every node's members and
+     * clients; they return this node's count, and SB_ERR_UNAVAILABLE while
+     * the broker is down), send(), send_ack(), send_exception() and
+     * client_close() to an id of another node (SB_OK once handed to the
+     * broker: a client that is gone there is not reported back), and the
+     * two calls below. Local to this node: room_count(), room_has(),
+     * client_rooms(), client_info(), client_identity(), the per-client
+     * state, room_join()/room_leave() of this node's clients. Client ids
+     * are below 2^53 everywhere; in a cluster, id >> 32 is the owning
+     * node's number. Without [cluster] every call is as in one process.
+     * Check host->size before using these: a 1.2 host lacks them. */
+
+    /* fn gets the number of members of `room` on every live node (members
+     * of a node that died stop counting within its [cluster] node_ttl).
+     * Asks Redis in a cluster; in one process, answers from the local
+     * room. fn is always called later, never before this returns. SB_OK
+     * (fn will be called once), SB_ERR_INVALID, SB_ERR_STATE (during init
+     * or from a retired version), SB_ERR_UNAVAILABLE (broker down: fn is
+     * not called), SB_ERR_NOMEM. */
+    int (*room_count_cluster)(sb_plugin *plugin, const char *room,
+                              sb_presence_fn fn, void *udata);
+    /* Like room_count_cluster(), with the members' ids. */
+    int (*room_members)(sb_plugin *plugin, const char *room, sb_presence_fn fn,
+                        void *udata);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */
