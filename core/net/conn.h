@@ -48,6 +48,7 @@ typedef struct sb_client {
     sb_buf rx;         /* fragments of a message being reassembled */
     size_t rx_checked; /* of a text message's fragments: bytes known UTF-8 */
     bool rx_binary;
+    bool rx_fragmented; /* the message came in more than one frame */
     /* The reply to a fragmented message waits for a WRITEABLE callback, so
      * that a pong lws owes for a ping among its fragments goes first. */
     bool defer_flush;

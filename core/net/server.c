@@ -158,7 +158,11 @@ static void flush_dirty(sb_server *s)
         sb_client *c = s->dirty;
         sb_client_undirty(c);
         if (c->defer_flush) {
-            /* After lws' own frames (a pong): WRITEABLE writes it. */
+            /* After lws' own frames (a pong): WRITEABLE writes it. Until
+             * then the socket counts as not taking our bytes, so a peer
+             * whose socket never becomes writable meets the stall rule. */
+            if (!c->stalled_since_ms)
+                c->stalled_since_ms = uv_now(s->loop);
             lws_callback_on_writable(c->wsi);
             continue;
         }
@@ -289,7 +293,13 @@ static int on_receive(sb_client *c, const char *in, size_t len)
     if (c->rx.len == 0) {
         c->rx_binary = lws_frame_is_binary(c->wsi);
         c->rx_checked = 0;
+        c->rx_fragmented = false;
     }
+    /* A frame without FIN: the message has more frames, and a ping may
+     * come between them (one large frame in several reads has no room for
+     * one). */
+    if (!lws_is_final_fragment(c->wsi))
+        c->rx_fragmented = true;
     if (c->rx.len + len + remaining > max)
         return too_big(c);
     if (sb_buf_append(&c->rx, in, len) < 0) {
@@ -313,9 +323,10 @@ static int on_receive(sb_client *c, const char *in, size_t len)
         c->rx_checked = c->rx.len - tail;
     }
     if (final) {
-        /* Its reply waits for lws to answer any ping that came among the
-         * fragments (lws answers pings itself, in WRITEABLE). */
-        c->defer_flush = true;
+        /* The reply to a message of several frames waits for lws to answer
+         * any ping that came among them (lws answers pings itself, in
+         * WRITEABLE). */
+        c->defer_flush = c->rx_fragmented;
         bool bad =
             admit(c) && dispatch(c, c->rx.data, c->rx.len, !c->rx_binary);
         c->rx.len = 0;
