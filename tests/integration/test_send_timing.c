@@ -8,9 +8,9 @@
  * sat in the server. A send the server only writes when the loop next wakes
  * for another reason waits up to a whole timer interval (800 ms here, and
  * the server's own 1 s sweep); a send written in the same loop turn arrives
- * within a few milliseconds. The bound asserted is 50 ms (250 ms under a
- * wrapper such as valgrind, which slows the server itself), far below the
- * interval either way.
+ * within a few milliseconds. The bound asserted is 50 ms (400 ms under a
+ * wrapper such as valgrind, which slows the server itself and, on a loaded
+ * machine, took 266 ms once), below the interval either way.
  */
 #include <check.h>
 #include <stdio.h>
@@ -36,7 +36,7 @@ static double mono_ms(void)
 static double max_lag_ms(void)
 {
     const char *w = getenv("SB_TEST_WRAPPER");
-    return w && *w ? 250 : 50;
+    return w && *w ? 400 : 50;
 }
 
 static void start(void)
