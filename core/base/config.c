@@ -84,7 +84,7 @@ enum section_kind {
     SEC_GATEWAY, /* [gateway.NAME]: p->gateway indexes cfg->gateways */
     SEC_ADMIN,   /* [admin] */
     SEC_CLUSTER, /* [cluster] */
-    SEC_RECOVERY, /* [recovery] */
+    SEC_RECOV,   /* [recovery] */
     SEC_SKIP     /* a section already reported as wrong: its keys are not */
 };
 
@@ -1479,7 +1479,7 @@ static void on_section(struct parser *p, int line, const char *name,
         else
             p->cfg->recovery.line = line;
         p->cfg->recovery.enabled = true;
-        p->kind = SEC_RECOVERY;
+        p->kind = SEC_RECOV;
     } else if (strncmp(name, "plugin.", 7) == 0) {
         plugin_section(p, line, name + 7);
     } else if (strncmp(name, "gateway.", 8) == 0) {
@@ -1517,7 +1517,7 @@ static void on_key(struct parser *p, int line, const char *name,
         on_admin_key(p, line, name, value);
     else if (p->kind == SEC_CLUSTER)
         on_cluster_key(p, line, name, value);
-    else if (p->kind == SEC_RECOVERY)
+    else if (p->kind == SEC_RECOV)
         on_recovery_key(p, line, name, value);
     else
         on_plugin_key(p, line, name, value);

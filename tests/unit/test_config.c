@@ -543,19 +543,21 @@ START_TEST(test_unknown_section)
                                  "[gateway.chat]\n[Server]\nport = 82\n");
     int rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 3);
-    ASSERT_ERROR(&cfg,
-                 "%s:3: unknown section [metrics] (expected [server], "
-                 "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:3: unknown section [metrics] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     /* An empty gateway inherits port 80 and path / from [server]. */
     ASSERT_ERROR(&cfg,
                  "%s:5: gateway 'chat' uses port 80 and path /, like gateway "
                  "'default'",
                  path);
-    ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [Server] (expected [server], "
-                 "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:6: unknown section [Server] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     /* Keys of a section already reported are not reported again, nor
      * applied. */
     ck_assert_int_eq(cfg.server.port, 80);
@@ -768,10 +770,11 @@ START_TEST(test_plugin_bad_names)
                  "%s:5: bad plugin name 'a/b' in [plugin.a/b] (expected "
                  "letters, digits, '_', '.' or '-')",
                  path);
-    ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [plugin] (expected [server], "
-                 "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:6: unknown section [plugin] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     ck_assert_uint_eq(cfg.nplugins, 0);
     sb_config_free(&cfg);
 }
