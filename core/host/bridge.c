@@ -80,17 +80,33 @@ static void resumed(sb_plugin_host *ph, sb_client *c, sb_resumed *r)
     json_decref(r->rooms);
 }
 
+/* A client's first message with [recovery]: a resume, or dispatched. */
+static int first_message(void *ctx, sb_client *c, const char *buf, size_t len,
+                         bool text)
+{
+    sb_resumed r;
+    if (text && sb_recovery_first(c, buf, len, &r)) {
+        resumed(ctx, c, &r);
+        return 0;
+    }
+    c->recovery->first = false;
+    return sb_dispatch(c, buf, len, text);
+}
+
 static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
                       bool text)
 {
-    if (c->recovery && c->recovery->first) {
-        sb_resumed r;
-        if (text && sb_recovery_first(c, buf, len, &r)) {
-            resumed(ctx, c, &r);
-            return 0;
-        }
-        c->recovery->first = false;
-    }
+    (void)ctx;
+    return sb_dispatch(c, buf, len, text);
+}
+
+/* on_message with [recovery] (on_starting puts it in place), so that the
+ * path without it does not even look. */
+static int on_message_resumable(void *ctx, sb_client *c, const char *buf,
+                                size_t len, bool text)
+{
+    if (c->recovery && c->recovery->first)
+        return first_message(ctx, c, buf, len, text);
     return sb_dispatch(c, buf, len, text);
 }
 
@@ -100,6 +116,8 @@ static void on_starting(void *ctx, sb_server *s)
     sb_cluster_attach(s);         /* nothing without [cluster] */
     if (sb_recovery_start(s) < 0) /* nothing without [recovery] */
         sb_log_warn("server", "session recovery is off (out of memory)");
+    else if (sb_recovery_instance)
+        s->hooks.message = on_message_resumable;
     if (sb_reload_start(s) < 0)
         sb_log_warn("server", "hot reload is unavailable (out of memory)");
 }
