@@ -482,7 +482,7 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
             if (!h)
                 continue;
             json_t *pos = json_object_get(asked, room);
-            bool ok = recoverable(h, pos);
+            bool ok = todo && recoverable(h, pos);
             json_object_set_new(rooms, room,
                                 json_pack("{s:b,s:s,s:I}", "recovered", ok,
                                           "epoch", h->epoch, "offset",

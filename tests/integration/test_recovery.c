@@ -329,6 +329,21 @@ START_TEST(test_tokens)
     json_decref(frame);
     ws_close(x.ws);
 
+    /* A resume that is not one: data of the wrong shape is a fresh
+     * session too; a first frame that is not JSON goes to the plugins
+     * (and gets their exception), and resumes nothing. */
+    open_session(&x, &srv, ALICE);
+    cli_send(x.ws, "{\"event\":\"sb:resume\",\"data\":[1,{}]}");
+    json_t *v = expect_event(x.ws, "sb:resumed");
+    ck_assert(json_is_null(json_object_get(json_object_get(v, "data"),
+                                           "previous")));
+    json_decref(v);
+    ws_close(x.ws);
+    open_session(&x, &srv, ALICE);
+    cli_send(x.ws, "{\"event\":\"sb:resume\",\"data\":");
+    json_decref(expect_event(x.ws, "exception"));
+    ws_close(x.ws);
+
     /* A clean close by the client keeps nothing. */
     open_session(&a, &srv, ALICE);
     join_lobby(&a);
