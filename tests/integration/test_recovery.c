@@ -299,6 +299,32 @@ START_TEST(test_unrecoverable)
     ws_close(a2.ws);
     srv_stop(&srv);
 
+    /* The room's history is lost (empty and quiet for history_ttl): a new
+     * epoch, and the client's position is worth nothing. */
+    srv_start(&srv, NULL, "[recovery]\nhistory_ttl = 1\n" CHAT);
+    sess a, b;
+    open_session(&a, &srv, NULL);
+    join_lobby(&a);
+    drop(&a);
+    usleep(2500 * 1000);
+    open_session(&b, &srv, NULL);
+    join_lobby(&b);
+    ck_assert_str_ne(b.epoch, a.epoch);
+    ck_assert_int_eq(b.offset, 0);
+    say(b.ws, 1);
+    expect_said(&b, 1, 1);
+    open_session(&a2, &srv, NULL);
+    json_t *d = resume(&a2, &a, &frame);
+    l = lobby_of(d);
+    ck_assert(json_is_false(json_object_get(l, "recovered")));
+    ck_assert_str_eq(json_string_value(json_object_get(l, "epoch")), b.epoch);
+    ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 1);
+    json_decref(frame);
+    cli_expect_nothing(a2.ws, 200);
+    ws_close(a2.ws);
+    ws_close(b.ws);
+    srv_stop(&srv);
+
     /* More than history_size missed. */
     srv_start(&srv, NULL,
               "[recovery]\nhistory_size = 3\nmax_recover = 100\n" CHAT);
@@ -335,8 +361,8 @@ START_TEST(test_tokens)
     open_session(&x, &srv, ALICE);
     cli_send(x.ws, "{\"event\":\"sb:resume\",\"data\":[1,{}]}");
     json_t *v = expect_event(x.ws, "sb:resumed");
-    ck_assert(json_is_null(json_object_get(json_object_get(v, "data"),
-                                           "previous")));
+    ck_assert(
+        json_is_null(json_object_get(json_object_get(v, "data"), "previous")));
     json_decref(v);
     ws_close(x.ws);
     open_session(&x, &srv, ALICE);
