@@ -61,6 +61,8 @@ struct sb_recovery {
     sb_table rooms;    /* history by room name */
     uv_timer_t sweep;
     sb_buf scratch;
+    size_t history_bytes; /* of every room */
+    sb_recovery_stats stats;
 };
 
 struct sb_recovery *sb_recovery_instance;
@@ -122,6 +124,7 @@ static void history_drop_oldest(history *h)
 {
     hist_msg *m = h->ring[h->head];
     h->bytes -= m->len;
+    sb_recovery_instance->history_bytes -= m->len;
     free(m);
     h->ring[h->head] = NULL;
     h->head = (h->head + 1) % sb_recovery_instance->conf->history_size;
@@ -374,6 +377,7 @@ int sb_recovery_stamp(const char *room, sb_buf *text, sb_client_id except)
     h->ring[(h->head + h->count) % cap] = m;
     h->count++;
     h->bytes += m->len;
+    r->history_bytes += m->len;
     return 1;
 }
 
@@ -483,6 +487,10 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
                 continue;
             json_t *pos = json_object_get(asked, room);
             bool ok = todo && recoverable(h, pos);
+            if (ok)
+                r->stats.rooms_recovered++;
+            else
+                r->stats.rooms_lost++;
             json_object_set_new(rooms, room,
                                 json_pack("{s:b,s:s,s:I}", "recovered", ok,
                                           "epoch", h->epoch, "offset",
@@ -505,6 +513,10 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
     for (size_t i = 0; i < ntodo; i++)
         replay(c, todo[i].h, todo[i].after, se->previous);
     free(todo);
+    if (se)
+        r->stats.resumed++;
+    else
+        r->stats.fresh++;
     if (se) {
         out->previous = se->previous;
         out->states = se->states;
@@ -513,5 +525,17 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
     }
     out->rooms = rooms;
     json_decref(msg);
+    return true;
+}
+
+bool sb_recovery_get_stats(sb_recovery_stats *out)
+{
+    const struct sb_recovery *r = sb_recovery_instance;
+    if (!r)
+        return false;
+    *out = r->stats;
+    out->sessions = r->sessions.count;
+    out->history_rooms = r->rooms.count;
+    out->history_bytes = r->history_bytes;
     return true;
 }

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -67,6 +68,20 @@ typedef struct sb_resumed {
  * *out filled; false for any other message (dispatch it as usual). */
 bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
                        sb_resumed *out);
+
+/* For /metrics: what is kept now, and the resumes so far. */
+typedef struct sb_recovery_stats {
+    uint64_t sessions;        /* kept now */
+    uint64_t history_rooms;   /* rooms with a history now */
+    uint64_t history_bytes;   /* bytes of their kept messages */
+    uint64_t resumed;         /* resumes that found their session */
+    uint64_t fresh;           /* resumes that found none */
+    uint64_t rooms_recovered; /* rooms of resumes recovered whole */
+    uint64_t rooms_lost;      /* ... not recovered */
+} sb_recovery_stats;
+
+/* False without [recovery]. */
+bool sb_recovery_get_stats(sb_recovery_stats *out);
 
 /* A room message composed in `text` ({"event","data"}): when the room
  * keeps history, adds "room" and "offset" to it and keeps a copy (the

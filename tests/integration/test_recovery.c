@@ -175,10 +175,30 @@ START_TEST(test_off_is_unchanged)
 }
 END_TEST
 
+/* The admin listener's /metrics (body, to free). */
+static char *metrics(int port)
+{
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                       "Connection: close\r\n\r\n";
+    ws_http_response r;
+    ck_assert_int_eq(
+        ws_http_raw("127.0.0.1", port, req, sizeof(req) - 1, SB_TIMEOUT, &r),
+        0);
+    ck_assert_int_eq(r.status, 200);
+    char *body = strndup(r.body ? r.body : "", r.body_len);
+    ws_http_response_free(&r);
+    return body;
+}
+
 START_TEST(test_recover_no_gap)
 {
     sb_srv srv;
-    srv_start(&srv, NULL, "[recovery]\n" CHAT SESSIONS);
+    int admin = sb_test_free_port();
+    char sections[512];
+    snprintf(sections, sizeof(sections), "[admin]\nport = %d\n[recovery]\n%s",
+             admin, CHAT SESSIONS);
+    srv_start(&srv, NULL, sections);
+    ck_assert_int_eq(sb_test_wait_port(admin, 30000), 0);
     sess a, b, a2;
     open_session(&a, &srv, NULL);
     join_lobby(&a);
@@ -232,6 +252,16 @@ START_TEST(test_recover_no_gap)
     ck_assert_uint_eq(json_object_size(json_object_get(d, "rooms")), 0);
     json_decref(frame);
     cli_expect_nothing(c.ws, 200); /* no hook for a fresh session */
+    char *m = metrics(admin);
+    ck_assert_msg(strstr(m, "switchboard_recovery_resumes_total{result="
+                            "\"resumed\"} 1\n") &&
+                      strstr(m, "switchboard_recovery_resumes_total{result="
+                                "\"fresh\"} 1\n") &&
+                      strstr(m, "switchboard_recovery_rooms_total{recovered="
+                                "\"true\"} 1\n") &&
+                      strstr(m, "switchboard_recovery_history_rooms 1\n"),
+                  "%s", m);
+    free(m);
     ws_close(c.ws);
     ws_close(a2.ws);
     ws_close(b.ws);
