@@ -84,6 +84,7 @@ enum section_kind {
     SEC_GATEWAY, /* [gateway.NAME]: p->gateway indexes cfg->gateways */
     SEC_ADMIN,   /* [admin] */
     SEC_CLUSTER, /* [cluster] */
+    SEC_RECOV,   /* [recovery] */
     SEC_SKIP     /* a section already reported as wrong: its keys are not */
 };
 
@@ -968,6 +969,130 @@ static void finish_cluster(struct parser *p)
         cl->prefix = dup_or_oom(p, "sb:");
 }
 
+/* ---- [recovery] --------------------------------------------------------- */
+
+static void recovery_defaults(sb_recovery_conf *rc)
+{
+    rc->session_ttl = 120;
+    rc->history_size = 100;
+    rc->history_bytes = 1u << 20;
+    rc->history_ttl = 300;
+    rc->max_recover = 300;
+}
+
+static void free_prefixes(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* "all", or a comma-separated list of room name prefixes (each 1..255
+ * bytes of printable ASCII without spaces or commas). */
+static bool parse_room_prefixes(struct parser *p, const char *v, char ***out)
+{
+    if (strcmp(v, "all") == 0) {
+        free_prefixes(*out);
+        *out = NULL;
+        return true;
+    }
+    size_t n = 1;
+    for (const char *q = v; *q; q++)
+        n += *q == ',';
+    char **list = calloc(n + 1, sizeof(*list));
+    if (!list) {
+        p->oom = true;
+        return true;
+    }
+    size_t k = 0;
+    const char *q = v;
+    bool ok = true;
+    while (ok) {
+        while (*q == ' ' || *q == '\t')
+            q++;
+        const char *e = q;
+        while (*e && *e != ',')
+            e++;
+        const char *end = e;
+        while (end > q && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        size_t len = (size_t)(end - q);
+        if (len == 0 || len > 255)
+            ok = false;
+        for (const char *c = q; ok && c < end; c++)
+            if (*c <= ' ' || *c > '~')
+                ok = false;
+        if (ok && !(list[k++] = strndup(q, len))) {
+            p->oom = true;
+            ok = false;
+        }
+        if (!*e)
+            break;
+        q = e + 1;
+    }
+    if (!ok) {
+        free_prefixes(list);
+        return p->oom;
+    }
+    free_prefixes(*out);
+    *out = list;
+    return true;
+}
+
+static void on_recovery_key(struct parser *p, int line, const char *name,
+                            const char *value)
+{
+    sb_recovery_conf *rc = &p->cfg->recovery;
+    unsigned long long n = 0;
+    bool ok;
+    const char *expected;
+    if (strcmp(name, "session_ttl") == 0) {
+        expected = "seconds, 1..86400";
+        ok = parse_seconds(value, &n) && n >= 1 && n <= 86400;
+        if (ok)
+            rc->session_ttl = (unsigned)n;
+    } else if (strcmp(name, "history_size") == 0) {
+        expected = "a count, 1..100000";
+        ok = parse_size(value, &n) && n >= 1 && n <= 100000;
+        if (ok)
+            rc->history_size = (unsigned)n;
+    } else if (strcmp(name, "history_bytes") == 0) {
+        expected = "a size, 1k..1g";
+        ok = parse_size(value, &n) && n >= 1024 && n <= SIZE_1G;
+        if (ok)
+            rc->history_bytes = (size_t)n;
+    } else if (strcmp(name, "history_ttl") == 0) {
+        expected = "seconds, 1..86400";
+        ok = parse_seconds(value, &n) && n >= 1 && n <= 86400;
+        if (ok)
+            rc->history_ttl = (unsigned)n;
+    } else if (strcmp(name, "max_recover") == 0) {
+        expected = "a count, 1..100000";
+        ok = parse_size(value, &n) && n >= 1 && n <= 100000;
+        if (ok)
+            rc->max_recover = (unsigned)n;
+    } else if (strcmp(name, "rooms") == 0) {
+        expected = "'all' or room name prefixes separated by commas";
+        ok = parse_room_prefixes(p, value, &rc->room_prefixes);
+    } else {
+        add_error(p, line, "unknown key '%s' in [recovery]", name);
+        return;
+    }
+    if (!ok)
+        add_error(p, line,
+                  "bad value '%s' for '%s' in [recovery] (expected %s)", value,
+                  name, expected);
+}
+
+static void finish_recovery(struct parser *p)
+{
+    const sb_recovery_conf *rc = &p->cfg->recovery;
+    if (rc->enabled && p->cfg->cluster.enabled)
+        add_error(p, rc->line,
+                  "[recovery] together with [cluster] is not supported yet "
+                  "(sessions and history are kept in one process only)");
+}
+
 /* ---- [gateway.NAME] ----------------------------------------------------- */
 
 static bool valid_plugin_name(const char *s);
@@ -1346,6 +1471,15 @@ static void on_section(struct parser *p, int line, const char *name,
             p->cfg->cluster.line = line;
         p->cfg->cluster.enabled = true;
         p->kind = SEC_CLUSTER;
+    } else if (strcmp(name, "recovery") == 0) {
+        if (p->cfg->recovery.enabled)
+            add_error(p, line,
+                      "duplicate section [recovery] (first at line %d)",
+                      p->cfg->recovery.line);
+        else
+            p->cfg->recovery.line = line;
+        p->cfg->recovery.enabled = true;
+        p->kind = SEC_RECOV;
     } else if (strncmp(name, "plugin.", 7) == 0) {
         plugin_section(p, line, name + 7);
     } else if (strncmp(name, "gateway.", 8) == 0) {
@@ -1353,7 +1487,7 @@ static void on_section(struct parser *p, int line, const char *name,
     } else {
         add_error(p, line,
                   "unknown section [%s] (expected [server], [admin], "
-                  "[cluster], [gateway.NAME] or [plugin.NAME])",
+                  "[cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
                   name);
         p->kind = SEC_SKIP;
     }
@@ -1383,6 +1517,8 @@ static void on_key(struct parser *p, int line, const char *name,
         on_admin_key(p, line, name, value);
     else if (p->kind == SEC_CLUSTER)
         on_cluster_key(p, line, name, value);
+    else if (p->kind == SEC_RECOV)
+        on_recovery_key(p, line, name, value);
     else
         on_plugin_key(p, line, name, value);
 }
@@ -1601,6 +1737,7 @@ int sb_config_load(sb_config *cfg, const char *path)
     memset(cfg, 0, sizeof(*cfg));
     set_defaults(&cfg->server);
     cluster_defaults(&cfg->cluster);
+    recovery_defaults(&cfg->recovery);
     cfg->file = dup_or_oom(&p, path);
     cfg->server.path = dup_or_oom(&p, "/");
     /* [server] is the first gateway; its settings are copied in at the end,
@@ -1655,6 +1792,8 @@ int sb_config_load(sb_config *cfg, const char *path)
         finish_plugin_gateways(&p, &cfg->plugins[i]);
     if (!p.oom)
         finish_cluster(&p);
+    if (!p.oom)
+        finish_recovery(&p);
 
 out:
     if (p.oom)
@@ -1688,6 +1827,7 @@ void sb_config_free(sb_config *cfg)
     free(cfg->cluster.password_file);
     free(cfg->cluster.node);
     free(cfg->cluster.prefix);
+    free_prefixes(cfg->recovery.room_prefixes);
     for (size_t i = 0; i < cfg->ngateways; i++) {
         sb_server_conf *g = &cfg->gateways[i].conf;
         free(cfg->gateways[i].name);

@@ -122,12 +122,28 @@ typedef struct sb_cluster_conf {
     size_t max_pending;          /* bytes queued for Redis, default 64 MiB */
 } sb_cluster_conf;
 
+/* [recovery]: session recovery (host/recovery.c). Absent: no sessions,
+ * no history, the wire exactly as without it. */
+typedef struct sb_recovery_conf {
+    bool enabled;          /* the section is present */
+    int line;              /* of its header */
+    unsigned session_ttl;  /* seconds a dropped session is kept, 120 */
+    unsigned history_size; /* messages kept per room, 100 */
+    size_t history_bytes;  /* bytes of messages kept per room, 1 MiB */
+    unsigned history_ttl;  /* seconds a room message is kept, 300 */
+    unsigned max_recover;  /* most messages one resume replays, 300 */
+    /* `rooms = all` (NULL, the default) or `rooms = a, b`: the room name
+     * prefixes whose rooms keep history, as a NULL-terminated list. */
+    char **room_prefixes;
+} sb_recovery_conf;
+
 typedef struct sb_config {
     char *file; /* the path as given */
     char *dir;  /* its folder, absolute */
     sb_server_conf server;
     sb_admin_conf admin;
     sb_cluster_conf cluster;
+    sb_recovery_conf recovery;
     sb_gateway_conf *gateways; /* [0] is "default" ([server]) */
     size_t ngateways;
     sb_plugin_conf *plugins; /* in file order */

@@ -3,11 +3,14 @@
  */
 #include "bridge.h"
 
+#include <string.h>
+
 #include "async.h"
 #include "cluster.h"
 #include "dispatch.h"
 #include "host_api.h"
 #include "log.h"
+#include "recovery.h"
 #include "reload.h"
 
 static int on_handshake(void *ctx, size_t gateway, sb_handshake *hs)
@@ -18,12 +21,33 @@ static int on_handshake(void *ctx, size_t gateway, sb_handshake *hs)
 static const char *on_connect(void *ctx, sb_client *c)
 {
     const sb_plugin *refuser = NULL;
+    if (sb_recovery_instance)
+        sb_recovery_connect(c); /* sb:session goes first */
     sb_plugin_host_connect(ctx, c->gateway, c->id, &c->seen, &refuser);
     return refuser ? refuser->name : NULL;
 }
 
+/* The plugins' JSON state of a client, {plugin: state}, or NULL. */
+static json_t *client_states(const sb_plugin_host *ph, const sb_client *c)
+{
+    json_t *states = NULL;
+    for (size_t i = 0; i < c->nslots; i++) {
+        const char *owner =
+            c->slots[i].state ? sb_plugin_host_slot_owner(ph, i) : NULL;
+        if (!owner)
+            continue;
+        if (!states && !(states = json_object()))
+            return NULL;
+        json_object_set(states, owner, c->slots[i].state);
+    }
+    return states;
+}
+
 static void on_disconnect(void *ctx, sb_client *c, int code)
 {
+    /* Kept as it was, before the disconnect hooks change anything. */
+    if (c->recovery && sb_recovery_keeps(c))
+        sb_recovery_save(c, client_states(ctx, c));
     sb_plugin_host_disconnect(ctx, c->id, code, &c->seen);
 }
 
@@ -31,6 +55,42 @@ static void on_forget(void *ctx, sb_client *c)
 {
     (void)ctx;
     sb_client_slots_release(c);
+    if (c->recovery)
+        sb_recovery_forget(c);
+}
+
+/* A resume answered: the session's state goes back to the plugins that
+ * kept it (by instance name), and they hear of the resume. */
+static void resumed(sb_plugin_host *ph, sb_client *c, sb_resumed *r)
+{
+    const char *name;
+    json_t *state;
+    json_object_foreach(r->states, name, state)
+    {
+        for (size_t i = 0; i < ph->count; i++) {
+            sb_plugin *p = ph->plugins[i];
+            if (strcmp(p->name, name) == 0 && sb_plugin_serves(p, c->gateway))
+                sb_api_client_state_set(p, c->id, json_incref(state));
+        }
+    }
+    if (r->previous) /* not for a fresh session */
+        sb_plugin_host_session_resumed(ph, c->id, r->previous, r->rooms,
+                                       &c->seen, sb_api_client_state_get);
+    json_decref(r->states);
+    json_decref(r->rooms);
+}
+
+/* A client's first message with [recovery]: a resume, or dispatched. */
+static int first_message(void *ctx, sb_client *c, const char *buf, size_t len,
+                         bool text)
+{
+    sb_resumed r;
+    if (text && sb_recovery_first(c, buf, len, &r)) {
+        resumed(ctx, c, &r);
+        return 0;
+    }
+    c->recovery->first = false;
+    return sb_dispatch(c, buf, len, text);
 }
 
 static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
@@ -40,10 +100,24 @@ static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
     return sb_dispatch(c, buf, len, text);
 }
 
+/* on_message with [recovery] (on_starting puts it in place), so that the
+ * path without it does not even look. */
+static int on_message_resumable(void *ctx, sb_client *c, const char *buf,
+                                size_t len, bool text)
+{
+    if (c->recovery && c->recovery->first)
+        return first_message(ctx, c, buf, len, text);
+    return sb_dispatch(c, buf, len, text);
+}
+
 static void on_starting(void *ctx, sb_server *s)
 {
     s->plugins = ctx;
-    sb_cluster_attach(s); /* nothing without [cluster] */
+    sb_cluster_attach(s);         /* nothing without [cluster] */
+    if (sb_recovery_start(s) < 0) /* nothing without [recovery] */
+        sb_log_warn("server", "session recovery is off (out of memory)");
+    else if (sb_recovery_instance)
+        s->hooks.message = on_message_resumable;
     if (sb_reload_start(s) < 0)
         sb_log_warn("server", "hot reload is unavailable (out of memory)");
 }
@@ -52,6 +126,7 @@ static void on_stopped(void *ctx, sb_server *s)
 {
     (void)ctx;
     sb_reload_stop(s);
+    sb_recovery_stop();
     sb_cluster_detach();
 }
 

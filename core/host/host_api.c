@@ -20,6 +20,7 @@
 #include "crash.h"
 #include "dispatch.h"
 #include "plugin_host.h"
+#include "recovery.h"
 #include "rooms.h"
 #include "server.h"
 
@@ -595,8 +596,11 @@ int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room)
     sb_client *c = client_of(client);
     if (!c)
         return SB_ERR_NOT_FOUND;
-    return sb_rooms_join(&c->server->rooms, &c->rooms, room) < 0 ? SB_ERR_NOMEM
-                                                                 : SB_OK;
+    if (sb_rooms_join(&c->server->rooms, &c->rooms, room) < 0)
+        return SB_ERR_NOMEM;
+    if (c->recovery)
+        sb_recovery_joined(c, room);
+    return SB_OK;
 }
 
 int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
@@ -607,6 +611,24 @@ int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
     if (!c || sb_rooms_leave(&c->server->rooms, &c->rooms, room) < 0)
         return SB_ERR_NOT_FOUND;
     return SB_OK;
+}
+
+static int room_deliver(sb_room *r, sb_client_id except);
+
+/* With [recovery], a room that keeps history numbers and keeps every
+ * message, members or not (a member that dropped will ask for it). */
+static int history_room_send(sb_server *s, const char *room, const char *event,
+                             json_t *data, sb_client_id except)
+{
+    int rc = compose(event, data, (sb_span){NULL, 0});
+    if (rc != SB_OK || (rc = sb_recovery_stamp(room, &text_buf, except)) < 0)
+        return rc;
+    sb_room *r = sb_rooms_find(&s->rooms, room);
+    if (!r)
+        return 0;
+    if ((rc = frame_once()) != SB_OK)
+        return rc;
+    return room_deliver(r, except);
 }
 
 /* In a cluster, a room message is published once, and every node with
@@ -644,6 +666,8 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
     }
     if (sb_cluster_instance && s)
         return cluster_room_send(s, room, event, data, except);
+    if (sb_recovery_instance)
+        return history_room_send(s, room, event, data, except);
     sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
     if (!r) {
         json_decref(data);
@@ -652,6 +676,12 @@ int sb_api_room_send(sb_plugin *p, const char *room, const char *event,
     int rc = compose(event, data, (sb_span){NULL, 0});
     if (rc != SB_OK || (rc = frame_once()) != SB_OK)
         return rc;
+    return room_deliver(r, except);
+}
+
+/* To the room's members on this node (frame_buf), but `except`. */
+static int room_deliver(sb_room *r, sb_client_id except)
+{
     int sent = 0;
     /* Sending never removes a member (a client over its queue limit is
      * closed, and leaves its rooms only when lws reports it closed), so the

@@ -38,6 +38,7 @@ struct sb_server;
 struct sb_plugin_host;
 struct sb_client_slot;
 struct sb_admin;
+struct sb_recovery_live;
 
 typedef struct sb_client {
     sb_client_id id; /* first: the client table reads only this */
@@ -81,6 +82,9 @@ typedef struct sb_client {
     char *subprotocol;      /* the one agreed at the upgrade, or NULL; owned */
     struct sb_ip_entry *ip; /* its address's entry (admission.c), or NULL */
     sb_rate rate;           /* token bucket of rate_limit (admission.c) */
+    /* Its session token and first-message flag ([recovery], owned by
+     * host/recovery.c), NULL without recovery. */
+    struct sb_recovery_live *recovery;
 } sb_client;
 
 _Static_assert(offsetof(sb_client, id) == 0,

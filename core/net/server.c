@@ -1515,10 +1515,13 @@ void sb_server_stop(sb_server *s)
     uv_timer_stop(&s->accept_timer);
     s->stop_deadline_ms =
         uv_now(s->loop) + (uint64_t)s->config->server.shutdown_timeout * 1000;
+    /* With [recovery], 1012 (service restart): come back and resume. */
+    int code = s->config->recovery.enabled ? 1012 : LWS_CLOSE_STATUS_GOINGAWAY;
     if (s->nclients)
-        sb_log_info("server", "closing %u client(s) with 1001", s->nclients);
+        sb_log_info("server", "closing %u client(s) with %d", s->nclients,
+                    code);
     for (sb_client *c = s->clients; c; c = c->next)
-        sb_client_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+        sb_client_close(c, code, "Server shutting down");
     uv_timer_start(&s->shutdown_timer, on_shutdown_timer, 0, 0);
 }
 

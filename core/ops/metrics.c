@@ -23,6 +23,7 @@
 
 #include "cluster.h"
 #include "plugin_host.h"
+#include "recovery.h"
 #include "server.h"
 
 /* The same bounds as `le` values, written once by hand so that they read
@@ -271,6 +272,36 @@ static int render_cluster(sb_buf *b)
     return 0;
 }
 
+/* Session recovery ([recovery], recovery.h); nothing without it. */
+static int render_recovery(sb_buf *b)
+{
+    sb_recovery_stats st;
+    if (!sb_recovery_get_stats(&st))
+        return 0;
+    FAMILY("switchboard_recovery_sessions", "gauge",
+           "Sessions of dropped clients kept for a resume now.")
+    SAMPLE("switchboard_recovery_sessions", NULL, 0, st.sessions)
+    FAMILY("switchboard_recovery_history_rooms", "gauge",
+           "Rooms that keep a history now.")
+    SAMPLE("switchboard_recovery_history_rooms", NULL, 0, st.history_rooms)
+    FAMILY("switchboard_recovery_history_bytes", "gauge",
+           "Bytes of the room messages kept in every history.")
+    SAMPLE("switchboard_recovery_history_bytes", NULL, 0, st.history_bytes)
+    FAMILY("switchboard_recovery_resumes_total", "counter",
+           "sb:resume answered, by result: resumed (the session was found), "
+           "fresh (unknown, expired, used or another identity's token).")
+    sb_prom_label res = {"result", "resumed"}, fresh = {"result", "fresh"};
+    SAMPLE("switchboard_recovery_resumes_total", &res, 1, st.resumed)
+    SAMPLE("switchboard_recovery_resumes_total", &fresh, 1, st.fresh)
+    FAMILY("switchboard_recovery_rooms_total", "counter",
+           "Rooms of resumed sessions, by recovered: true (replayed whole), "
+           "false (history lost, trimmed or over max_recover).")
+    sb_prom_label yes = {"recovered", "true"}, no = {"recovered", "false"};
+    SAMPLE("switchboard_recovery_rooms_total", &yes, 1, st.rooms_recovered)
+    SAMPLE("switchboard_recovery_rooms_total", &no, 1, st.rooms_lost)
+    return 0;
+}
+
 int sb_metrics_render(sb_buf *b, const sb_server *s)
 {
     const sb_config *cfg = s->config;
@@ -336,7 +367,7 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
     SAMPLE("switchboard_reloads_total", &failed, 1, s->stats.reloads_failed)
     SAMPLE("switchboard_reloads_total", &unchanged, 1,
            s->stats.reloads_unchanged)
-    if (render_cluster(b) < 0)
+    if (render_cluster(b) < 0 || render_recovery(b) < 0)
         return -1;
     return render_plugins(b, s);
 }

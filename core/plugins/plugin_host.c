@@ -100,6 +100,7 @@ HOOK_SETTER(guard, sb_guard_fn)
 HOOK_SETTER(export_state, sb_export_fn)
 HOOK_SETTER(import_state, sb_import_fn)
 HOOK_SETTER(resume, sb_resume_fn)
+HOOK_SETTER(session_resumed, sb_session_fn)
 
 /* A raw gateway has one frame hook: a clash on any raw gateway the
  * plugin serves refuses it, like a subscribe's. */
@@ -399,6 +400,7 @@ const sb_host sb_host_table = {
     /* 1.3 */
     .config_int_range = host_config_int_range,
     .on_frame = host_on_frame,
+    .on_session_resumed = host_on_session_resumed,
 };
 
 /* ---- loading ------------------------------------------------------------ */
@@ -1212,6 +1214,21 @@ bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
         if (sb_plugin_serves(h->plugins[i], gateway))
             sb_slot_set_put(seen, h->plugins[i]->slot, true);
     return true;
+}
+
+void sb_plugin_host_session_resumed(
+    sb_plugin_host *h, sb_client_id id, sb_client_id previous, json_t *rooms,
+    const sb_slot_set *seen, json_t *(*state_of)(sb_plugin *p, sb_client_id id))
+{
+    for (size_t i = 0; i < h->count; i++) {
+        sb_plugin *p = h->plugins[i];
+        if (!p->session_resumed || !sb_slot_set_has(seen, p->slot))
+            continue;
+        sb_crash_enter(p->name, "session hook", NULL);
+        p->session_resumed(p, id, previous, state_of(p, id), rooms,
+                           p->session_resumed_ud);
+        sb_crash_leave();
+    }
 }
 
 void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,

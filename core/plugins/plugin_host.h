@@ -98,5 +98,12 @@ bool sb_plugin_host_connect(sb_plugin_host *h, size_t gateway, sb_client_id id,
  * slot is in *seen. */
 void sb_plugin_host_disconnect(sb_plugin_host *h, sb_client_id id, int code,
                                const sb_slot_set *seen);
+/* Runs, in load order, the session hooks (1.3, [recovery]) of the plugins
+ * whose slot is in *seen, each with its state from state_of(). */
+void sb_plugin_host_session_resumed(sb_plugin_host *h, sb_client_id id,
+                                    sb_client_id previous, json_t *rooms,
+                                    const sb_slot_set *seen,
+                                    json_t *(*state_of)(sb_plugin *p,
+                                                        sb_client_id id));
 
 #endif

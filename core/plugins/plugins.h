@@ -85,6 +85,8 @@ struct sb_plugin {
     void *resume_ud;
     sb_frame_fn frame; /* 1.3: a raw gateway's messages */
     void *frame_ud;
+    sb_session_fn session_resumed; /* 1.3: [recovery] */
+    void *session_resumed_ud;
     void (*on_drained)(struct sb_plugin *p); /* async.c: retire() */
     struct sb_timer *timers;                 /* live timers (async.c) */
     struct sb_work *work; /* queued or running work (async.c) */

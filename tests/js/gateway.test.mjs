@@ -3,8 +3,9 @@
 // `ws` package. Requests settled by their id, exceptions as Errors, the
 // NestJS events, bare values reported as bad frames, and a server restart:
 // the client reconnects with backoff and flushes what was sent meanwhile,
-// in order. Recovery (issue 13) is not in the gateway yet: its sb:resume
-// path is covered by sdk/js/test/recovery.test.js against a fake server.
+// in order. Session recovery ([recovery], issue 13): a client whose
+// connection drops resumes its session, its room and the messages it
+// missed, each once.
 //
 // Environment: SB_BINARY, SB_PLUGIN_DIR, SB_NODE_MODULES (the folder holding
 // ws), SB_TEST_WRAPPER (optional, e.g. valgrind). Exits 77 (skipped) when
@@ -56,11 +57,12 @@ async function until(fn, ms, what) {
 }
 
 // Starts the gateway on `port`; resolves once it logs that it listens.
-async function startServer(port) {
+async function startServer(port, extra = '') {
   const ini = path.join(dir, 'switchboard.ini');
   fs.writeFileSync(
     ini,
     `[server]\nhost = 127.0.0.1\nport = ${port}\nshutdown_timeout = 2\n` +
+      extra +
       `[plugin.nest-example]\nfile = ${SB_PLUGIN_DIR}/nest-example.so\n` +
       `[plugin.chat]\nfile = ${SB_PLUGIN_DIR}/chat.so\n`,
   );
@@ -159,4 +161,46 @@ test('the client against the real gateway', async () => {
     if (server) await stopServer(server);
   }
   assert.deepEqual(states.at(-1), 'closed');
+});
+
+test('session recovery against the real gateway', async () => {
+  const port = await freePort();
+  const server = await startServer(port, '[recovery]\n');
+  const opts = { WebSocket, backoffInitial: 50, backoffMax: 200, requestTimeout: 5000 };
+  const a = new Switchboard(`ws://127.0.0.1:${port}/`, opts);
+  const b = new Switchboard(`ws://127.0.0.1:${port}/`, opts);
+  const reports = [];
+  a.addEventListener('recovery', (d) => reports.push(d));
+  const got = [];
+  a.on('said', (d) => got.push(d.text));
+  const bGot = [];
+  b.on('said', (d) => bGot.push(d.text));
+  try {
+    await until(() => a.state === 'open' && b.state === 'open', 10000, 'open');
+    await until(() => a.session && b.session, 5000, 'sb:session');
+    const firstId = a.clientId;
+    await a.request('join', { room: 'lobby' });
+    await b.request('join', { room: 'lobby' });
+    assert.deepEqual(Object.keys(a.rooms), ['chat:lobby']);
+    b.emit('say', { room: 'lobby', text: 'm1' });
+    await until(() => got.length === 1, 5000, 'm1');
+    // The connection drops without a close handshake (1006).
+    a._ws._socket.destroy();
+    for (let i = 2; i <= 4; i++) b.emit('say', { room: 'lobby', text: `m${i}` });
+    await until(() => bGot.length === 4, 5000, 'm2..m4');
+    await until(() => reports.length === 1, 10000, 'the resume');
+    assert.equal(reports[0].fresh, false);
+    assert.equal(reports[0].previous, firstId);
+    assert.equal(reports[0].rooms['chat:lobby'].recovered, true);
+    await until(() => got.length === 4, 5000, 'the replay');
+    b.emit('say', { room: 'lobby', text: 'm5' });
+    await until(() => got.length === 5, 5000, 'live after the replay');
+    assert.deepEqual(got, ['m1', 'm2', 'm3', 'm4', 'm5']);
+    assert.equal(a.stats.duplicates, 0);
+    assert.notEqual(a.clientId, firstId);
+  } finally {
+    a.close();
+    b.close();
+    await stopServer(server);
+  }
 });

@@ -543,19 +543,21 @@ START_TEST(test_unknown_section)
                                  "[gateway.chat]\n[Server]\nport = 82\n");
     int rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 3);
-    ASSERT_ERROR(&cfg,
-                 "%s:3: unknown section [metrics] (expected [server], "
-                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:3: unknown section [metrics] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     /* An empty gateway inherits port 80 and path / from [server]. */
     ASSERT_ERROR(&cfg,
                  "%s:5: gateway 'chat' uses port 80 and path /, like gateway "
                  "'default'",
                  path);
-    ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [Server] (expected [server], "
-                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:6: unknown section [Server] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     /* Keys of a section already reported are not reported again, nor
      * applied. */
     ck_assert_int_eq(cfg.server.port, 80);
@@ -768,10 +770,11 @@ START_TEST(test_plugin_bad_names)
                  "%s:5: bad plugin name 'a/b' in [plugin.a/b] (expected "
                  "letters, digits, '_', '.' or '-')",
                  path);
-    ASSERT_ERROR(&cfg,
-                 "%s:6: unknown section [plugin] (expected [server], "
-                 "[admin], [cluster], [gateway.NAME] or [plugin.NAME])",
-                 path);
+    ASSERT_ERROR(
+        &cfg,
+        "%s:6: unknown section [plugin] (expected [server], "
+        "[admin], [cluster], [recovery], [gateway.NAME] or [plugin.NAME])",
+        path);
     ck_assert_uint_eq(cfg.nplugins, 0);
     sb_config_free(&cfg);
 }
@@ -1084,6 +1087,74 @@ START_TEST(test_cluster_defaults_and_values)
 }
 END_TEST
 
+START_TEST(test_recovery_section)
+{
+    sb_config cfg;
+    const char *path = write_ini("[server]\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    ck_assert(!cfg.recovery.enabled);
+    sb_config_free(&cfg);
+
+    path = write_ini("[recovery]\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert(cfg.recovery.enabled);
+    ck_assert_uint_eq(cfg.recovery.session_ttl, 120);
+    ck_assert_uint_eq(cfg.recovery.history_size, 100);
+    ck_assert_uint_eq(cfg.recovery.history_bytes, 1u << 20);
+    ck_assert_uint_eq(cfg.recovery.history_ttl, 300);
+    ck_assert_uint_eq(cfg.recovery.max_recover, 300);
+    ck_assert_ptr_null(cfg.recovery.room_prefixes);
+    sb_config_free(&cfg);
+
+    path = write_ini("[recovery]\nsession_ttl = 30s\nhistory_size = 5\n"
+                     "history_bytes = 64k\nhistory_ttl = 60\n"
+                     "max_recover = 3\nrooms = chat:, news.\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_uint_eq(cfg.recovery.session_ttl, 30);
+    ck_assert_uint_eq(cfg.recovery.history_size, 5);
+    ck_assert_uint_eq(cfg.recovery.history_bytes, 64u << 10);
+    ck_assert_uint_eq(cfg.recovery.history_ttl, 60);
+    ck_assert_uint_eq(cfg.recovery.max_recover, 3);
+    ck_assert_str_eq(cfg.recovery.room_prefixes[0], "chat:");
+    ck_assert_str_eq(cfg.recovery.room_prefixes[1], "news.");
+    ck_assert_ptr_null(cfg.recovery.room_prefixes[2]);
+    sb_config_free(&cfg);
+
+    path = write_ini("[recovery]\nsession_ttl = 0\nhistory_size = x\n"
+                     "rooms = a,,b\nflavour = 1\n[recovery]\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 5);
+    ASSERT_ERROR(&cfg,
+                 "%s:2: bad value '0' for 'session_ttl' in [recovery] "
+                 "(expected seconds, 1..86400)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:3: bad value 'x' for 'history_size' in [recovery] "
+                 "(expected a count, 1..100000)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:4: bad value 'a,,b' for 'rooms' in [recovery] "
+                 "(expected 'all' or room name prefixes separated by "
+                 "commas)",
+                 path);
+    ASSERT_ERROR(&cfg, "%s:5: unknown key 'flavour' in [recovery]", path);
+    ASSERT_ERROR(&cfg, "%s:6: duplicate section [recovery] (first at line 1)",
+                 path);
+    sb_config_free(&cfg);
+
+    path = write_ini("[cluster]\nredis = redis://127.0.0.1\n[recovery]\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 1);
+    ASSERT_ERROR(&cfg,
+                 "%s:3: [recovery] together with [cluster] is not supported "
+                 "yet (sessions and history are kept in one process only)",
+                 path);
+    sb_config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_cluster_errors)
 {
     sb_config cfg;
@@ -1246,6 +1317,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_admin_errors);
     tcase_add_test(tc, test_cluster_defaults_and_values);
     tcase_add_test(tc, test_cluster_errors);
+    tcase_add_test(tc, test_recovery_section);
     tcase_add_test(tc, test_key_before_any_section);
     tcase_add_test(tc, test_section_name_too_long);
     tcase_add_test(tc, test_empty_key_name);

@@ -213,6 +213,21 @@ typedef int (*sb_frame_fn)(sb_plugin *plugin, sb_message *msg, void *udata);
 typedef void (*sb_presence_fn)(sb_plugin *plugin, int status, const char *room,
                                size_t count, json_t *members, void *udata);
 
+/* -- 1.3: session recovery -- */
+
+/* A client resumed a session ([recovery]): `client` is its new id,
+ * `previous` the id the session had (never called when the resume found
+ * no session: that client is a fresh one). `state` is what client_state_set()
+ * kept for this plugin, restored on the new id (borrowed, may be NULL). `rooms`
+ * is the answer the client got,
+ * {"ROOM":{"recovered":true|false,"epoch":E,"offset":N}} (borrowed): the client
+ * is a member of each again, and where `recovered` is false it missed messages
+ * it will never get (push it a snapshot). Runs after the connect hook of the
+ * new id. */
+typedef void (*sb_session_fn)(sb_plugin *plugin, sb_client_id client,
+                              sb_client_id previous, json_t *state,
+                              json_t *rooms, void *udata);
+
 /* ---- retired versions (1.3) ---------------------------------------------- */
 
 /* A version of a plugin is retired when a reload replaces it, when its
@@ -612,6 +627,12 @@ typedef struct sb_host {
     /* Like room_count_cluster(), with the members' ids. */
     int (*room_members)(sb_plugin *plugin, const char *room, sb_presence_fn fn,
                         void *udata);
+
+    /* ---- 1.3: session recovery ----
+     * Registers the hook of resumed sessions (init only; SB_ERR_STATE
+     * otherwise). Never called without [recovery]. Check host->size: an
+     * earlier 1.3 host lacks it. */
+    int (*on_session_resumed)(sb_plugin *plugin, sb_session_fn fn, void *udata);
 } sb_host;
 
 /* ---- the descriptor ------------------------------------------------------ */
