@@ -6,13 +6,19 @@ import { Switchboard } from '../index.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+// ?ws=PATH picks the WebSocket's path, ?wsport=N another port on the same
+// host (the browser test puts a proxy there to cut the connection).
+const wsHost = params.get('wsport')
+  ? `${location.hostname}:${params.get('wsport')}`
+  : location.host;
 const wsUrl =
-  (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host +
+  (location.protocol === 'https:' ? 'wss://' : 'ws://') + wsHost +
   (params.get('ws') || '/');
 
 const sb = new Switchboard(wsUrl, { backoffInitial: 250, backoffMax: 5000 });
 const rooms = new Map(); // name -> { members, messages: [] }
 let current = null;
+const mine = new Set(); // this page's client ids: a resume gives a new one
 const demo = {
   sb,
   state: sb.state,
@@ -70,7 +76,7 @@ function renderMessages() {
     } else {
       const from = document.createElement('span');
       from.className = 'from';
-      from.textContent = m.from === sb.clientId ? 'me' : `#${m.from}`;
+      from.textContent = mine.has(m.from) ? 'me' : `#${m.from}`;
       li.append(from, document.createTextNode(m.text));
     }
     ol.append(li);
@@ -129,8 +135,11 @@ sb.addEventListener('open', ({ reconnect, resuming }) => {
   if (reconnect && !resuming)
     for (const name of rooms.keys()) join(name);
 });
-sb.addEventListener('session', ({ client }) => {
+sb.addEventListener('session', ({ client, previous }) => {
+  mine.add(client);
+  if (previous != null) mine.add(previous);
   $('me').textContent = `you are #${client}`;
+  renderMessages();
 });
 sb.addEventListener('recovery', (report) => {
   demo.recoveries.push(report);
