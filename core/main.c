@@ -23,6 +23,7 @@
 #include "fdlimit.h"
 #include "listen.h"
 #include "log.h"
+#include "master_admin.h"
 #include "plugin_host.h"
 #include "server.h"
 #include "supervisor.h"
@@ -72,7 +73,16 @@ static const char *default_config(void)
 typedef struct master_ctx {
     sb_config *cfg;
     const char *path;
+    int admin_fd; /* -1: no [admin] port */
 } master_ctx;
+
+/* The master's admin listener has a connection (master_admin.h). */
+static void master_admin_ready(void *arg, const sb_worker_slot *slots,
+                               unsigned n)
+{
+    master_ctx *m = arg;
+    sb_master_admin_serve(m->admin_fd, &m->cfg->admin, slots, n);
+}
 
 static bool same_listeners(const sb_config *a, const sb_config *b)
 {
@@ -103,8 +113,8 @@ static void master_hup(void *arg)
                     "previous config",
                     m->path,
                     problems ? "has problems"
-                             : "changes the listeners or the worker count "
-                               "(needs a restart)");
+                             : "changes the listeners, the admin listener "
+                               "or the worker count (needs a restart)");
         sb_config_free(&next);
         return;
     }
@@ -143,9 +153,28 @@ static int run_master(sb_config *cfg, const char *path, unsigned *worker)
             }
             fds[opened++] = fd;
         }
-    master_ctx m = {cfg, path};
-    sb_supervisor_hooks hooks = {master_hup, &m};
+    master_ctx m = {cfg, path, -1};
+    if (cfg->admin.port) {
+        char err[256];
+        m.admin_fd = sb_master_admin_open(&cfg->admin, err, sizeof(err));
+        if (m.admin_fd < 0) {
+            sb_log_error("admin", "%s (is the port in use?)", err);
+            for (size_t i = 0; i < opened; i++)
+                close(fds[i]);
+            free(fds);
+            return 1;
+        }
+        sb_log_info("admin",
+                    "listening on http://%s:%d/ for the machine; worker k "
+                    "on port %d + k",
+                    cfg->admin.host ? cfg->admin.host : "127.0.0.1",
+                    cfg->admin.port, cfg->admin.port);
+    }
+    sb_supervisor_hooks hooks = {master_hup, m.admin_fd, master_admin_ready,
+                                 &m};
     int rc = sb_supervise(n, cfg->server.shutdown_timeout, &hooks, worker);
+    if (m.admin_fd >= 0)
+        close(m.admin_fd);
     if (*worker) {
         /* A worker keeps its own slot's sockets only. */
         for (size_t i = 0; i < opened; i++)
@@ -245,9 +274,10 @@ int main(int argc, char **argv)
             return mrc;
         }
         sb_log_set_worker(worker);
-        /* Each worker answers on an admin port of its own. */
+        /* Each worker answers on an admin port of its own, which the
+         * master's asks (master_admin.h). */
         if (cfg.admin.port)
-            cfg.admin.port += (int)worker - 1;
+            cfg.admin.port += (int)worker;
     }
 
     /* The loop exists before the plugins: their init may start timers. */

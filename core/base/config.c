@@ -1690,6 +1690,26 @@ int sb_config_load(sb_config *cfg, const char *path)
                   "broadcasts and sends must cross the workers, which are "
                   "cluster nodes)",
                   cfg->server.workers);
+    /* Under workers, worker k's admin listener is on [admin] port + k. */
+    if (!p.oom && cfg->server.workers > 1 && cfg->admin.port) {
+        unsigned top = (unsigned)cfg->admin.port + cfg->server.workers;
+        if (top > 65535)
+            add_error(&p, p.admin_line,
+                      "[admin] port %d + %u workers is beyond 65535 (worker k "
+                      "listens on port + k)",
+                      cfg->admin.port, cfg->server.workers);
+        for (size_t i = 0; i < cfg->ngateways && top <= 65535; i++) {
+            int gp = cfg->gateways[i].conf.port;
+            if (gp > cfg->admin.port && (unsigned)gp <= top) {
+                add_error(&p, p.admin_line,
+                          "[admin] port %d + %u workers covers the port of "
+                          "gateway '%s' (worker k's admin listens on port + k)",
+                          cfg->admin.port, cfg->server.workers,
+                          cfg->gateways[i].name);
+                break;
+            }
+        }
+    }
 
 out:
     if (p.oom)

@@ -6,10 +6,12 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,12 +84,20 @@ int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
     pid_t master = getpid();
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        sb_log_error("master", "signalfd: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        free(slots);
+        return 1;
+    }
     sb_log_info("master", "pid %d, %u workers", (int)master, n);
 
     for (unsigned i = 0; i < n; i++) {
         pid_t pid = spawn(&slots[i], i, &old, master);
         if (pid == 0) {
             free(slots);
+            close(sfd);
             *worker = i + 1;
             return 0;
         }
@@ -112,12 +122,17 @@ int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
             break;
         if (stopping && !killed && deadline < wake)
             wake = deadline;
-        struct timespec ts = {0, 0};
-        if (wake > now) {
-            ts.tv_sec = (time_t)((wake - now) / 1000);
-            ts.tv_nsec = (long)((wake - now) % 1000) * 1000000L;
-        }
-        int sig = sigtimedwait(&set, NULL, &ts);
+        struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {-1, POLLIN, 0}};
+        if (hooks && hooks->readable)
+            pfd[1].fd = hooks->fd;
+        int ready = poll(pfd, 2, (int)(wake > now ? wake - now : 0));
+        int sig = 0;
+        struct signalfd_siginfo si;
+        if (ready > 0 && (pfd[0].revents & POLLIN) &&
+            read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+            sig = (int)si.ssi_signo;
+        if (ready > 0 && pfd[1].fd >= 0 && (pfd[1].revents & POLLIN))
+            hooks->readable(hooks->ctx, slots, n);
         now = now_ms();
         if (sig == SIGTERM || sig == SIGINT) {
             if (!stopping)
@@ -201,6 +216,7 @@ int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
             pid_t child = spawn(w, i, &old, master);
             if (child == 0) {
                 free(slots);
+                close(sfd);
                 *worker = i + 1;
                 return 0;
             }
@@ -212,6 +228,7 @@ int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
             }
         }
     }
+    close(sfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     free(slots);
     sb_log_info("master", "every worker stopped");

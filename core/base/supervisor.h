@@ -5,7 +5,8 @@
  * start), forwards SIGHUP, SIGTERM and SIGINT to them and returns once every
  * worker is gone after a stop. It runs no lws, no plugins and no event loop
  * (a loop's epoll set would be shared with every child it forks): signals
- * are blocked and taken with sigtimedwait().
+ * are blocked and read from a signalfd, polled with one more descriptor
+ * (the master's admin listener).
  *
  * Each worker is a child that returns from sb_supervise() with its number;
  * it dies with the master (PR_SET_PDEATHSIG: SIGTERM, its graceful stop).
@@ -31,6 +32,10 @@ typedef struct sb_supervisor_hooks {
      * workers (e.g. to re-read the config that respawned workers start
      * from). May be NULL. */
     void (*hup)(void *ctx);
+    /* A descriptor the master also waits on (its admin listener), -1 for
+     * none, and what it does when it is readable. */
+    int fd;
+    void (*readable)(void *ctx, const sb_worker_slot *slots, unsigned n);
     void *ctx;
 } sb_supervisor_hooks;
 

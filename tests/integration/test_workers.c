@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +39,7 @@ static char rdir[256];
 static char rsock[300];
 static pid_t redis_pid;
 static sb_srv srv;
+static int admin_port; /* the master's; worker k's is admin_port + k */
 
 static long long now_ms(void)
 {
@@ -49,6 +54,36 @@ static int redis_cli(const char *args)
     snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' %s >/dev/null 2>&1", rsock,
              args);
     return system(cmd);
+}
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* n consecutive free ports (the master's admin port and one per worker),
+ * below the kernel's ephemeral range (32768 and up), where the test's own
+ * client connections would take ports from under them. */
+static int free_port_run(int n)
+{
+    srand((unsigned)getpid() ^ (unsigned)now_ms());
+    for (int tries = 0; tries < 100; tries++) {
+        int p = 20000 + rand() % 10000, k = 0;
+        while (k < n && port_free(p + k))
+            k++;
+        if (k == n)
+            return p;
+    }
+    return -1;
 }
 
 static void setup(void)
@@ -66,14 +101,17 @@ static void setup(void)
         usleep(20000);
     ck_assert_int_eq(redis_cli("PING"), 0);
 
+    admin_port = free_port_run(NWORKERS + 1);
+    ck_assert_int_gt(admin_port, 0);
     char sections[1024];
     snprintf(sections, sizeof(sections),
+             "[admin]\nport = %d\ntoken = t0k\n"
              "[cluster]\nredis = unix:%s\nnode_ttl = 3s\n"
              "probe_interval = 500ms\n"
              "[plugin.chat]\nfile = %%P/chat.so\n"
              "[plugin.sdk]\nfile = %%P/test-sdk11.so\njournal = %%J\n"
              "[plugin.crasher]\nfile = %%P/test-crasher.so\n",
-             rsock);
+             admin_port, rsock);
     srv_start(&srv, "workers = 3\nshutdown_timeout = 3\n", sections);
     ck_assert_msg(srv_log_wait(&srv, "connected to Redis", NWORKERS, 5000),
                   "%s", srv_logtail(&srv));
@@ -83,7 +121,7 @@ static void teardown(void)
 {
     if (srv.pid) {
         srv_stop(&srv); /* SIGTERM to the master; asserts exit status 0 */
-    } else { /* the test stopped it */
+    } else {            /* the test stopped it */
         char rm[300];
         snprintf(rm, sizeof(rm), "rm -rf '%s'", srv.dir);
         ck_assert_int_eq(system(rm), 0);
@@ -94,6 +132,49 @@ static void teardown(void)
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rdir);
     ck_assert_int_eq(system(cmd), 0);
+}
+
+/* GET path from the master's admin listener (with the token unless
+ * `token` is false): the status; the body in *body (heap, NUL-terminated). */
+static int admin_get(const char *path, bool token, char **body)
+{
+    char req[512];
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n",
+                 path, token ? "Authorization: Bearer t0k\r\n" : "");
+    ws_http_response r;
+    ck_assert_msg(ws_http_raw("127.0.0.1", admin_port, req, (size_t)n,
+                              SB_TIMEOUT, &r) == 0,
+                  "%s: %s", path, ws_last_error());
+    int status = r.status;
+    *body = strndup(r.body ? r.body : "", r.body_len);
+    ws_http_response_free(&r);
+    return status;
+}
+
+/* The master's /status, parsed. */
+static json_t *machine_status(void)
+{
+    char *body;
+    ck_assert_int_eq(admin_get("/status", true, &body), 200);
+    json_t *v = json_loads(body, 0, NULL);
+    ck_assert_msg(v != NULL, "not JSON: %s", body);
+    free(body);
+    return v;
+}
+
+/* The worker entry of /status whose pid is `pid`, or NULL. */
+static json_t *status_worker(json_t *st, pid_t pid)
+{
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(st, "workers"), i, w)
+    {
+        if (json_integer_value(json_object_get(w, "pid")) == pid)
+            return w;
+    }
+    return NULL;
 }
 
 /* The next message whose event is `event` (others are skipped). */
@@ -192,12 +273,11 @@ START_TEST(test_connections_spread_over_workers)
 {
     fleet f;
     fleet_open(&f);
-    ck_assert_msg(f.nnodes == NWORKERS, "%d workers served clients",
-                  f.nnodes);
+    ck_assert_msg(f.nnodes == NWORKERS, "%d workers served clients", f.nnodes);
     for (int k = 0; k < f.nnodes; k++)
         ck_assert_msg(f.count[k] >= MIN_SHARE,
-                      "worker (node %u) got %d of %d connections",
-                      f.nodes[k], f.count[k], NCLIENTS);
+                      "worker (node %u) got %d of %d connections", f.nodes[k],
+                      f.count[k], NCLIENTS);
     fleet_close(&f);
 }
 END_TEST
@@ -252,6 +332,20 @@ static void one_worker_dies(bool crash)
                   srv_logtail(&srv));
     ck_assert_msg(now_ms() - t0 < 2500, "worker back after %lld ms",
                   now_ms() - t0);
+    /* The master's /status counts the restart, under the worker's number,
+     * with the new pid. */
+    json_t *st = machine_status();
+    ck_assert_ptr_null(status_worker(st, pid));
+    size_t wi;
+    json_t *we;
+    int restarted = 0;
+    json_array_foreach(json_object_get(st, "workers"), wi, we)
+    {
+        ck_assert(json_is_true(json_object_get(we, "running")));
+        restarted += (int)json_integer_value(json_object_get(we, "restarts"));
+    }
+    ck_assert_int_eq(restarted, 1);
+    json_decref(st);
     /* The lost clients reconnect and are served (by whichever worker the
      * kernel picks; the new one among them). */
     for (int i = 0; i < NCLIENTS; i++)
@@ -320,6 +414,62 @@ START_TEST(test_room_spans_workers_and_sighup_reaches_all)
 }
 END_TEST
 
+/* The master's admin listener answers for the machine: readiness of every
+ * worker, each worker in /status with its own status, the metrics of all
+ * with a worker label, each family once; the token is enforced. */
+START_TEST(test_admin_answers_for_the_machine)
+{
+    fleet f;
+    fleet_open(&f);
+    char *body;
+    ck_assert_int_eq(admin_get("/readyz", false, &body), 401);
+    free(body);
+    ck_assert_int_eq(admin_get("/readyz", true, &body), 200);
+    ck_assert_msg(strstr(body, "ready\nworker 1: ready\nworker 2: ready\n"
+                               "worker 3: ready\n") == body,
+                  "%s", body);
+    free(body);
+
+    json_t *st = machine_status();
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "master_pid")),
+                     srv.pid);
+    ck_assert_int_eq(json_array_size(json_object_get(st, "workers")), NWORKERS);
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "connections")),
+                     NCLIENTS);
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(st, "workers"), i, w)
+    {
+        json_t *own = json_object_get(w, "status");
+        ck_assert_int_eq(json_integer_value(json_object_get(w, "worker")),
+                         (int)i + 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(w, "pid")),
+                         json_integer_value(json_object_get(own, "pid")));
+        ck_assert_int_eq(json_integer_value(json_object_get(w, "restarts")), 0);
+    }
+    json_decref(st);
+
+    ck_assert_int_eq(admin_get("/metrics", true, &body), 200);
+    const char *type = "# TYPE switchboard_connections gauge\n";
+    const char *at = strstr(body, type);
+    ck_assert_msg(at && !strstr(at + 1, type), "one TYPE line:\n%.2000s", body);
+    long total = 0;
+    for (int k = 1; k <= NWORKERS; k++) {
+        char want[96];
+        snprintf(want, sizeof(want),
+                 "switchboard_connections{worker=\"%d\",gateway=\"default\"} ",
+                 k);
+        const char *line = strstr(body, want);
+        ck_assert_msg(line != NULL, "no %s in\n%.2000s", want, body);
+        total += atol(line + strlen(want));
+    }
+    ck_assert_int_eq(total, NCLIENTS);
+    ck_assert_ptr_nonnull(strstr(body, "switchboard_workers_answering 3\n"));
+    free(body);
+    fleet_close(&f);
+}
+END_TEST
+
 /* SIGTERM to the master: every worker closes its clients with 1001, and
  * the master exits 0 after them. */
 START_TEST(test_shutdown_drains_every_worker)
@@ -355,6 +505,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_crashed_worker_costs_only_its_clients);
     tcase_add_test(tc, test_killed_worker_is_replaced);
     tcase_add_test(tc, test_room_spans_workers_and_sighup_reaches_all);
+    tcase_add_test(tc, test_admin_answers_for_the_machine);
     tcase_add_test(tc, test_shutdown_drains_every_worker);
     suite_add_tcase(s, tc);
     return s;

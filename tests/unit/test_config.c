@@ -1045,8 +1045,9 @@ START_TEST(test_workers)
     rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 0);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    ck_assert_uint_eq(cfg.server.workers,
-                      cores < 1 ? 1 : cores > 256 ? 256 : (unsigned)cores);
+    ck_assert_uint_eq(cfg.server.workers, cores < 1     ? 1
+                                          : cores > 256 ? 256
+                                                        : (unsigned)cores);
     sb_config_free(&cfg);
 
     /* One worker needs nothing more; two need the broker. */
@@ -1065,6 +1066,19 @@ START_TEST(test_workers)
                      "1..256 or 'auto' (one per core))");
     assert_one_error("[server]\n[gateway.b]\nport = 3001\nworkers = 2\n", 4,
                      "key 'workers' belongs in [server], not in a gateway");
+    /* Worker k's admin listener is on [admin] port + k. */
+    assert_one_error("[server]\nport = 9092\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[admin]\nport = 9090\n",
+                     6,
+                     "[admin] port 9090 + 2 workers covers the port of gateway "
+                     "'default' (worker k's admin listens on port + k)");
+    assert_one_error("[server]\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[admin]\nport = 65534\n",
+                     5,
+                     "[admin] port 65534 + 2 workers is beyond 65535 (worker k "
+                     "listens on port + k)");
 }
 END_TEST
 
