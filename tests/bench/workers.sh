@@ -6,7 +6,8 @@
 # and prints a Markdown table: messages per second, the CPU the server's
 # processes used while measured (master and workers, read from /proc), the
 # messages per CPU-second, and how the connections spread over the workers
-# (each worker's switchboard_connections_total on its admin port).
+# (switchboard_connections_total of the admin listener: under workers the
+# master's, one sample per worker label).
 # Nothing is pinned: two workers need both cores, and the load generator
 # shares them, so on a 2-core machine the messages per second cannot show
 # scaling; the cost per message (msgs per CPU-second) can.
@@ -41,6 +42,27 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# N consecutive free ports below the ephemeral range (the master's admin
+# port and worker k's, port + k), where the load generator's own
+# connections cannot take them.
+free_ports_low() {
+    python3 -c '
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    p = random.randrange(20000, 30000)
+    try:
+        socks = []
+        for k in range(n):
+            s = socket.socket(); s.bind(("127.0.0.1", p + k)); socks.append(s)
+        print(p); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+' "$1"
+}
+
 wait_port() {
     for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
@@ -58,7 +80,7 @@ for _ in $(seq 100); do [[ -S $T/r.sock ]] && break; sleep 0.05; done
 # start NAME WORKERS: sets SRV_PID, PORT, ADMIN.
 start() {
     PORT=$(free_port)
-    ADMIN=$(free_port)
+    ADMIN=$(free_ports_low $(($2 + 1)))
     local cl=""
     if (($2 > 1)); then cl="[cluster]
 redis = unix:$T/r.sock"; fi
@@ -110,21 +132,17 @@ run() {
         'BEGIN { printf "%d %.2f\n", r, (c1 - c0) / hz / (t1 - t0) }'
 }
 
-# The connections each worker accepted, from its own admin port.
+# The connections each worker accepted: the admin listener's counter, one
+# sample per worker under a master.
 spread() {
-    local n=$1 out="" w
-    for ((w = 0; w < n; w++)); do
-        out+="$(curl -s "http://127.0.0.1:$((ADMIN + w))/metrics" |
-            awk '/^switchboard_connections_total/ {s += $2} END {print s + 0}') "
-    done
-    echo "${out% }"
+    curl -s "http://127.0.0.1:$ADMIN/metrics" |
+        awk '/^switchboard_connections_total/ {printf "%s%s", sep, $2; sep = " "} END {print ""}'
 }
 
 per() { awk -v d="$1" -v c="$2" 'BEGIN{ if (c > 0) printf "%d", d/c; else print "-" }'; }
 
 ROWS=""
 for W in 1 2; do
-    # Admin ports are ADMIN, ADMIN+1...: the next one must be free too.
     start "w$W" "$W"
     for P in 1 16; do
         echo "workers=$W inflight=$P..." >&2
@@ -132,7 +150,7 @@ for W in 1 2; do
         ROWS+="| $W | $CONNS x $P | $rate | $cpu | $(per "$rate" "$cpu") |
 "
     done
-    SPREAD[$W]=$(spread "$W")
+    SPREAD[$W]=$(spread)
     kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true
 done
 
