@@ -1663,6 +1663,7 @@ void sb_server_free(sb_server *s)
     s->lws = NULL;
     free(s->listen_watch);
     free(s->adopt);
+    sb_server_inherit_listeners(NULL, 0); /* the next start listens itself */
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);
