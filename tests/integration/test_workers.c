@@ -303,11 +303,20 @@ static void one_worker_dies(bool crash)
     } else {
         ck_assert_int_eq(kill(pid, SIGKILL), 0);
     }
-    char gone[128];
-    snprintf(gone, sizeof(gone), "(pid %d) killed by signal %d", (int)pid,
-             crash ? SIGSEGV : SIGKILL);
+    /* The master's line on the death: "(pid P) killed by signal 9" for
+     * SIGKILL; for the crash, signal 11, or, under the sanitizers, their
+     * report and "exited with status 1". */
+    char gone[128], sig[128], asan[128];
+    snprintf(gone, sizeof(gone), "(pid %d) ", (int)pid);
     ck_assert_msg(srv_log_wait(&srv, gone, 1, SB_TIMEOUT), "%s",
                   srv_logtail(&srv));
+    snprintf(sig, sizeof(sig), "(pid %d) killed by signal %d", (int)pid,
+             crash ? SIGSEGV : SIGKILL);
+    snprintf(asan, sizeof(asan), "(pid %d) exited with status 1", (int)pid);
+    const char *log = srv_logtext(&srv);
+    ck_assert_msg(strstr(log, sig) || (crash && strstr(log, asan) &&
+                                       strstr(log, "AddressSanitizer: SEGV")),
+                  "%s", srv_logtail(&srv));
     /* Every client of the dead worker sees its connection end. */
     int lost = 0;
     for (int i = 0; i < NCLIENTS; i++) {
