@@ -381,6 +381,8 @@ static void serve_each(int fd, const sb_admin_conf *conf,
                                   (json_int_t)w->pid, "restarts",
                                   (json_int_t)w->restarts, "admin_port",
                                   conf->port + (int)k, "running", w->pid != 0);
+        if (!reload)
+            json_object_set_new(entry, "connections", json_integer(conns));
         json_object_set_new(entry, reload ? "reload" : "status",
                             doc ? doc : json_null());
         json_array_append_new(workers, entry);

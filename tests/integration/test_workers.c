@@ -455,6 +455,9 @@ START_TEST(test_admin_answers_for_the_machine)
         ck_assert_int_eq(json_integer_value(json_object_get(w, "pid")),
                          json_integer_value(json_object_get(own, "pid")));
         ck_assert_int_eq(json_integer_value(json_object_get(w, "restarts")), 0);
+        ck_assert_int_eq(
+            json_integer_value(json_object_get(w, "connections")),
+            json_integer_value(json_object_get(own, "connections")));
     }
     json_decref(st);
 
