@@ -482,6 +482,51 @@ START_TEST(test_admin_answers_for_the_machine)
 }
 END_TEST
 
+/* A worker that cannot start (here: a plugin whose init fails) is started
+ * again after 100 ms, 200, 400, 800...: a few attempts in two seconds, and
+ * the master's CPU stays near zero. */
+START_TEST(test_failing_worker_backs_off)
+{
+    sb_srv bad;
+    char sections[512];
+    snprintf(sections, sizeof(sections),
+             "[cluster]\nredis = unix:%s\n"
+             "[plugin.bad]\nfile = %%P/test-init-fails.so\n",
+             rsock);
+    srv_start(&bad, "workers = 2\n", sections);
+    long long t0 = now_ms();
+    ck_assert_msg(srv_log_wait(&bad, "restarts in 800 ms", 2, 4000), "%s",
+                  srv_logtail(&bad));
+    long long spent = now_ms() - t0;
+    /* 100 + 200 + 400 ms of backoff before the fourth failure. */
+    ck_assert_msg(spent >= 600, "backoff too short: %lld ms", spent);
+    int exits = 0;
+    for (const char *p = srv_logtext(&bad); (p = strstr(p, "exited with "
+                                                           "status 1"));
+         p++)
+        exits++;
+    ck_assert_msg(exits <= 12, "%d failed starts in %lld ms", exits, spent);
+    char stat_path[64], stat[1024];
+    snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", (int)bad.pid);
+    FILE *f = fopen(stat_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    unsigned long utime = 0, stime = 0;
+    const char *after = strrchr(stat, ')');
+    ck_assert_int_eq(
+        sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &utime, &stime),
+        2);
+    /* The master's own CPU: well under a tenth of the time waited. */
+    long hz = sysconf(_SC_CLK_TCK);
+    ck_assert_msg((utime + stime) * 1000 / (unsigned long)hz < 200,
+                  "master used %lu ticks", utime + stime);
+    srv_stop(&bad);
+}
+END_TEST
+
 /* SIGTERM to the master: every worker closes its clients with 1001, and
  * the master exits 0 after them. */
 START_TEST(test_shutdown_drains_every_worker)
@@ -518,6 +563,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_killed_worker_is_replaced);
     tcase_add_test(tc, test_room_spans_workers_and_sighup_reaches_all);
     tcase_add_test(tc, test_admin_answers_for_the_machine);
+    tcase_add_test(tc, test_failing_worker_backs_off);
     tcase_add_test(tc, test_shutdown_drains_every_worker);
     suite_add_tcase(s, tc);
     return s;
