@@ -84,9 +84,18 @@ static void master_admin_ready(void *arg, const sb_worker_slot *slots,
     sb_master_admin_serve(m->admin_fd, &m->cfg->admin, slots, n);
 }
 
+static bool same_text(const char *x, const char *y)
+{
+    return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+/* What the master's sockets and admin listener were made for. */
 static bool same_listeners(const sb_config *a, const sb_config *b)
 {
-    if (a->server.workers != b->server.workers || a->ngateways != b->ngateways)
+    if (a->server.workers != b->server.workers ||
+        a->ngateways != b->ngateways || a->admin.port != b->admin.port ||
+        !same_text(a->admin.host, b->admin.host) ||
+        !same_text(a->admin.token, b->admin.token))
         return false;
     size_t fa[SB_MAX_GATEWAYS], fb[SB_MAX_GATEWAYS];
     size_t na = sb_listen_distinct(a, fa), nb = sb_listen_distinct(b, fb);
@@ -113,7 +122,7 @@ static void master_hup(void *arg)
                     "previous config",
                     m->path,
                     problems ? "has problems"
-                             : "changes the listeners, the admin listener "
+                             : "changes the listeners, [admin] "
                                "or the worker count (needs a restart)");
         sb_config_free(&next);
         return;
