@@ -1,6 +1,9 @@
 /*
  * main — the command line: read the config, load the plugins, serve until
- * SIGINT/SIGTERM, and undo it all in reverse. Only wiring lives here.
+ * SIGINT/SIGTERM, and undo it all in reverse. Under `workers = N` (N > 1)
+ * it first becomes the master (supervisor.h) over the listening sockets it
+ * opens (listen.h), and each worker goes on from there as one process
+ * would. Only wiring lives here.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -18,9 +21,12 @@
 #include "config.h"
 #include "crash.h"
 #include "fdlimit.h"
+#include "listen.h"
 #include "log.h"
+#include "master_admin.h"
 #include "plugin_host.h"
 #include "server.h"
+#include "supervisor.h"
 #include "version.h"
 
 /* The config read without -c. An installed binary (PREFIX/BINDIR/
@@ -58,6 +64,138 @@ static const char *default_config(void)
         return path;
     }
     return "etc/switchboard.ini";
+}
+
+/* The master's SIGHUP: re-read the config that the workers it respawns
+ * from now on start from (the running ones reload it themselves). Kept
+ * only if it is valid and keeps the listeners and the worker count, which
+ * the master's sockets are made for. */
+typedef struct master_ctx {
+    sb_config *cfg;
+    const char *path;
+    int admin_fd; /* -1: no [admin] port */
+} master_ctx;
+
+/* The master's admin listener has a connection (master_admin.h). */
+static void master_admin_ready(void *arg, const sb_worker_slot *slots,
+                               unsigned n)
+{
+    master_ctx *m = arg;
+    sb_master_admin_serve(m->admin_fd, &m->cfg->admin, slots, n);
+}
+
+static bool same_text(const char *x, const char *y)
+{
+    return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+/* What the master's sockets and admin listener were made for. */
+static bool same_listeners(const sb_config *a, const sb_config *b)
+{
+    if (a->server.workers != b->server.workers ||
+        a->ngateways != b->ngateways || a->admin.port != b->admin.port ||
+        !same_text(a->admin.host, b->admin.host) ||
+        !same_text(a->admin.token, b->admin.token))
+        return false;
+    size_t fa[SB_MAX_GATEWAYS], fb[SB_MAX_GATEWAYS];
+    size_t na = sb_listen_distinct(a, fa), nb = sb_listen_distinct(b, fb);
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        const sb_server_conf *x = &a->gateways[fa[i]].conf;
+        const sb_server_conf *y = &b->gateways[fb[i]].conf;
+        if (x->port != y->port || (!x->host != !y->host) ||
+            (x->host && strcmp(x->host, y->host) != 0))
+            return false;
+    }
+    return true;
+}
+
+static void master_hup(void *arg)
+{
+    master_ctx *m = arg;
+    sb_config next;
+    int problems = sb_config_load(&next, m->path);
+    if (problems || !same_listeners(m->cfg, &next)) {
+        sb_log_warn("master",
+                    "%s: %s; workers started from now on keep the "
+                    "previous config",
+                    m->path,
+                    problems ? "has problems"
+                             : "changes the listeners, [admin] "
+                               "or the worker count (needs a restart)");
+        sb_config_free(&next);
+        return;
+    }
+    sb_config_free(m->cfg);
+    *m->cfg = next;
+}
+
+/* The master: one SO_REUSEPORT socket per worker slot and listener, kept
+ * open for the master's whole life (a dead worker's queue waits for its
+ * successor instead of being reset), then the supervision. Returns in a
+ * worker with *worker set and its sockets handed to the server; in the
+ * master, when every worker is gone, with its exit status. */
+static int run_master(sb_config *cfg, const char *path, unsigned *worker)
+{
+    size_t first[SB_MAX_GATEWAYS];
+    size_t nl = sb_listen_distinct(cfg, first);
+    unsigned n = cfg->server.workers;
+    int *fds = malloc((size_t)n * nl * sizeof(*fds));
+    if (!fds) {
+        sb_log_error("core", "out of memory");
+        return 1;
+    }
+    size_t opened = 0;
+    for (unsigned w = 0; w < n; w++)
+        for (size_t l = 0; l < nl; l++) {
+            const sb_server_conf *c = &cfg->gateways[first[l]].conf;
+            char err[256];
+            int fd = sb_listen_open(c->host, c->port, 511, err, sizeof(err));
+            if (fd < 0) {
+                sb_log_error("core", "gateway '%s': %s (is the port in use?)",
+                             cfg->gateways[first[l]].name, err);
+                for (size_t i = 0; i < opened; i++)
+                    close(fds[i]);
+                free(fds);
+                return 1;
+            }
+            fds[opened++] = fd;
+        }
+    master_ctx m = {cfg, path, -1};
+    if (cfg->admin.port) {
+        char err[256];
+        m.admin_fd = sb_master_admin_open(&cfg->admin, err, sizeof(err));
+        if (m.admin_fd < 0) {
+            sb_log_error("admin", "%s (is the port in use?)", err);
+            for (size_t i = 0; i < opened; i++)
+                close(fds[i]);
+            free(fds);
+            return 1;
+        }
+        sb_log_info("admin",
+                    "listening on http://%s:%d/ for the machine; worker k "
+                    "on port %d + k",
+                    cfg->admin.host ? cfg->admin.host : "127.0.0.1",
+                    cfg->admin.port, cfg->admin.port);
+    }
+    sb_supervisor_hooks hooks = {master_hup, m.admin_fd, master_admin_ready,
+                                 &m};
+    int rc = sb_supervise(n, cfg->server.shutdown_timeout, &hooks, worker);
+    if (m.admin_fd >= 0)
+        close(m.admin_fd);
+    if (*worker) {
+        /* A worker keeps its own slot's sockets only. */
+        for (size_t i = 0; i < opened; i++)
+            if (i / nl != *worker - 1)
+                close(fds[i]);
+        sb_server_inherit_listeners(fds + (size_t)(*worker - 1) * nl, nl);
+    } else {
+        for (size_t i = 0; i < opened; i++)
+            close(fds[i]);
+    }
+    free(fds);
+    return rc;
 }
 
 static void usage(FILE *out)
@@ -135,6 +273,21 @@ int main(int argc, char **argv)
     sb_fdlimit fds;
     if (!problems)
         sb_fdlimit_raise(&cfg, &fds);
+
+    /* Workers: the master stops here, before any plugin or lws. */
+    if (!problems && !check_only && cfg.server.workers > 1) {
+        unsigned worker = 0;
+        int mrc = run_master(&cfg, path, &worker);
+        if (!worker) {
+            sb_config_free(&cfg);
+            return mrc;
+        }
+        sb_log_set_worker(worker);
+        /* Each worker answers on an admin port of its own, which the
+         * master's asks (master_admin.h). */
+        if (cfg.admin.port)
+            cfg.admin.port += (int)worker;
+    }
 
     /* The loop exists before the plugins: their init may start timers. */
     uv_loop_t loop;

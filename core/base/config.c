@@ -99,10 +99,11 @@ struct parser {
     /* Which keys each gateway set itself (bit = enum server_key_id); the
      * others are copied from [server] once the whole file is read. */
     unsigned *gateway_set;
-    int server_line; /* of the first [server], 0 if none yet */
-    int admin_line;  /* of the first [admin], 0 if none yet */
-    int redis_line;  /* of [cluster]'s `redis`, 0 if none yet */
-    char *last_key;  /* names the value an indented line would continue */
+    int server_line;  /* of the first [server], 0 if none yet */
+    int admin_line;   /* of the first [admin], 0 if none yet */
+    int workers_line; /* of [server] workers, 0 if not set */
+    int redis_line;   /* of [cluster]'s `redis`, 0 if none yet */
+    char *last_key;   /* names the value an indented line would continue */
     struct frame frame;
 };
 
@@ -300,7 +301,8 @@ enum server_key_id {
     SK_SEND_QUEUE_BUDGET,
     SK_STATIC,
     SK_ENVELOPE,
-    SK_SUBPROTOCOLS
+    SK_SUBPROTOCOLS,
+    SK_WORKERS
 };
 
 /* Keys that only [server] may set: they are process-wide. */
@@ -309,7 +311,7 @@ enum server_key_id {
      (1u << SK_RX_BUFFER_SIZE) | (1u << SK_HANDSHAKE_TIMEOUT) |                \
      (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH) |                       \
      (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS) |                      \
-     (1u << SK_SEND_QUEUE_BUDGET))
+     (1u << SK_SEND_QUEUE_BUDGET) | (1u << SK_WORKERS))
 
 enum value_kind {
     V_TEXT,
@@ -378,6 +380,8 @@ static const struct server_key {
     {"log_format", SK_LOG_FORMAT, V_WORD, 0, 0, "'text' or 'json'"},
     {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
+    {"workers", SK_WORKERS, V_WORD, 0, 0,
+     "an integer 1..256 or 'auto' (one per core)"},
     {"send_queue_budget", SK_SEND_QUEUE_BUDGET, V_SIZE, 0, 1ULL << 40,
      "a size 0..1024g in bytes, with an optional k, m or g suffix; 0 = off"},
     {"static", SK_STATIC, V_PATH, 0, 0,
@@ -461,6 +465,21 @@ static bool real_folder(struct parser *p, char *path, char **out)
     return true;
 }
 
+/* `workers`: 1..SB_MAX_WORKERS, or `auto`, one per online core (capped
+ * the same); -1 when it is neither. */
+static int parse_workers(const char *value)
+{
+    unsigned long long n = 0;
+    if (strcasecmp(value, "auto") == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores < 1 ? 1 : (unsigned long long)cores;
+        return n > SB_MAX_WORKERS ? SB_MAX_WORKERS : (int)n;
+    }
+    if (!parse_integer(value, &n) || n < 1 || n > SB_MAX_WORKERS)
+        return -1;
+    return (int)n;
+}
+
 static bool server_set(struct parser *p, sb_server_conf *srv,
                        const struct server_key *k, const char *value)
 {
@@ -492,6 +511,8 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
             word = strcasecmp(value, "json") == 0   ? SB_ENVELOPE_JSON
                    : strcasecmp(value, "none") == 0 ? SB_ENVELOPE_NONE
                                                     : -1;
+        } else if (k->id == SK_WORKERS) {
+            word = parse_workers(value);
         } else if (k->id == SK_LOG_FORMAT) {
             word = strcasecmp(value, "text") == 0   ? SB_LOG_TEXT
                    : strcasecmp(value, "json") == 0 ? SB_LOG_JSON
@@ -604,6 +625,9 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
     case SK_SEND_QUEUE_BUDGET:
         srv->send_queue_budget = (size_t)n;
         break;
+    case SK_WORKERS:
+        srv->workers = (unsigned)word;
+        break;
     case SK_STATIC:
         /* Kept as its real path: the server compares every file's real
          * path against it (static.c). */
@@ -633,6 +657,8 @@ static void on_server_key(struct parser *p, int line, const char *name,
         if (!server_set(p, &p->cfg->server, k, value))
             add_error(p, line, "bad value '%s' for '%s' (expected %s)", value,
                       name, k->expected);
+        if (k->id == SK_WORKERS)
+            p->workers_line = line;
         return;
     }
     add_error(p, line, "unknown key '%s' in [server]", name);
@@ -1677,6 +1703,7 @@ static void set_defaults(sb_server_conf *srv)
     srv->watch = false;
     srv->log_format = SB_LOG_TEXT;
     srv->log_connections = false;
+    srv->workers = 1;
 }
 
 /* The absolute folder of `path`; NULL with errno set on failure. */
@@ -1794,6 +1821,52 @@ int sb_config_load(sb_config *cfg, const char *path)
         finish_cluster(&p);
     if (!p.oom)
         finish_recovery(&p);
+    /* Workers are cluster nodes: without a broker a room or a broadcast
+     * would reach only the clients of the worker that sent it. */
+    if (!p.oom && cfg->server.workers > 1 && !cfg->cluster.enabled)
+        add_error(&p, p.workers_line,
+                  "[server] workers = %u needs a [cluster] section (rooms, "
+                  "broadcasts and sends must cross the workers, which are "
+                  "cluster nodes)",
+                  cfg->server.workers);
+    /* Under workers the gateways' vhosts do not listen themselves, and lws
+     * 4.1.6 then moves every request to the first such vhost (its choice
+     * of vhost by Host header falls back to "the first on the same port",
+     * and they all have the same non-port): one listener only, for now. */
+    for (size_t i = 1; !p.oom && cfg->server.workers > 1 && i < cfg->ngateways;
+         i++) {
+        const sb_server_conf *a = &cfg->gateways[0].conf;
+        const sb_server_conf *b = &cfg->gateways[i].conf;
+        if (a->port != b->port || (!a->host != !b->host) ||
+            (a->host && strcmp(a->host, b->host) != 0)) {
+            add_error(&p, cfg->gateways[i].line,
+                      "gateway '%s' listens on another host:port than "
+                      "gateway '%s': with workers, every gateway must share "
+                      "one host:port (different paths are fine)",
+                      cfg->gateways[i].name, cfg->gateways[0].name);
+            break;
+        }
+    }
+    /* Under workers, worker k's admin listener is on [admin] port + k. */
+    if (!p.oom && cfg->server.workers > 1 && cfg->admin.port) {
+        unsigned top = (unsigned)cfg->admin.port + cfg->server.workers;
+        if (top > 65535)
+            add_error(&p, p.admin_line,
+                      "[admin] port %d + %u workers is beyond 65535 (worker k "
+                      "listens on port + k)",
+                      cfg->admin.port, cfg->server.workers);
+        for (size_t i = 0; i < cfg->ngateways && top <= 65535; i++) {
+            int gp = cfg->gateways[i].conf.port;
+            if (gp > cfg->admin.port && (unsigned)gp <= top) {
+                add_error(&p, p.admin_line,
+                          "[admin] port %d + %u workers covers the port of "
+                          "gateway '%s' (worker k's admin listens on port + k)",
+                          cfg->admin.port, cfg->server.workers,
+                          cfg->gateways[i].name);
+                break;
+            }
+        }
+    }
 
 out:
     if (p.oom)

@@ -71,6 +71,9 @@ typedef struct sb_server_conf {
     bool log_connections;       /* global: connects/disconnects at info */
     size_t send_queue_budget;   /* global: bytes of all send queues, 0 = off;
                                    default 256 MiB */
+    unsigned workers;           /* global: worker processes, 1..SB_MAX_WORKERS
+                                   (`auto` = online cores); default 1 = one
+                                   process, no master */
     /* `static`: the real path of the folder this listener serves over plain
      * HTTP (static.c), NULL = none. Not inherited from [server]. */
     char *static_dir;
@@ -87,6 +90,8 @@ typedef struct sb_server_conf {
  * them. */
 /* Plugins keep the gateways they serve as bits of a uint64_t. */
 #define SB_MAX_GATEWAYS 64
+/* [server] workers: the most worker processes one master runs. */
+#define SB_MAX_WORKERS 256
 
 typedef struct sb_gateway_conf {
     char *name;

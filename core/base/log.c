@@ -23,6 +23,12 @@
 
 static sb_log_level log_level = SB_LOG_INFO;
 static sb_log_format log_format = SB_LOG_TEXT;
+static unsigned log_worker; /* 0: not a worker */
+
+void sb_log_set_worker(unsigned worker)
+{
+    log_worker = worker;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -78,8 +84,10 @@ static void text_line(sb_log_level level, const char *tag, const char *fmt,
     char line[LINE_MAX_TEXT];
     char ts[64];
     timestamp(ts, sizeof(ts));
-    int n = snprintf(line, sizeof(line), "%s %-5s [%s] ", ts,
-                     level_names[level], tag);
+    int n = log_worker ? snprintf(line, sizeof(line), "%s %-5s w%u [%s] ", ts,
+                                  level_names[level], log_worker, tag)
+                       : snprintf(line, sizeof(line), "%s %-5s [%s] ", ts,
+                                  level_names[level], tag);
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
@@ -214,6 +222,11 @@ static void json_line(sb_log_level level, const char *tag,
     jw_string(&w, level_names[level], strlen(level_names[level]));
     jw_put(&w, ",\"tag\":", 7);
     jw_string(&w, tag, strlen(tag));
+    if (log_worker) {
+        char wn[32];
+        int k = snprintf(wn, sizeof(wn), ",\"worker\":%u", log_worker);
+        jw_put(&w, wn, (size_t)k);
+    }
     jw_put(&w, ",\"msg\":", 7);
     jw_string(&w, msg, mlen);
     w.lim = sizeof(line) - 2;

@@ -35,6 +35,10 @@ sb_log_level sb_log_get_level(void);
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 int sb_log_level_parse(const char *text);
 void sb_log_set_format(sb_log_format format);
+/* Under workers: every line of this process names it, "w3 [tag]" in text
+ * and "worker":3 in JSON; 0 (the default, and the master) names nothing,
+ * so a single process logs exactly as before. */
+void sb_log_set_worker(unsigned worker);
 sb_log_format sb_log_get_format(void);
 
 void sb_log(sb_log_level level, const char *tag, const char *fmt, ...)

@@ -151,6 +151,7 @@ static void restart_needed(const sb_config *old, const sb_config *nw,
     CMP(strict_plugin_files, "strict_plugin_files")
     CMP(watch, "watch")
     CMP(send_queue_budget, "send_queue_budget")
+    CMP(workers, "workers")
 #undef CMP
 #undef CMPS
     /* Gateways added, removed or renamed: named as a whole. Otherwise each

@@ -200,6 +200,10 @@ typedef struct sb_server {
     struct sb_listen_watch *listen_watch; /* lws' listen sockets' polls */
     size_t nlisten_watch;
     bool accept_paused;
+    /* Under workers: the inherited SO_REUSEPORT sockets this process
+     * accepts on itself (one per vhost; server.c), else NULL. */
+    struct sb_adopt_listener *adopt;
+    size_t nadopt;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;

@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 
 #include "envelope.h"
 #include "fdlimit.h"
+#include "listen.h"
 #include "log.h"
 #include "sockstat.h"
 #include "static.h"
@@ -916,6 +918,7 @@ static void on_accept_resume(uv_timer_t *t)
  * SB_ACCEPT_PAUSE_MS: the pending connections wait in the kernel's accept
  * queue meanwhile instead of making lws retry accept() in a loop. */
 static void find_listen_poll(uv_handle_t *h, void *arg);
+static bool is_adopt_poll(const sb_server *s, const uv_handle_t *h);
 
 static void pause_accepting(sb_server *s, bool all, const char *why)
 {
@@ -969,12 +972,124 @@ static void find_listen_poll(uv_handle_t *h, void *arg)
     for (size_t v = 0; v < s->nvhosts; v++)
         if (lws_get_vhost_listen_port(s->vhosts[v]) == port)
             w.gateway = true;
+    if (is_adopt_poll(s, h))
+        w.gateway = true;
     sb_listen_watch *grown =
         realloc(s->listen_watch, (s->nlisten_watch + 1) * sizeof(*grown));
     if (!grown)
         return;
     s->listen_watch = grown;
     s->listen_watch[s->nlisten_watch++] = w;
+}
+
+/* ---- accepting ourselves (workers) -------------------------------------- */
+
+/* An inherited SO_REUSEPORT socket (listen.h) of one vhost. */
+typedef struct sb_adopt_listener {
+    uv_poll_t poll;
+    int fd;
+    struct lws_vhost *vh;
+    sb_server *s;
+    bool open; /* the poll is initialised and not closed */
+} sb_adopt_listener;
+
+static int *inherited_fds;
+static size_t ninherited;
+
+void sb_server_inherit_listeners(const int *fds, size_t n)
+{
+    free(inherited_fds);
+    inherited_fds = NULL;
+    ninherited = 0;
+    if (!n)
+        return;
+    inherited_fds = malloc(n * sizeof(*fds));
+    if (!inherited_fds)
+        return;
+    memcpy(inherited_fds, fds, n * sizeof(*fds));
+    ninherited = n;
+}
+
+static int on_filter_connection(sb_server *s, int fd);
+
+/* What lws' own listener does on a readable socket: accept, then the
+ * descriptor check, then lws takes it (in HTTP mode, TLS if the vhost has
+ * it). A bounded batch per wake-up keeps the other listeners served. */
+static void on_adopt_readable(uv_poll_t *h, int status, int events)
+{
+    sb_adopt_listener *a = h->data;
+    static sb_log_limit lim = SB_LOG_LIMIT_INIT;
+    (void)events;
+    if (status < 0 || a->s->stopping)
+        return;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            sb_log_limited(&lim, SB_LOG_ERROR, "server", "accept: %s",
+                           strerror(errno));
+            pause_accepting(a->s, true, strerror(errno));
+            return;
+        }
+        if (on_filter_connection(a->s, fd)) {
+            close(fd);
+            return;
+        }
+        /* On failure lws has closed fd itself. */
+        if (!lws_adopt_socket_vhost(a->vh, fd))
+            sb_log_limited(&lim, SB_LOG_ERROR, "server",
+                           "libwebsockets did not take a connection");
+    }
+}
+
+static int adopt_start(sb_server *s, size_t v, struct lws_vhost *vh)
+{
+    sb_adopt_listener *a = &s->adopt[v];
+    a->fd = inherited_fds[v];
+    a->vh = vh;
+    a->s = s;
+    if (uv_poll_init_socket(s->loop, &a->poll, a->fd) != 0)
+        return -1;
+    a->poll.data = a;
+    a->open = true;
+    uv_poll_start(&a->poll, UV_READABLE, on_adopt_readable);
+    s->nadopt = v + 1;
+    return 0;
+}
+
+/* Stops accepting: the worker's copy of each socket closes, the master's
+ * keeps the slot's queue. */
+static void adopt_stop(sb_server *s)
+{
+    for (size_t v = 0; v < s->nadopt; v++) {
+        sb_adopt_listener *a = &s->adopt[v];
+        if (!a->open)
+            continue;
+        a->open = false;
+        uv_close((uv_handle_t *)&a->poll, NULL);
+        close(a->fd);
+    }
+}
+
+static bool is_adopt_poll(const sb_server *s, const uv_handle_t *h)
+{
+    for (size_t v = 0; v < s->nadopt; v++)
+        if ((const uv_handle_t *)&s->adopt[v].poll == h)
+            return true;
+    return false;
+}
+
+int sb_server_gateway_port(const sb_server *s, size_t g)
+{
+    if (!s->vhosts || !s->config || g >= s->config->ngateways)
+        return 0;
+    size_t v = s->listener_of[g];
+    if (v < s->nadopt)
+        return sb_listen_port(s->adopt[v].fd);
+    return s->vhosts[v] ? lws_get_vhost_listen_port(s->vhosts[v]) : 0;
 }
 
 /* A connection to a gateway that got one of the last descriptors is closed
@@ -1278,6 +1393,18 @@ static int create_listeners(sb_server *s)
     /* lws keeps a pointer to the retry policy: one per vhost, static for
      * the life of the process (there is one server). */
     static lws_retry_bo_t retry[64];
+    if (ninherited) {
+        if (ninherited != nlisteners) {
+            sb_log_error("server",
+                         "%zu inherited listening socket(s) for %zu "
+                         "listener(s)",
+                         ninherited, nlisteners);
+            return -1;
+        }
+        s->adopt = calloc(nlisteners, sizeof(*s->adopt));
+        if (!s->adopt)
+            return -1;
+    }
     for (size_t g = 0; g < cfg->ngateways; g++) {
         const sb_server_conf *conf = &cfg->gateways[g].conf;
         size_t h = 0;
@@ -1303,7 +1430,8 @@ static int create_listeners(sb_server *s)
         struct lws_context_creation_info vinfo;
         memset(&vinfo, 0, sizeof(vinfo));
         vinfo.options = LWS_SERVER_OPTION_LIBUV;
-        vinfo.port = conf->port;
+        /* Under workers the socket is the master's (accept_start()). */
+        vinfo.port = ninherited ? CONTEXT_PORT_NO_LISTEN_SERVER : conf->port;
         vinfo.iface = conf->host && *conf->host ? conf->host : NULL;
         /* lws 4.1 binds an IPv4 address given to an IPv6 socket as "::",
          * i.e. every interface: for an IPv4 host, listen on IPv4 only. */
@@ -1347,14 +1475,18 @@ static int create_listeners(sb_server *s)
         }
         s->listener_of[g] = s->nvhosts;
         s->vhosts[s->nvhosts++] = vh;
+        if (ninherited && adopt_start(s, s->nvhosts - 1, vh) < 0) {
+            sb_log_error("server", "gateway '%s': cannot watch its socket",
+                         cfg->gateways[g].name);
+            return -1;
+        }
     }
     for (size_t g = 0; g < cfg->ngateways; g++) {
         const sb_server_conf *conf = &cfg->gateways[g].conf;
         sb_log_info("server", "gateway '%s' listening on ws://%s:%d%s",
                     cfg->gateways[g].name,
                     conf->host && *conf->host ? conf->host : "*",
-                    lws_get_vhost_listen_port(s->vhosts[s->listener_of[g]]),
-                    conf->path);
+                    sb_server_gateway_port(s, g), conf->path);
         if (conf->static_dir)
             sb_log_info("server", "gateway '%s' serves files from %s",
                         cfg->gateways[g].name, conf->static_dir);
@@ -1418,6 +1550,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     if (s->hooks.starting)
         s->hooks.starting(s->hooks.ctx, s);
     if (create_listeners(s) < 0) {
+        adopt_stop(s);
         uv_close((uv_handle_t *)&s->sig_int, NULL);
         uv_close((uv_handle_t *)&s->sig_term, NULL);
         if (s->hooks.stopped)
@@ -1513,6 +1646,7 @@ void sb_server_stop(sb_server *s)
     uv_timer_stop(&s->sweep_timer);
     on_accept_resume(&s->accept_timer); /* lws closes what it watches */
     uv_timer_stop(&s->accept_timer);
+    adopt_stop(s); /* and we what we watch */
     s->stop_deadline_ms =
         uv_now(s->loop) + (uint64_t)s->config->server.shutdown_timeout * 1000;
     /* With [recovery], 1012 (service restart): come back and resume. */
@@ -1531,6 +1665,8 @@ void sb_server_free(sb_server *s)
         lws_context_destroy(s->lws); /* the second destroy, after uv_run */
     s->lws = NULL;
     free(s->listen_watch);
+    free(s->adopt);
+    sb_server_inherit_listeners(NULL, 0); /* the next start listens itself */
     for (size_t i = 0; i < s->npending; i++)
         json_decref(s->pending[i].identity);
     free(s->pending);

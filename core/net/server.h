@@ -21,6 +21,14 @@
  * the port is taken). */
 int sb_server_start(sb_server *s, const sb_config *cfg,
                     const sb_server_hooks *hooks, uv_loop_t *loop);
+/* Under workers: the next sb_server_start() creates its gateways' vhosts
+ * without listening and accepts on these sockets instead (fds[i] for the
+ * i-th distinct listener, sb_listen_distinct()), handing each connection
+ * to lws with lws_adopt_socket_vhost(). The server owns them from then on
+ * and closes them when it stops accepting. */
+void sb_server_inherit_listeners(const int *fds, size_t n);
+/* The port gateway g listens on (0 before the server started). */
+int sb_server_gateway_port(const sb_server *s, size_t g);
 /* Begins a graceful stop: refuse new clients, close every client with 1001,
  * then destroy the listener so that uv_run() returns. Idempotent. */
 void sb_server_stop(sb_server *s);

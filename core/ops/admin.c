@@ -234,15 +234,14 @@ static json_t *status_gateways(const sb_server *s)
     json_t *list = json_array();
     for (size_t g = 0; g < s->config->ngateways; g++) {
         const sb_server_conf *conf = &s->config->gateways[g].conf;
-        struct lws_vhost *vh = s->vhosts ? s->vhosts[s->listener_of[g]] : NULL;
+        int port = sb_server_gateway_port(s, g);
         json_array_append_new(
             list, json_pack("{ss ss ss si ss sI}", "name",
                             s->config->gateways[g].name, "host",
                             conf->host && *conf->host ? conf->host : "*",
                             "scheme", conf->tls_cert ? "wss" : "ws", "port",
-                            vh ? lws_get_vhost_listen_port(vh) : conf->port,
-                            "path", conf->path, "connections",
-                            (json_int_t)s->gateway_clients[g]));
+                            port ? port : conf->port, "path", conf->path,
+                            "connections", (json_int_t)s->gateway_clients[g]));
     }
     return list;
 }

@@ -2,14 +2,20 @@
 # wss://: makes a self-signed certificate, serves a gateway with tls_cert /
 # tls_key, and checks that a `ws` client trusting that certificate talks to
 # it over TLS, and that plain ws:// on the same port is not served.
-#   tls_test.sh SWITCHBOARD PLUGIN_DIR NODE_MODULES
+# With WORKERS above 1, the same under `workers = WORKERS` (joined by a
+# private redis-server; 77, skipped, without one): each worker accepts on
+# its own socket and hands the connection to lws with TLS, and the client
+# runs 8 x WORKERS times so that every worker serves some.
+#   tls_test.sh SWITCHBOARD PLUGIN_DIR NODE_MODULES [WORKERS]
 set -euo pipefail
-bin=$1 plugins=$2 modules=$3
+bin=$1 plugins=$2 modules=$3 workers=${4:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 server=""
+redis=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  [ -n "$redis" ] && kill "$redis" 2>/dev/null && wait "$redis" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -26,6 +32,17 @@ tls_key = key.pem
 [plugin.nest]
 file = $plugins/nest-example.so
 INI
+runs=1
+if [ "$workers" -gt 1 ]; then
+  command -v redis-server >/dev/null || { echo "redis-server missing: skipped"; exit 77; }
+  redis-server --port 0 --unixsocket "$tmp/r.sock" --save "" --appendonly no \
+    --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+  redis=$!
+  for _ in $(seq 1 100); do [ -S "$tmp/r.sock" ] && break; sleep 0.05; done
+  sed -i "s|^port = $port\$|port = $port\nworkers = $workers\nlog_connections = yes|" "$tmp/tls.ini"
+  printf '[cluster]\nredis = unix:%s\n' "$tmp/r.sock" >>"$tmp/tls.ini"
+  runs=$((8 * workers))
+fi
 # shellcheck disable=SC2086
 ${SB_TEST_WRAPPER:-} "$bin" -c "$tmp/tls.ini" 2>"$tmp/log" &
 server=$!
@@ -34,7 +51,17 @@ for _ in $(seq 1 300); do
   kill -0 "$server" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
   sleep 0.1
 done
-NODE_PATH=$modules node "$here/tls_client.js" "$port" "$tmp/cert.pem"
+for _ in $(seq 1 "$runs"); do
+  NODE_PATH=$modules node "$here/tls_client.js" "$port" "$tmp/cert.pem"
+done
+if [ "$workers" -gt 1 ]; then
+  # Every worker served some of them (the kernel spreads them: with 8 per
+  # worker, two workers, one getting none happens about once in 30 000).
+  for w in $(seq 1 "$workers"); do
+    grep -q "w$w \[server\] client .* connected from" "$tmp/log" ||
+      { echo "worker $w served no client" >&2; cat "$tmp/log" >&2; exit 1; }
+  done
+fi
 # Plain HTTP to the TLS port gets no WebSocket.
 if printf 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' |
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; cat >&3; head -c 12 <&3" | grep -q "101"; then

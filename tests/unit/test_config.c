@@ -1026,6 +1026,79 @@ START_TEST(test_gateway_errors)
 }
 END_TEST
 
+/* ---- [server] workers ---------------------------------------------------- */
+
+START_TEST(test_workers)
+{
+    sb_config cfg;
+    const char *path = write_ini("[server]\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    ck_assert_uint_eq(cfg.server.workers, 1); /* one process, no master */
+    sb_config_free(&cfg);
+
+    path = write_ini("[server]\nworkers = 3\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_uint_eq(cfg.server.workers, 3);
+    sb_config_free(&cfg);
+
+    path = write_ini("[server]\nworkers = auto\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_uint_eq(cfg.server.workers, cores < 1     ? 1
+                                          : cores > 256 ? 256
+                                                        : (unsigned)cores);
+    sb_config_free(&cfg);
+
+    /* One worker needs nothing more; two need the broker. */
+    path = write_ini("[server]\nworkers = 1\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    sb_config_free(&cfg);
+    assert_one_error("[server]\nport = 3000\nworkers = 2\n", 3,
+                     "[server] workers = 2 needs a [cluster] section (rooms, "
+                     "broadcasts and sends must cross the workers, which are "
+                     "cluster nodes)");
+    assert_one_error("[server]\nworkers = 0\n", 2,
+                     "bad value '0' for 'workers' (expected an integer 1..256 "
+                     "or 'auto' (one per core))");
+    assert_one_error("[server]\nworkers = 257\n", 2,
+                     "bad value '257' for 'workers' (expected an integer "
+                     "1..256 or 'auto' (one per core))");
+    assert_one_error("[server]\n[gateway.b]\nport = 3001\nworkers = 2\n", 4,
+                     "key 'workers' belongs in [server], not in a gateway");
+    /* Under workers every gateway shares one host:port. */
+    path = write_ini("[server]\nport = 9000\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[gateway.b]\nport = 9000\npath = /b\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    sb_config_free(&cfg);
+    assert_one_error("[server]\nport = 9000\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[gateway.b]\nport = 9001\npath = /b\n",
+                     6,
+                     "gateway 'b' listens on another host:port than gateway "
+                     "'default': with workers, every gateway must share one "
+                     "host:port (different paths are fine)");
+    /* Worker k's admin listener is on [admin] port + k. */
+    assert_one_error("[server]\nport = 9092\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[admin]\nport = 9090\n",
+                     6,
+                     "[admin] port 9090 + 2 workers covers the port of gateway "
+                     "'default' (worker k's admin listens on port + k)");
+    assert_one_error("[server]\nworkers = 2\n"
+                     "[cluster]\nredis = redis://127.0.0.1\n"
+                     "[admin]\nport = 65534\n",
+                     5,
+                     "[admin] port 65534 + 2 workers is beyond 65535 (worker k "
+                     "listens on port + k)");
+}
+END_TEST
+
 /* ---- [cluster] ---------------------------------------------------------- */
 
 START_TEST(test_cluster_defaults_and_values)
@@ -1315,6 +1388,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_gateway_errors);
     tcase_add_test(tc, test_admin_defaults_and_values);
     tcase_add_test(tc, test_admin_errors);
+    tcase_add_test(tc, test_workers);
     tcase_add_test(tc, test_cluster_defaults_and_values);
     tcase_add_test(tc, test_cluster_errors);
     tcase_add_test(tc, test_recovery_section);

@@ -40,6 +40,7 @@ static const char *end_capture(void)
 
 static void teardown(void)
 {
+    sb_log_set_worker(0);
     sb_log_set_format(SB_LOG_TEXT);
     sb_log_set_level(SB_LOG_INFO);
 }
@@ -78,6 +79,33 @@ START_TEST(test_text_line)
     ck_assert_msg(strstr(out, "Z info  [core] hello 42\n"), "%s", out);
     /* Text lines leave the fields out: the message says it. */
     ck_assert_msg(strstr(out, "Z warn  [server] with a field\n"), "%s", out);
+}
+END_TEST
+
+/* Under workers each line names its worker; 0 (one process) names none. */
+START_TEST(test_worker_named)
+{
+    sb_log_set_worker(3);
+    begin_capture();
+    sb_log_info("server", "from a worker");
+    const char *out = end_capture();
+    ck_assert_msg(strstr(out, "Z info  w3 [server] from a worker\n"), "%s",
+                  out);
+    sb_log_set_format(SB_LOG_JSON);
+    begin_capture();
+    sb_log_fields(SB_LOG_WARN, "server", &(sb_log_field){"client", NULL, 7}, 1,
+                  "with a field");
+    json_t *o = one_json_line(end_capture());
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "worker")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "client")), 7);
+    ck_assert_str_eq(str(o, "tag"), "server");
+    json_decref(o);
+    sb_log_set_worker(0);
+    begin_capture();
+    sb_log_info("server", "one process");
+    o = one_json_line(end_capture());
+    ck_assert_ptr_null(json_object_get(o, "worker"));
+    json_decref(o);
 }
 END_TEST
 
@@ -233,6 +261,7 @@ int main(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_text_line);
     tcase_add_test(tc, test_json_line);
+    tcase_add_test(tc, test_worker_named);
     tcase_add_test(tc, test_json_escapes);
     tcase_add_test(tc, test_json_invalid_utf8);
     tcase_add_test(tc, test_json_fields);
