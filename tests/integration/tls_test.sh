@@ -51,6 +51,16 @@ for _ in $(seq 1 300); do
   kill -0 "$server" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
   sleep 0.1
 done
+if [ "$workers" -gt 1 ]; then
+  # The master's sockets answer at once; wait for every worker to adopt
+  # them (slow under valgrind), so no client times out in the queue.
+  for w in $(seq 1 "$workers"); do
+    for _ in $(seq 1 600); do
+      grep -q "w$w \[server\] gateway .* listening on" "$tmp/log" && break
+      sleep 0.1
+    done
+  done
+fi
 for _ in $(seq 1 "$runs"); do
   NODE_PATH=$modules node "$here/tls_client.js" "$port" "$tmp/cert.pem"
 done
