@@ -1407,14 +1407,10 @@ static int create_listeners(sb_server *s)
     }
     for (size_t g = 0; g < cfg->ngateways; g++) {
         const sb_server_conf *conf = &cfg->gateways[g].conf;
-        size_t h = 0;
-        while (h < g && !(cfg->gateways[h].conf.port == conf->port &&
-                          same_host(cfg->gateways[h].conf.host, conf->host)))
-            h++;
-        if (h < g) {
-            s->listener_of[g] = s->listener_of[h]; /* same port, other path */
+        /* Listeners are numbered in the order of their first gateway: one
+         * already made serves this gateway too (same port, other path). */
+        if (s->listener_of[g] < s->nvhosts)
             continue;
-        }
         if (s->nvhosts >= sizeof(retry) / sizeof(retry[0])) {
             sb_log_error("server", "more than %zu listeners",
                          sizeof(retry) / sizeof(retry[0]));
