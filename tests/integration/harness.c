@@ -270,3 +270,63 @@ void cli_expect_nothing(ws_client *c, int ms)
     ck_assert_msg(rc == 0, "expected nothing, got %s",
                   rc == 1 ? (char *)f.data : "a closed connection");
 }
+
+/* ---- a private Redis ------------------------------------------------------
+ */
+
+bool redis_available(void)
+{
+    return system("command -v redis-server >/dev/null 2>&1 && "
+                  "command -v redis-cli >/dev/null 2>&1") == 0;
+}
+
+int redis_cli(const sb_redis *r, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' %s >/dev/null 2>&1", r->sock,
+             args);
+    return system(cmd);
+}
+
+void redis_start(sb_redis *r)
+{
+    if (!r->dir[0]) {
+        snprintf(r->dir, sizeof(r->dir), "/tmp/sb-redis-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(r->dir));
+        snprintf(r->sock, sizeof(r->sock), "%s/r.sock", r->dir);
+    }
+    char log[320];
+    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+    char *argv[] = {"redis-server", "--port", "0",    "--unixsocket",
+                    r->sock,        "--save", "",     "--appendonly",
+                    "no",           "--dir",  r->dir, NULL};
+    ck_assert_int_eq(sb_test_spawn_log(argv, log, &r->pid), 0);
+    for (int i = 0; i < 200; i++) {
+        if (redis_cli(r, "PING") == 0)
+            return;
+        usleep(25000);
+    }
+    ck_abort_msg("redis-server did not come up");
+}
+
+void redis_kill(sb_redis *r)
+{
+    if (r->pid > 0) {
+        int status;
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &status, 0);
+    }
+    r->pid = 0;
+    unlink(r->sock);
+}
+
+void redis_free(sb_redis *r)
+{
+    redis_kill(r);
+    if (r->dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    memset(r, 0, sizeof(*r));
+}

@@ -63,6 +63,27 @@ void cli_expect(ws_client *c, const char *want);
 /* Asserts that nothing arrives within ms. */
 void cli_expect_nothing(ws_client *c, int ms);
 
+/* A private Redis for the cluster tests: redis-server on a unix socket in
+ * a temporary folder, no persistence. */
+typedef struct sb_redis {
+    char dir[256];
+    char sock[300];
+    pid_t pid;
+} sb_redis;
+
+/* True when redis-server and redis-cli are installed (else a test exits
+ * 77, skipped). */
+bool redis_available(void);
+/* Starts it (making its folder the first time) and waits until it answers;
+ * fails the test otherwise. Again after redis_kill(): a restart, empty. */
+void redis_start(sb_redis *r);
+/* Runs `redis-cli -s SOCKET ARGS` (output discarded); its exit status. */
+int redis_cli(const sb_redis *r, const char *args);
+/* Kills it (SIGKILL) and removes its socket; the folder stays. */
+void redis_kill(sb_redis *r);
+/* Kills it if it runs and removes its folder. */
+void redis_free(sb_redis *r);
+
 #define SB_TIMEOUT 5000
 
 #endif

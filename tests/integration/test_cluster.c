@@ -23,9 +23,7 @@
 
 #include "harness.h"
 
-static char rdir[256];  /* the Redis folder */
-static char rsock[300]; /* its socket */
-static pid_t redis_pid;
+static sb_redis redis;
 static sb_srv n1, n2;
 
 static long long now_ms(void)
@@ -33,38 +31,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int redis_cli(const char *args)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' %s >/dev/null 2>&1", rsock,
-             args);
-    return system(cmd);
-}
-
-static void redis_start(void)
-{
-    char log[320];
-    snprintf(log, sizeof(log), "%s/redis.log", rdir);
-    char *argv[] = {"redis-server", "--port", "0",  "--unixsocket",
-                    rsock,          "--save", "",   "--appendonly",
-                    "no",           "--dir",  rdir, NULL};
-    ck_assert_int_eq(sb_test_spawn_log(argv, log, &redis_pid), 0);
-    for (int i = 0; i < 100; i++) {
-        if (redis_cli("PING") == 0)
-            return;
-        usleep(50000);
-    }
-    ck_abort_msg("redis-server did not come up");
-}
-
-static void redis_kill(void)
-{
-    int status;
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, &status, 0);
-    unlink(rsock);
 }
 
 static const char *sections =
@@ -76,7 +42,7 @@ static const char *sections =
 static void start_node(sb_srv *s)
 {
     char text[1024];
-    snprintf(text, sizeof(text), sections, rsock);
+    snprintf(text, sizeof(text), sections, redis.sock);
     srv_start(s, NULL, text);
     ck_assert_msg(srv_log_wait(s, "connected to Redis", 1, 5000), "%s",
                   srv_logtail(s));
@@ -84,10 +50,7 @@ static void start_node(sb_srv *s)
 
 static void setup(void)
 {
-    snprintf(rdir, sizeof(rdir), "/tmp/sb-redis-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(rdir));
-    snprintf(rsock, sizeof(rsock), "%s/r.sock", rdir);
-    redis_start();
+    redis_start(&redis);
     start_node(&n1);
     start_node(&n2);
 }
@@ -96,10 +59,7 @@ static void teardown(void)
 {
     srv_stop(&n1);
     srv_stop(&n2);
-    redis_kill();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rdir);
-    ck_assert_int_eq(system(cmd), 0);
+    redis_free(&redis);
 }
 
 /* The next text message, parsed; fails the test after ms (what for: the
@@ -396,7 +356,7 @@ START_TEST(test_redis_killed_and_restarted)
     ws_client *a = cli_connect(&n1), *b = cli_connect(&n2);
     join(a, "f");
     join(b, "f");
-    redis_kill();
+    redis_kill(&redis);
     ck_assert(srv_log_wait(&n1, "lost the broker", 1, 5000));
     /* Local service goes on; a room message needs the broker. */
     expect_echo(a);
@@ -407,7 +367,7 @@ START_TEST(test_redis_killed_and_restarted)
         json_object_get(json_object_get(e, "data"), "message"));
     ck_assert_msg(strstr(text, "unavailable"), "%s", text);
     json_decref(e);
-    redis_start();
+    redis_start(&redis);
     long long ms = until_crossing(a, b, 10000);
     ck_assert(srv_log_wait(&n1, "broker back", 1, 5000));
     ck_assert(srv_log_wait(&n2, "broker back", 1, 5000));
@@ -430,13 +390,13 @@ START_TEST(test_redis_paused)
     ws_client *a = cli_connect(&n1), *b = cli_connect(&n2);
     join(a, "f");
     join(b, "f");
-    kill(redis_pid, SIGSTOP);
+    kill(redis.pid, SIGSTOP);
     say(a, "f", "while paused");
     /* command_timeout (1 s) ends the wait for the reply. */
     ck_assert(srv_log_wait(&n1, "lost the broker", 1, 5000));
     expect_echo(a);
     expect_echo(b);
-    kill(redis_pid, SIGCONT);
+    kill(redis.pid, SIGCONT);
     until_crossing(a, b, 10000);
     ws_close(a);
     ws_close(b);
@@ -448,7 +408,7 @@ START_TEST(test_subscribers_killed)
     ws_client *a = cli_connect(&n1), *b = cli_connect(&n2);
     join(a, "f");
     join(b, "f");
-    ck_assert_int_eq(redis_cli("CLIENT KILL TYPE pubsub"), 0);
+    ck_assert_int_eq(redis_cli(&redis, "CLIENT KILL TYPE pubsub"), 0);
     ck_assert(srv_log_wait(&n2, "lost the broker", 1, 5000));
     until_crossing(a, b, 10000);
     ck_assert(srv_log_wait(&n2, "broker back", 1, 5000));
@@ -462,10 +422,11 @@ START_TEST(test_bad_bus_input_is_counted_and_dropped)
     ws_client *a = cli_connect(&n1);
     join(a, "bad");
     synced(a, "bad", 1);
-    ck_assert_int_eq(redis_cli("PUBLISH sb:r:chat:bad garbage"), 0);
-    ck_assert_int_eq(redis_cli("PUBLISH sb:b 'sb1 b 0 default\n{\"x\":'"), 0);
-    ck_assert_int_eq(redis_cli("PUBLISH sb:n:1 'sb1 s 4294967297\nnot json'"),
-                     0);
+    ck_assert_int_eq(redis_cli(&redis, "PUBLISH sb:r:chat:bad garbage"), 0);
+    ck_assert_int_eq(
+        redis_cli(&redis, "PUBLISH sb:b 'sb1 b 0 default\n{\"x\":'"), 0);
+    ck_assert_int_eq(
+        redis_cli(&redis, "PUBLISH sb:n:1 'sb1 s 4294967297\nnot json'"), 0);
     ck_assert(srv_log_wait(&n1, "dropped a bad message", 2, 5000));
     cli_expect_nothing(a, 200);
     expect_echo(a);
@@ -490,7 +451,7 @@ START_TEST(test_wrong_password_is_a_clear_refusal)
     fprintf(f,
             "[server]\nhost = 127.0.0.1\nport = %d\n[cluster]\nredis = "
             "unix:%s\npassword_file = pw\n",
-            sb_test_free_port(), rsock);
+            sb_test_free_port(), redis.sock);
     fclose(f);
     /* -t needs no Redis: it only reads the file. */
     const char *check[] = {"-t", "-c", ini, NULL};
@@ -525,8 +486,7 @@ static Suite *suite(void)
 
 int main(void)
 {
-    if (system("command -v redis-server >/dev/null 2>&1 && "
-               "command -v redis-cli >/dev/null 2>&1") != 0) {
+    if (!redis_available()) {
         fprintf(stderr, "redis-server or redis-cli missing: skipped\n");
         return 77;
     }

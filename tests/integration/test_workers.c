@@ -35,9 +35,7 @@
 #define NCLIENTS  90
 #define MIN_SHARE 10
 
-static char rdir[256];
-static char rsock[300];
-static pid_t redis_pid;
+static sb_redis redis;
 static sb_srv srv;
 static int admin_port; /* the master's; worker k's is admin_port + k */
 
@@ -46,14 +44,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int redis_cli(const char *args)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "redis-cli -s '%s' %s >/dev/null 2>&1", rsock,
-             args);
-    return system(cmd);
 }
 
 static bool port_free(int port)
@@ -88,18 +78,7 @@ static int free_port_run(int n)
 
 static void setup(void)
 {
-    snprintf(rdir, sizeof(rdir), "/tmp/sb-wredis-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(rdir));
-    snprintf(rsock, sizeof(rsock), "%s/r.sock", rdir);
-    char log[320];
-    snprintf(log, sizeof(log), "%s/redis.log", rdir);
-    char *argv[] = {"redis-server", "--port", "0",  "--unixsocket",
-                    rsock,          "--save", "",   "--appendonly",
-                    "no",           "--dir",  rdir, NULL};
-    ck_assert_int_eq(sb_test_spawn_log(argv, log, &redis_pid), 0);
-    for (int i = 0; i < 200 && redis_cli("PING") != 0; i++)
-        usleep(20000);
-    ck_assert_int_eq(redis_cli("PING"), 0);
+    redis_start(&redis);
 
     admin_port = free_port_run(NWORKERS + 1);
     ck_assert_int_gt(admin_port, 0);
@@ -111,7 +90,7 @@ static void setup(void)
              "[plugin.chat]\nfile = %%P/chat.so\n"
              "[plugin.sdk]\nfile = %%P/test-sdk11.so\njournal = %%J\n"
              "[plugin.crasher]\nfile = %%P/test-crasher.so\n",
-             admin_port, rsock);
+             admin_port, redis.sock);
     srv_start(&srv, "workers = 3\nshutdown_timeout = 3\n", sections);
     ck_assert_msg(srv_log_wait(&srv, "connected to Redis", NWORKERS, 5000),
                   "%s", srv_logtail(&srv));
@@ -126,12 +105,7 @@ static void teardown(void)
         snprintf(rm, sizeof(rm), "rm -rf '%s'", srv.dir);
         ck_assert_int_eq(system(rm), 0);
     }
-    int status;
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, &status, 0);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rdir);
-    ck_assert_int_eq(system(cmd), 0);
+    redis_free(&redis);
 }
 
 /* GET path from the master's admin listener (with the token unless
@@ -417,7 +391,7 @@ START_TEST(test_room_spans_workers_and_sighup_reaches_all)
         snprintf(cmd, sizeof(cmd),
                  "test \"$(redis-cli -s '%s' PUBSUB NUMSUB sb:r:w | tail -1)\""
                  " = 3",
-                 rsock);
+                 redis.sock);
         if (system(cmd) == 0)
             break;
         usleep(20000);
@@ -528,7 +502,7 @@ START_TEST(test_failing_worker_backs_off)
     snprintf(sections, sizeof(sections),
              "[cluster]\nredis = unix:%s\n"
              "[plugin.bad]\nfile = %%P/test-init-fails.so\n",
-             rsock);
+             redis.sock);
     srv_start(&bad, "workers = 2\n", sections);
     long long t0 = now_ms();
     unsigned long cpu0 = cpu_ms(bad.pid);
@@ -595,8 +569,7 @@ static Suite *suite(void)
 
 int main(void)
 {
-    if (system("command -v redis-server >/dev/null 2>&1 && "
-               "command -v redis-cli >/dev/null 2>&1") != 0) {
+    if (!redis_available()) {
         fprintf(stderr, "redis-server or redis-cli missing: skipped\n");
         return 77;
     }
