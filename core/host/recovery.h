@@ -32,6 +32,8 @@ struct sb_recovery;
 struct sb_recovery_live {
     char token[25];
     bool first;
+    bool pending; /* a resume awaits Redis ([cluster]) */
+    sb_buf held;  /* the messages received meanwhile, in order */
 };
 
 /* Not NULL while [recovery] is on and the server is serving. */
@@ -61,7 +63,20 @@ typedef struct sb_resumed {
     sb_client_id previous; /* 0: a fresh session */
     json_t *states;        /* {plugin: state} or NULL; owned */
     json_t *rooms;         /* {R: {"recovered", "epoch", "offset"}}; owned */
+    bool pending;          /* answered later, through the resumed hook */
 } sb_resumed;
+
+/* With [cluster] a resume is answered once Redis has: then fn gets what
+ * sb_recovery_first would have given (and the messages the client sent
+ * meanwhile are dispatched after it, in order). */
+typedef void (*sb_recovery_resumed_fn)(void *ctx, sb_client *c, sb_resumed *r);
+void sb_recovery_on_resumed(sb_recovery_resumed_fn fn, void *ctx);
+/* A message of a client whose resume is pending: kept for after it. */
+int sb_recovery_hold(sb_client *c, const char *buf, size_t len, bool text);
+/* With [cluster], a room message composed in `text`: when the room keeps
+ * history, turns it into the prefix the append script completes
+ * ({"event":E,"data":D,"room":R,"offset":) and returns 1; 0 otherwise. */
+int sb_recovery_prefix(const char *room, sb_buf *text);
 
 /* The first message of a client: when it is sb:resume, answers it
  * (sb:resumed, the rooms joined back, the replay) and returns true with
