@@ -22,6 +22,7 @@
 #define TOKEN_LEN   24
 #define EPOCH_LEN   12 /* 72 random bits */
 #define SWEEP_MS    1000
+#define HELD_MAX    (1u << 20) /* a client's messages held during a resume */
 
 _Static_assert(sizeof(((struct sb_recovery_live *)0)->token) == TOKEN_LEN + 1,
                "a live client's token");
@@ -292,6 +293,7 @@ typedef struct resume_op {
     int inflight;    /* commands whose callback has not run */
     bool waiting;    /* for the node's subscriptions */
     bool dead;       /* recovery stopped: free when inflight is 0 */
+    bool failed;     /* Redis could not answer: a fresh session */
     uint64_t deadline_ms;
 } resume_op;
 
@@ -381,6 +383,8 @@ static void op_finish(resume_op *op)
     sb_cluster_release(op->client, keep_held, op->tops);
     if (op->session)
         r->stats.resumed++;
+    else if (op->failed)
+        r->stats.unavailable++;
     else
         r->stats.fresh++;
     sb_resumed out = {.previous = (sb_client_id)previous, .rooms = rooms};
@@ -407,7 +411,8 @@ static void op_finish(resume_op *op)
         at += 5;
         if (c->closing)
             break;
-        sb_dispatch(c, held.data + at, len, text);
+        if (sb_dispatch(c, held.data + at, len, text) != 0)
+            sb_client_close(c, 1007, "Invalid UTF-8");
         at += len;
     }
     sb_buf_free(&held);
@@ -581,11 +586,13 @@ static void on_taken(void *udata, json_t *reply)
     struct sb_recovery *r = sb_recovery_instance;
     sb_client *c = sb_clients_find(&r->server->table, op->client);
     const char *v = json_string_value(reply);
-    if (!reply || json_object_get(reply, "error"))
+    if (!reply || json_object_get(reply, "error")) {
+        op->failed = true;
         sb_log_warn("recovery",
                     "client %llu: Redis could not answer its resume: a fresh "
                     "session",
                     (unsigned long long)op->client);
+    }
     const char *body = v ? strchr(v, '\n') : NULL;
     body = body ? strchr(body + 1, '\n') : NULL;
     if (c && body)
@@ -652,10 +659,12 @@ static void cluster_resume(sb_client *c, const char *token, json_t *asked)
             op->inflight--;
     }
     free(owner);
-    if (rc == SB_ERR_UNAVAILABLE)
+    if (rc == SB_ERR_UNAVAILABLE) {
+        op->failed = true;
         sb_log_warn("recovery",
                     "client %llu: the broker is unavailable: a fresh session",
                     (unsigned long long)c->id);
+    }
     if (rc != SB_OK)
         op_finish(op);
 }
@@ -673,10 +682,16 @@ int sb_recovery_hold(sb_client *c, const char *buf, size_t len, bool text)
     struct sb_recovery_live *live = c->recovery;
     uint32_t n = (uint32_t)len;
     unsigned char t = text;
-    if (sb_buf_append(&live->held, &n, 4) < 0 ||
+    if (live->held.len + len + 5 > HELD_MAX ||
+        sb_buf_append(&live->held, &n, 4) < 0 ||
         sb_buf_append(&live->held, &t, 1) < 0 ||
-        sb_buf_append(&live->held, buf, len) < 0)
-        return -1;
+        sb_buf_append(&live->held, buf, len) < 0) {
+        sb_log_warn("recovery",
+                    "client %llu: more than %u bytes sent while its resume "
+                    "is answered: closing with 1008",
+                    (unsigned long long)c->id, HELD_MAX);
+        sb_client_close(c, 1008, "Too much sent during a resume");
+    }
     return 0;
 }
 

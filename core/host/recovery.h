@@ -91,6 +91,7 @@ typedef struct sb_recovery_stats {
     uint64_t history_bytes;   /* bytes of their kept messages */
     uint64_t resumed;         /* resumes that found their session */
     uint64_t fresh;           /* resumes that found none */
+    uint64_t unavailable;     /* fresh because Redis failed ([cluster]) */
     uint64_t rooms_recovered; /* rooms of resumes recovered whole */
     uint64_t rooms_lost;      /* ... not recovered */
 } sb_recovery_stats;

@@ -251,6 +251,36 @@ START_TEST(test_recover_on_the_other_node)
     say(b.ws, 5);
     expect_said(&b, 5, 5);
     expect_said(&a2, 5, 5);
+    /* What a client sends right after its sb:resume waits for the answer,
+     * then runs in order, in the rooms given back. */
+    a2.offset = 5;
+    snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
+    drop(&a2);
+    say(b.ws, 6);
+    expect_said(&b, 6, 6);
+    sess a3;
+    open_session(&a3, &n1, NULL);
+    json_t *req = json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event",
+                            "sb:resume", "data", "token", a2.token, "rooms",
+                            "chat:lobby", "epoch", a2.epoch, "offset", 5);
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    cli_send(a3.ws, text);
+    free(text);
+    cli_send(a3.ws, "{\"event\":\"rooms\"}");
+    frame = expect_event(a3.ws, "sb:resumed");
+    d = json_object_get(frame, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_said(&a3, 6, 6);
+    json_decref(expect_event(a3.ws, "resumed_hook"));
+    json_t *rooms = expect_event(a3.ws, "rooms");
+    char *dump = json_dumps(json_object_get(rooms, "data"), JSON_COMPACT);
+    ck_assert_msg(strstr(dump, "lobby"), "%s", dump);
+    free(dump);
+    json_decref(rooms);
+    ws_close(a3.ws);
     /* Single use, on either node, twice. */
     for (int i = 0; i < 2; i++) {
         open_session(&c, i ? &n2 : &n1, NULL);
@@ -563,6 +593,45 @@ START_TEST(test_sigterm_then_resume_elsewhere)
 }
 END_TEST
 
+/* Redis paused (SIGSTOP) or gone during a resume: a fresh session within
+ * command_timeout (1 s here), never a hang. */
+START_TEST(test_redis_down_during_resume)
+{
+    up("", CHAT);
+    for (int pass = 0; pass < 2; pass++) {
+        sess a, a2;
+        open_session(&a, &n1, NULL);
+        join_lobby(&a);
+        drop(&a);
+        if (pass)
+            redis_kill(&redis);
+        else
+            ck_assert_int_eq(kill(redis.pid, SIGSTOP), 0);
+        open_session(&a2, &n2, NULL);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        json_t *frame;
+        json_t *d = resume(&a2, &a, &frame);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert(json_is_null(json_object_get(d, "previous")));
+        json_decref(frame);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        ck_assert_msg(ms < 4000, "answered after %ld ms", ms);
+        /* The client is served meanwhile (local rooms). */
+        cli_send(a2.ws, "{\"event\":\"rooms\"}");
+        json_decref(recv_json(a2.ws, "rooms"));
+        ck_assert(srv_log_wait(&n2, "a fresh session", pass + 1, 3000));
+        ws_close(a2.ws);
+        if (!pass) {
+            ck_assert_int_eq(kill(redis.pid, SIGCONT), 0);
+            ck_assert(srv_log_wait(&n2, "broker back", 1, 10000));
+        }
+    }
+    down();
+}
+END_TEST
+
 /* Kills node 1's subscriber connection (waiting up to 5 s for it to be
  * back from a previous kill): the one subscribed to four channels (its node's,
  * the broadcasts, chat:lobby and chat:side, which only node 1's client joined:
@@ -697,6 +766,7 @@ int main(void)
     ADD(test_tokens);
     ADD(test_resume_races_live_traffic);
     ADD(test_sigterm_then_resume_elsewhere);
+    ADD(test_redis_down_during_resume);
     ADD(test_node_fills_a_gap);
     ADD(test_gap_fill_or_resync);
     suite_add_tcase(s, tc);
