@@ -1287,9 +1287,8 @@ static int append(sb_cluster *cl, const char *room, const char *prefix,
                           prefix,
                           exc};
     size_t lens[12];
-    for (int i = 0; i < 12; i++)
-        lens[i] = strlen(argv[i]);
-    lens[10] = len;
+    for (int i = 0; i < 12; i++) /* the prefix is not NUL-terminated */
+        lens[i] = i == 10 ? len : strlen(argv[i]);
     int rc = cmd_argv(cl, on_append, req, 12, argv, lens);
     if (rc != SB_OK)
         free(req);
