@@ -72,6 +72,7 @@ struct sb_recovery {
     void *resumed_ctx;
     struct resume_op *ops; /* resumes under way */
     uv_timer_t wait;       /* looks at those waiting for subscriptions */
+    int open_timers;       /* at the stop: closes to wait for */
 };
 
 struct sb_recovery *sb_recovery_instance;
@@ -765,14 +766,12 @@ int sb_recovery_start(sb_server *s)
     return 0;
 }
 
-static void on_sweep_closed(uv_handle_t *h)
+/* Both timers closed: the instance goes. */
+static void on_timer_closed(uv_handle_t *h)
 {
-    (void)h;
-}
-
-static void on_wait_closed(uv_handle_t *h)
-{
-    free(h->data);
+    struct sb_recovery *r = h->data;
+    if (--r->open_timers == 0)
+        free(r);
 }
 
 static bool drop_session(void *item, void *ctx)
@@ -805,11 +804,12 @@ void sb_recovery_stop(void)
     if (r->cluster)
         sb_cluster_history(0, 0, NULL, NULL);
     sb_recovery_instance = NULL;
+    r->open_timers = 2;
+    r->sweep.data = r->wait.data = r;
     uv_timer_stop(&r->sweep);
-    uv_close((uv_handle_t *)&r->sweep, on_sweep_closed);
+    uv_close((uv_handle_t *)&r->sweep, on_timer_closed);
     uv_timer_stop(&r->wait);
-    r->wait.data = r;
-    uv_close((uv_handle_t *)&r->wait, on_wait_closed);
+    uv_close((uv_handle_t *)&r->wait, on_timer_closed);
 }
 
 /* ---- live clients -------------------------------------------------------- */
