@@ -16,6 +16,15 @@
  * forgets a channel's callback when the UNSUBSCRIBE reply comes, so a
  * channel is never subscribed again before that reply: each has a state,
  * and a room that comes back meanwhile is subscribed again on the reply.
+ *
+ * History ([recovery]): a room message of a history room is one script
+ * (epoch, offset, stream, publish). Each channel of a history room keeps
+ * the (epoch, offset) this node delivered last: the first message or the
+ * position read once the subscription is confirmed sets it; a later offset
+ * with a hole holds what arrives and fills the hole with XRANGE, or tells
+ * the members sb:resync when the stream no longer has it; another epoch is
+ * an sb:resync too. Holds (sb_cluster_hold) keep a resuming client's room
+ * messages aside, with their offsets, until its replay is sent.
  */
 #include "cluster.h"
 

@@ -9,7 +9,10 @@
  * channel, the broadcast channel), the node's heartbeat and presence keys,
  * and the broker's counters. Messages from other nodes are delivered to
  * local clients here (net layer); what plugins call goes through the host
- * layer, which calls down into this.
+ * layer, which calls down into this. With [recovery] (sb_cluster_history):
+ * the append script of history rooms, each room's last delivered (epoch,
+ * offset) with gap fills from the stream or sb:resync, the rooms'
+ * positions for joiners, and the clients held during a resume.
  *
  * Without a [cluster] section none of this exists: sb_cluster_instance is
  * NULL and the host layer takes its single-process paths unchanged.

@@ -1,7 +1,7 @@
 /*
- * recovery — session recovery in one process ([recovery], issue 13): the
- * session tokens, the sessions kept after a drop, and each room's history
- * with its epoch and offsets.
+ * recovery — session recovery ([recovery], issue 13): the session tokens,
+ * the sessions kept after a drop, and each room's history with its epoch
+ * and offsets; in this process's memory, or with [cluster] in Redis.
  *
  * Owns the tokens of live clients (sb_client.recovery), the sessions of
  * dropped ones (by token, each kept for session_ttl) and the rooms'
@@ -12,6 +12,14 @@
  * bridge hands it the clients' JSON state at a drop and gives that state
  * back to the plugins at a resume. Without [recovery] nothing here runs
  * and sb_recovery_instance is NULL.
+ *
+ * With [cluster] the histories and sessions are Redis' (through the
+ * cluster layer: its append script numbers and keeps room messages, its
+ * nodes fill their gaps); here remain the tokens, the sessions written
+ * (SET) and taken (a script, single use, owner checked), and the
+ * resumes, which are asynchronous: the client's rooms are joined, its live
+ * messages held by the cluster and its own messages held here until the
+ * rooms are read and the answer and replay are sent.
  */
 #ifndef SB_RECOVERY_H
 #define SB_RECOVERY_H
