@@ -510,6 +510,14 @@ static void op_read(resume_op *op)
         const char *room = json_string_value(name);
         if (!room || !keeps_history(room))
             continue;
+        if (!sb_cluster_room_ready(room)) {
+            /* Not subscribed within command_timeout: what reaches the
+             * client live is not known to follow any position. */
+            r->stats.rooms_lost++;
+            json_object_set_new(op->answer, room,
+                                json_pack("{s:b}", "recovered", 0));
+            continue;
+        }
         json_t *pos = json_object_get(op->asked, room);
         json_t *off = json_object_get(pos, "offset");
         json_int_t after = json_integer_value(off);
@@ -566,7 +574,7 @@ static void on_wait(uv_timer_t *t)
             if (!op_ready(op))
                 sb_log_warn("recovery",
                             "client %llu: subscriptions not confirmed within "
-                            "command_timeout; reading anyway",
+                            "command_timeout: those rooms are not recovered",
                             (unsigned long long)op->client);
             op_read(op);
         } else {
