@@ -141,10 +141,8 @@ static void on_stopped(void *ctx, sb_server *s)
      * writes, bounded by command_timeout). */
     if (sb_recovery_instance && sb_cluster_instance)
         for (sb_client *c = s->clients; c; c = c->next)
-            if (c->recovery && sb_recovery_keeps(c)) {
+            if (c->recovery && sb_recovery_keeps(c))
                 sb_recovery_save(c, client_states(ctx, c));
-                c->recovery->first = false;
-            }
     sb_recovery_stop();
     sb_cluster_detach();
 }
