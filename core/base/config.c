@@ -1110,15 +1110,6 @@ static void on_recovery_key(struct parser *p, int line, const char *name,
                   name, expected);
 }
 
-static void finish_recovery(struct parser *p)
-{
-    const sb_recovery_conf *rc = &p->cfg->recovery;
-    if (rc->enabled && p->cfg->cluster.enabled)
-        add_error(p, rc->line,
-                  "[recovery] together with [cluster] is not supported yet "
-                  "(sessions and history are kept in one process only)");
-}
-
 /* ---- [gateway.NAME] ----------------------------------------------------- */
 
 static bool valid_plugin_name(const char *s);
@@ -1819,8 +1810,6 @@ int sb_config_load(sb_config *cfg, const char *path)
         finish_plugin_gateways(&p, &cfg->plugins[i]);
     if (!p.oom)
         finish_cluster(&p);
-    if (!p.oom)
-        finish_recovery(&p);
     /* Workers are cluster nodes: without a broker a room or a broadcast
      * would reach only the clients of the worker that sent it. */
     if (!p.oom && cfg->server.workers > 1 && !cfg->cluster.enabled)

@@ -9,8 +9,10 @@
  *
  *   r EXCEPT EPOCH OFFSET   a room message (channel PREFIX "r:" ROOM); BODY
  *                           is the JSON text every local member gets.
- *                           EPOCH "-" and OFFSET 0 until rooms keep history
- *                           (issue 13 fills them in; receivers ignore them).
+ *                           EPOCH "-" and OFFSET 0 for rooms without
+ *                           history; with [recovery] the append script
+ *                           writes a room's epoch and the message's offset
+ *                           (and receivers check them for gaps).
  *   b EXCEPT GATEWAYS       a broadcast (channel PREFIX "b") to the clients
  *                           of the named gateways ("chat,default").
  *   s CLIENT                BODY to one client (channel PREFIX "n:" NODE).

@@ -16,11 +16,22 @@
  * forgets a channel's callback when the UNSUBSCRIBE reply comes, so a
  * channel is never subscribed again before that reply: each has a state,
  * and a room that comes back meanwhile is subscribed again on the reply.
+ *
+ * History ([recovery]): a room message of a history room is one script
+ * (epoch, offset, stream, publish). Each channel of a history room keeps
+ * the (epoch, offset) this node delivered last: the first message or the
+ * position read once the subscription is confirmed sets it; a later offset
+ * with a hole holds what arrives and fills the hole with XRANGE, or tells
+ * the members sb:resync when the stream no longer has it; another epoch is
+ * an sb:resync too. Holds (sb_cluster_hold) keep a resuming client's room
+ * messages aside, with their offsets, until its replay is sent.
  */
 #include "cluster.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +44,7 @@
 #include "bus.h"
 #include "client.h"
 #include "conn.h"
+#include "envelope.h"
 #include "frame.h"
 #include "hash.h"
 #include "log.h"
@@ -58,6 +70,18 @@ typedef struct conn {
 
 enum chan_state { CH_NONE, CH_SUB, CH_UNSUB };
 
+/* A room message kept back: while a gap is filled (chan.held), or for a
+ * client whose resume is answered (hold.msgs). */
+typedef struct held_msg {
+    struct held_msg *next;
+    uint64_t offset;
+    uint64_t except;
+    char *room; /* hold.msgs only */
+    char epoch[65];
+    size_t len;
+    char text[];
+} held_msg;
+
 /* A room channel this node is, or is getting, subscribed to. */
 typedef struct chan {
     char *room;
@@ -65,7 +89,23 @@ typedef struct chan {
     enum chan_state state;
     bool want;      /* the room has local members */
     bool confirmed; /* Redis answered the SUBSCRIBE: messages reach us */
+    /* History rooms: what this node delivered last, and a gap being
+     * filled (messages after it held meanwhile). */
+    bool has_pos;
+    bool filling;
+    bool reading; /* the position is being read */
+    char epoch[65];
+    uint64_t last;
+    held_msg *held, **held_tail;
+    uint64_t *waiters; /* clients told their position once it is known */
+    size_t nwaiters;
 } chan;
+
+/* A client whose room messages are kept aside (sb_cluster_hold). */
+typedef struct hold {
+    uint64_t client;
+    held_msg *msgs, **tail;
+} hold;
 
 struct sb_cluster {
     const sb_cluster_conf *conf;
@@ -87,9 +127,22 @@ struct sb_cluster {
     uint64_t probe_sent_ms; /* 0: no probe awaited */
     uint64_t sub_heard_ms;  /* last anything on the subscriber */
     sb_buf out, chname, frame, text;
+    /* History ([recovery]): */
+    bool history;
+    unsigned history_size, history_ttl_ms;
+    bool (*keeps)(const char *room);
+    sb_cluster_position_fn position;
+    char append_sha[48]; /* of the append script on this connection */
+    sb_table holds;      /* by client id */
+    sb_buf hist;
 };
 
 sb_cluster *sb_cluster_instance;
+
+static void chan_free(chan *ch);
+static void held_free(struct held_msg *m);
+static void read_position(sb_cluster *cl, chan *ch);
+static void load_scripts(sb_cluster *cl);
 
 static sb_log_limit lim_bad, lim_err, lim_unrouted;
 
@@ -915,11 +968,16 @@ static void chan_want(sb_cluster *cl, const char *room, bool want)
         ch->hash = h;
     }
     ch->want = want;
+    if (!want) { /* a later member starts from a new position */
+        ch->has_pos = false;
+        ch->filling = false;
+        held_free(ch->held);
+        ch->held = NULL;
+    }
     if (!cl->sub.ready) {
         if (!want) {
             sb_table_remove(&cl->chans, h, chan_eq, room);
-            free(ch->room);
-            free(ch);
+            chan_free(ch);
         }
         return;
     }
@@ -964,8 +1022,7 @@ static bool drop_unwanted(void *item, void *ctx)
     chan *ch = item;
     if (ch->want)
         return false;
-    free(ch->room);
-    free(ch);
+    chan_free(ch);
     return true;
 }
 
@@ -973,6 +1030,7 @@ static void on_ready(conn *k)
 {
     sb_cluster *cl = k->cl;
     if (k == &cl->cmd) {
+        load_scripts(cl);
         heartbeat(cl);
         presence_resync(cl);
     } else {
@@ -1003,19 +1061,714 @@ static int frame_text(sb_cluster *cl, const char *text, size_t len)
                : 0;
 }
 
-static void deliver_room(sb_cluster *cl, const char *room, const sb_bus_msg *m)
+/* ---- history: appends, gaps, positions, holds ([recovery]) --------------- */
+
+/* Appends a room message and publishes it, atomically: a new epoch (the
+ * node's candidate ARGV[1]) when the room has none (and its stream goes),
+ * the next offset, the stamped text into the capped stream under the id
+ * OFFSET-0, both keys' expiry, and the bus message with epoch and offset. */
+static const char append_script[] =
+    "local meta, stream = KEYS[1], KEYS[2]\n"
+    "if redis.call('HSETNX', meta, 'e', ARGV[1]) == 1 then\n"
+    "  redis.call('DEL', stream)\n"
+    "end\n"
+    "local e = redis.call('HGET', meta, 'e')\n"
+    "local o = redis.call('HINCRBY', meta, 'o', 1)\n"
+    "local text = ARGV[6] .. o .. '}'\n"
+    "redis.call('XADD', stream, 'MAXLEN', ARGV[2], o .. '-0', 'm', text,\n"
+    "           'x', ARGV[7])\n"
+    "redis.call('PEXPIRE', meta, ARGV[3])\n"
+    "redis.call('PEXPIRE', stream, ARGV[3])\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[5] .. e .. ' ' .. o .. '\\n' .. "
+    "text)\n"
+    "return o\n";
+
+/* A room's position {epoch, offset} (made when it has none), and with
+ * ARGV[3] its stream from that id on, at most ARGV[4] entries. */
+static const char position_script[] =
+    "local meta, stream = KEYS[1], KEYS[2]\n"
+    "if redis.call('HSETNX', meta, 'e', ARGV[1]) == 1 then\n"
+    "  redis.call('DEL', stream)\n"
+    "  redis.call('HSET', meta, 'o', 0)\n"
+    "end\n"
+    "redis.call('PEXPIRE', meta, ARGV[2])\n"
+    "local v = redis.call('HMGET', meta, 'e', 'o')\n"
+    "local o = tonumber(v[2] or '0')\n"
+    "if ARGV[3] then\n"
+    "  return {v[1], o, redis.call('XRANGE', stream, ARGV[3], '+', 'COUNT',\n"
+    "                              ARGV[4])}\n"
+    "end\n"
+    "return {v[1], o}\n";
+
+#define EPOCH_LEN 12 /* 72 random bits */
+
+static int random_epoch(char *out)
+{
+    static const char b64url[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char bytes[EPOCH_LEN];
+    size_t got = 0;
+    while (got < sizeof(bytes)) {
+        ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < EPOCH_LEN; i++)
+        out[i] = b64url[bytes[i] & 63];
+    out[EPOCH_LEN] = 0;
+    return 0;
+}
+
+/* PREFIX KIND ROOM into out; -1 when too long. */
+static int hkey(const sb_cluster *cl, char *out, size_t size, const char *kind,
+                const char *room)
+{
+    int n = snprintf(out, size, "%s%s%s", cl->conf->prefix, kind, room);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+static json_t *json_of_reply(const redisReply *r)
+{
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return json_stringn_nocheck(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+        return json_integer((json_int_t)r->integer);
+    case REDIS_REPLY_ERROR:
+        return json_pack("{s:s%}", "error", r->str, r->len);
+    case REDIS_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < r->elements; i++)
+            json_array_append_new(a, json_of_reply(r->element[i]));
+        return a;
+    }
+    default:
+        return json_null();
+    }
+}
+
+typedef struct cmd_req {
+    sb_cluster_reply_fn fn;
+    void *udata;
+} cmd_req;
+
+static void on_generic(redisAsyncContext *ac, void *reply, void *priv)
+{
+    cmd_req *req = priv;
+    redisReply *r = reply;
+    cmd_reply(ac, r);
+    json_t *j = r ? json_of_reply(r) : NULL;
+    if (req->fn)
+        req->fn(req->udata, j);
+    json_decref(j);
+    free(req);
+}
+
+int sb_cluster_command(int argc, const char **argv, const size_t *lens,
+                       sb_cluster_reply_fn fn, void *udata)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl)
+        return SB_ERR_UNAVAILABLE;
+    cmd_req *req = malloc(sizeof(*req));
+    if (!req)
+        return SB_ERR_NOMEM;
+    *req = (cmd_req){fn, udata};
+    int rc = cmd_argv(cl, on_generic, req, argc, argv, lens);
+    if (rc != SB_OK)
+        free(req);
+    return rc;
+}
+
+unsigned sb_cluster_command_timeout_ms(void)
+{
+    return sb_cluster_instance ? sb_cluster_instance->conf->command_timeout_ms
+                               : 0;
+}
+
+const char *sb_cluster_prefix(void)
+{
+    return sb_cluster_instance ? sb_cluster_instance->conf->prefix : "";
+}
+
+void sb_cluster_history(unsigned history_size, unsigned history_ttl_s,
+                        bool (*keeps)(const char *room),
+                        sb_cluster_position_fn position)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl)
+        return;
+    cl->history = keeps != NULL;
+    cl->history_size = history_size;
+    cl->history_ttl_ms = history_ttl_s * 1000;
+    cl->keeps = keeps;
+    cl->position = position;
+}
+
+static void on_script_loaded(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    redisReply *r = reply;
+    conn *k = cmd_reply(ac, r);
+    if (k && r->type == REDIS_REPLY_STRING &&
+        r->len < sizeof(k->cl->append_sha))
+        memcpy(k->cl->append_sha, r->str, r->len + 1);
+}
+
+static void load_scripts(sb_cluster *cl)
+{
+    cl->append_sha[0] = 0;
+    if (!cl->history)
+        return;
+    const char *argv[] = {"SCRIPT", "LOAD", append_script};
+    size_t lens[] = {6, 4, sizeof(append_script) - 1};
+    cmd_argv(cl, on_script_loaded, NULL, 3, argv, lens);
+}
+
+/* What an append needs again if Redis forgot the script (NOSCRIPT). */
+typedef struct append_req {
+    uint64_t except;
+    size_t rlen, plen;
+    char data[]; /* room NUL prefix */
+} append_req;
+
+static int append(sb_cluster *cl, const char *room, const char *prefix,
+                  size_t len, uint64_t except, bool by_sha);
+
+static void on_append(redisAsyncContext *ac, void *reply, void *priv)
+{
+    append_req *req = priv;
+    redisReply *r = reply;
+    conn *k = ac->data;
+    if (k && r && r->type == REDIS_REPLY_ERROR &&
+        strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* SCRIPT FLUSH: send it whole, and load it again. */
+        if (k->outstanding)
+            k->outstanding--;
+        sb_cluster *cl = k->cl;
+        append(cl, req->data, req->data + req->rlen + 1, req->plen, req->except,
+               false);
+        load_scripts(cl);
+    } else {
+        cmd_reply(ac, r);
+    }
+    free(req);
+}
+
+static int append(sb_cluster *cl, const char *room, const char *prefix,
+                  size_t len, uint64_t except, bool by_sha)
+{
+    char meta[MAX_CHANNEL + 64], stream[MAX_CHANNEL + 64],
+        chn[MAX_CHANNEL + 64];
+    char head[48], exc[24], cand[EPOCH_LEN + 1], size[16], ttl[16];
+    if (hkey(cl, meta, sizeof(meta), "hm:", room) < 0 ||
+        hkey(cl, stream, sizeof(stream), "hs:", room) < 0 ||
+        hkey(cl, chn, sizeof(chn), "r:", room) < 0)
+        return SB_ERR_INVALID;
+    if (random_epoch(cand) < 0)
+        return SB_ERR_NOMEM;
+    snprintf(head, sizeof(head), "sb1 r %" PRIu64 " ", except);
+    snprintf(exc, sizeof(exc), "%" PRIu64, except);
+    snprintf(size, sizeof(size), "%u", cl->history_size);
+    snprintf(ttl, sizeof(ttl), "%u", cl->history_ttl_ms);
+    size_t rlen = strlen(room);
+    append_req *req = malloc(sizeof(*req) + rlen + 1 + len);
+    if (!req)
+        return SB_ERR_NOMEM;
+    req->except = except;
+    req->rlen = rlen;
+    req->plen = len;
+    memcpy(req->data, room, rlen + 1);
+    memcpy(req->data + rlen + 1, prefix, len);
+    by_sha = by_sha && cl->append_sha[0];
+    const char *argv[] = {by_sha ? "EVALSHA" : "EVAL",
+                          by_sha ? cl->append_sha : append_script,
+                          "2",
+                          meta,
+                          stream,
+                          cand,
+                          size,
+                          ttl,
+                          chn,
+                          head,
+                          prefix,
+                          exc};
+    size_t lens[12];
+    for (int i = 0; i < 12; i++) /* the prefix is not NUL-terminated */
+        lens[i] = i == 10 ? len : strlen(argv[i]);
+    int rc = cmd_argv(cl, on_append, req, 12, argv, lens);
+    if (rc != SB_OK)
+        free(req);
+    else
+        cl->stats.published++;
+    return rc;
+}
+
+int sb_cluster_history_send(const char *room, const char *prefix, size_t len,
+                            uint64_t except)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl->up) {
+        cl->stats.refused++;
+        return SB_ERR_UNAVAILABLE;
+    }
+    return append(cl, room, prefix, len, except, true);
+}
+
+/* ---- holds --------------------------------------------------------------- */
+
+static bool hold_eq(const void *item, const void *key)
+{
+    return ((const hold *)item)->client == *(const uint64_t *)key;
+}
+
+static uint64_t id_hash(uint64_t id)
+{
+    return sb_hash_bytes((const char *)&id, sizeof(id));
+}
+
+int sb_cluster_hold(uint64_t client)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl)
+        return SB_ERR_UNAVAILABLE;
+    if (sb_table_find(&cl->holds, id_hash(client), hold_eq, &client))
+        return SB_OK;
+    hold *h = calloc(1, sizeof(*h));
+    if (!h)
+        return SB_ERR_NOMEM;
+    h->client = client;
+    h->tail = &h->msgs;
+    if (sb_table_add(&cl->holds, id_hash(client), h) < 0) {
+        free(h);
+        return SB_ERR_NOMEM;
+    }
+    return SB_OK;
+}
+
+static held_msg *held_new(const char *room, const char *epoch, size_t elen,
+                          uint64_t offset, uint64_t except, const char *text,
+                          size_t len)
+{
+    held_msg *m = malloc(sizeof(*m) + len + 1);
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->offset = offset;
+    m->except = except;
+    m->room = room ? strdup(room) : NULL;
+    if (elen >= sizeof(m->epoch))
+        elen = sizeof(m->epoch) - 1;
+    memcpy(m->epoch, epoch ? epoch : "", epoch ? elen : 0);
+    m->epoch[epoch ? elen : 0] = 0;
+    m->len = len;
+    memcpy(m->text, text, len);
+    m->text[len] = 0;
+    return m;
+}
+
+static void held_free(held_msg *m)
+{
+    while (m) {
+        held_msg *next = m->next;
+        free(m->room);
+        free(m);
+        m = next;
+    }
+}
+
+static void hold_free(hold *h)
+{
+    held_free(h->msgs);
+    free(h);
+}
+
+void sb_cluster_release(uint64_t client,
+                        bool (*keep)(void *ctx, const char *room,
+                                     uint64_t offset),
+                        void *ctx)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl)
+        return;
+    hold *h = sb_table_remove(&cl->holds, id_hash(client), hold_eq, &client);
+    if (!h)
+        return;
+    sb_client *c =
+        cl->server ? sb_clients_find(&cl->server->table, client) : NULL;
+    for (held_msg *m = h->msgs; c && m; m = m->next)
+        if (!c->closing && (!keep || keep(ctx, m->room, m->offset)) &&
+            sb_client_send_text(c, m->text, m->len) == SB_OK)
+            cl->stats.deliveries++;
+    hold_free(h);
+}
+
+static bool drop_hold(void *item, void *ctx)
+{
+    (void)ctx;
+    hold_free(item);
+    return true;
+}
+
+/* ---- history deliveries -------------------------------------------------- */
+
+/* A room's text to its local members but `except`; a held client keeps
+ * it aside with its offset. */
+static void deliver_text(sb_cluster *cl, const char *room, const char *text,
+                         size_t len, uint64_t except, uint64_t offset)
 {
     sb_server *s = cl->server;
-    sb_room *r = sb_rooms_find(&s->rooms, room);
-    if (!r || frame_text(cl, m->body, m->body_len) < 0)
+    sb_room *r = s ? sb_rooms_find(&s->rooms, room) : NULL;
+    if (!r || frame_text(cl, text, len) < 0)
         return;
     for (size_t i = 0; i < r->count; i++) {
         sb_client *c = r->members[i].links->owner;
-        if (c->id == m->client || c->closing)
+        if (c->id == except || c->closing)
             continue;
+        hold *h;
+        if (cl->holds.count &&
+            (h = sb_table_find(&cl->holds, id_hash(c->id), hold_eq, &c->id))) {
+            held_msg *m = held_new(room, NULL, 0, offset, 0, text, len);
+            if (m) {
+                *h->tail = m;
+                h->tail = &m->next;
+            }
+            continue;
+        }
         if (sb_client_send_frames(c, cl->frame.data, cl->frame.len) == SB_OK)
             cl->stats.deliveries++;
     }
+}
+
+static sb_log_limit lim_resync;
+
+/* The node cannot give its members the room's messages since their
+ * position: they are told where it goes on from. */
+static void send_resync(sb_cluster *cl, chan *ch)
+{
+    sb_buf *b = &cl->hist;
+    b->len = 0;
+    char tail[96];
+    int n = snprintf(tail, sizeof(tail),
+                     ",\"epoch\":\"%s\",\"offset\":%" PRIu64 "}}", ch->epoch,
+                     ch->last);
+    if (sb_buf_append_str(b, "{\"event\":\"sb:resync\",\"data\":{\"room\":") <
+            0 ||
+        sb_json_append_string(b, ch->room, strlen(ch->room)) < 0 ||
+        sb_buf_append(b, tail, (size_t)n) < 0)
+        return;
+    sb_log_limited(&lim_resync, SB_LOG_INFO, "cluster",
+                   "room %.200s: messages lost before offset %" PRIu64
+                   " (epoch %s): its members are told to resync",
+                   ch->room, ch->last, ch->epoch);
+    /* Copied: deliver_text frames into cl->frame, not cl->hist. */
+    deliver_text(cl, ch->room, b->data, b->len, 0, 0);
+}
+
+static void tell_waiters(sb_cluster *cl, chan *ch, bool known)
+{
+    uint64_t *w = ch->waiters;
+    size_t n = ch->nwaiters;
+    ch->waiters = NULL;
+    ch->nwaiters = 0;
+    for (size_t i = 0; i < n && cl->position; i++)
+        cl->position(w[i], ch->room, known ? ch->epoch : NULL, ch->last);
+    free(w);
+}
+
+static void chan_accept(sb_cluster *cl, chan *ch, const char *epoch,
+                        size_t elen, uint64_t offset, uint64_t except,
+                        const char *text, size_t len);
+
+static void hold_in_chan(chan *ch, const char *epoch, size_t elen,
+                         uint64_t offset, uint64_t except, const char *text,
+                         size_t len)
+{
+    held_msg *m = held_new(NULL, epoch, elen, offset, except, text, len);
+    if (!m)
+        return;
+    if (!ch->held)
+        ch->held_tail = &ch->held;
+    *ch->held_tail = m;
+    ch->held_tail = &m->next;
+}
+
+/* The gap is filled as far as it goes (or not at all): the rest up to
+ * `target` is lost (a resync), then the held messages are taken. */
+static void fill_done(sb_cluster *cl, chan *ch, uint64_t target)
+{
+    if (ch->last < target) {
+        ch->last = target;
+        send_resync(cl, ch);
+    }
+    ch->filling = false;
+    held_msg *m = ch->held;
+    ch->held = NULL;
+    for (held_msg *p = m; p; p = p->next)
+        chan_accept(cl, ch, p->epoch, strlen(p->epoch), p->offset, p->except,
+                    p->text, p->len);
+    held_free(m);
+}
+
+typedef struct fill_req {
+    uint64_t target;
+    char room[];
+} fill_req;
+
+static void on_fill(redisAsyncContext *ac, void *reply, void *priv)
+{
+    fill_req *req = priv;
+    redisReply *r = reply;
+    conn *k = cmd_reply(ac, r);
+    sb_cluster *cl = sb_cluster_instance;
+    chan *ch = cl ? chan_find(cl, req->room,
+                              sb_hash_bytes(req->room, strlen(req->room)))
+                  : NULL;
+    if (!ch || !ch->filling || !cl->server) {
+        free(req);
+        return;
+    }
+    size_t filled = 0;
+    for (size_t i = 0; k && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+         i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_ARRAY)
+            break;
+        uint64_t id = strtoull(e->element[0]->str, NULL, 10);
+        if (id != ch->last + 1)
+            break;
+        const redisReply *f = e->element[1];
+        const redisReply *text = NULL;
+        uint64_t except = 0;
+        for (size_t j = 0; j + 1 < f->elements; j += 2) {
+            if (f->element[j]->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(f->element[j]->str, "m") == 0)
+                text = f->element[j + 1];
+            else if (strcmp(f->element[j]->str, "x") == 0)
+                except = strtoull(f->element[j + 1]->str, NULL, 10);
+        }
+        if (!text || text->type != REDIS_REPLY_STRING)
+            break;
+        deliver_text(cl, ch->room, text->str, text->len, except, id);
+        ch->last = id;
+        filled++;
+    }
+    if (filled)
+        sb_log_limited(&lim_resync, SB_LOG_INFO, "cluster",
+                       "room %.200s: %zu message(s) this node missed filled "
+                       "from the stream",
+                       ch->room, filled);
+    fill_done(cl, ch, req->target);
+    free(req);
+}
+
+/* Messages last+1 .. target from the stream, before anything held. */
+static void start_fill(sb_cluster *cl, chan *ch, uint64_t target)
+{
+    ch->filling = true;
+    char stream[MAX_CHANNEL + 64], from[32], to[32];
+    fill_req *req = malloc(sizeof(*req) + strlen(ch->room) + 1);
+    if (!req || hkey(cl, stream, sizeof(stream), "hs:", ch->room) < 0) {
+        free(req);
+        fill_done(cl, ch, target);
+        return;
+    }
+    req->target = target;
+    strcpy(req->room, ch->room);
+    snprintf(from, sizeof(from), "%" PRIu64 "-0", ch->last + 1);
+    snprintf(to, sizeof(to), "%" PRIu64 "-0", target);
+    const char *argv[] = {"XRANGE", stream, from, to};
+    size_t lens[] = {6, strlen(stream), strlen(from), strlen(to)};
+    if (cmd_argv(cl, on_fill, req, 4, argv, lens) != SB_OK) {
+        free(req);
+        fill_done(cl, ch, target);
+    }
+}
+
+static void chan_accept(sb_cluster *cl, chan *ch, const char *epoch,
+                        size_t elen, uint64_t offset, uint64_t except,
+                        const char *text, size_t len)
+{
+    if (ch->filling) {
+        hold_in_chan(ch, epoch, elen, offset, except, text, len);
+        return;
+    }
+    bool first = !ch->has_pos;
+    if (elen >= sizeof(ch->epoch))
+        elen = sizeof(ch->epoch) - 1;
+    if (first || strlen(ch->epoch) != elen ||
+        memcmp(ch->epoch, epoch, elen) != 0) {
+        memcpy(ch->epoch, epoch, elen);
+        ch->epoch[elen] = 0;
+        ch->last = offset ? offset - 1 : 0;
+        ch->has_pos = true;
+        if (!first) /* a new epoch: what the members hold is gone */
+            send_resync(cl, ch);
+    }
+    if (offset <= ch->last)
+        return; /* delivered already (a gap fill brought it) */
+    if (offset > ch->last + 1) {
+        hold_in_chan(ch, epoch, elen, offset, except, text, len);
+        start_fill(cl, ch, offset - 1);
+        return;
+    }
+    deliver_text(cl, ch->room, text, len, except, offset);
+    ch->last = offset;
+    if (first && !ch->reading && ch->nwaiters)
+        tell_waiters(cl, ch, true);
+}
+
+static void deliver_history(sb_cluster *cl, const char *room,
+                            const sb_bus_msg *m)
+{
+    chan *ch = chan_find(cl, room, sb_hash_bytes(room, strlen(room)));
+    if (!ch || !ch->want)
+        return;
+    chan_accept(cl, ch, m->epoch, m->epoch_len, m->offset, m->client, m->body,
+                m->body_len);
+}
+
+/* ---- positions ----------------------------------------------------------- */
+
+static void on_position(redisAsyncContext *ac, void *reply, void *priv)
+{
+    char *room = priv;
+    redisReply *r = reply;
+    conn *k = cmd_reply(ac, r);
+    sb_cluster *cl = sb_cluster_instance;
+    chan *ch =
+        cl ? chan_find(cl, room, sb_hash_bytes(room, strlen(room))) : NULL;
+    free(room);
+    if (!ch)
+        return;
+    ch->reading = false;
+    if (k && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_INTEGER && cl->server) {
+        const redisReply *e = r->element[0];
+        uint64_t o = (uint64_t)r->element[1]->integer;
+        bool same = ch->has_pos && strlen(ch->epoch) == e->len &&
+                    memcmp(ch->epoch, e->str, e->len) == 0;
+        if (!ch->has_pos || !same) {
+            bool was = ch->has_pos;
+            snprintf(ch->epoch, sizeof(ch->epoch), "%.*s", (int)e->len, e->str);
+            ch->last = o;
+            ch->has_pos = true;
+            if (was && !ch->filling)
+                send_resync(cl, ch);
+        } else if (o > ch->last && !ch->filling) {
+            /* Missed while the subscription was away. */
+            start_fill(cl, ch, o);
+        }
+    }
+    tell_waiters(cl, ch, ch->has_pos);
+}
+
+/* On a confirmed subscription to a history room: where the room is (the
+ * messages after it reach this node), or what it missed meanwhile. */
+static void read_position(sb_cluster *cl, chan *ch)
+{
+    char meta[MAX_CHANNEL + 64], stream[MAX_CHANNEL + 64], cand[EPOCH_LEN + 1],
+        ttl[16];
+    char *room = strdup(ch->room);
+    if (!room || hkey(cl, meta, sizeof(meta), "hm:", ch->room) < 0 ||
+        hkey(cl, stream, sizeof(stream), "hs:", ch->room) < 0 ||
+        random_epoch(cand) < 0) {
+        free(room);
+        tell_waiters(cl, ch, ch->has_pos);
+        return;
+    }
+    snprintf(ttl, sizeof(ttl), "%u", cl->history_ttl_ms);
+    const char *argv[] = {"EVAL", position_script, "2", meta, stream, cand,
+                          ttl};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    ch->reading = true;
+    if (cmd_argv(cl, on_position, room, 7, argv, lens) != SB_OK) {
+        ch->reading = false;
+        free(room);
+        tell_waiters(cl, ch, ch->has_pos);
+    }
+}
+
+int sb_cluster_read_room(const char *room, uint64_t after, unsigned count,
+                         sb_cluster_reply_fn fn, void *udata)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    char meta[MAX_CHANNEL + 64], stream[MAX_CHANNEL + 64], cand[EPOCH_LEN + 1],
+        ttl[16], from[32], cnt[16];
+    if (!cl)
+        return SB_ERR_UNAVAILABLE;
+    if (hkey(cl, meta, sizeof(meta), "hm:", room) < 0 ||
+        hkey(cl, stream, sizeof(stream), "hs:", room) < 0)
+        return SB_ERR_INVALID;
+    if (random_epoch(cand) < 0)
+        return SB_ERR_NOMEM;
+    snprintf(ttl, sizeof(ttl), "%u", cl->history_ttl_ms);
+    snprintf(from, sizeof(from), "%" PRIu64 "-0", after + 1);
+    snprintf(cnt, sizeof(cnt), "%u", count);
+    const char *argv[] = {
+        "EVAL", position_script, "2", meta, stream, cand, ttl, from, cnt};
+    size_t lens[9];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    return sb_cluster_command(9, argv, lens, fn, udata);
+}
+
+void sb_cluster_join_position(uint64_t client, const char *room)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    if (!cl || !cl->position)
+        return;
+    chan *ch = chan_find(cl, room, sb_hash_bytes(room, strlen(room)));
+    if (!ch) {
+        cl->position(client, room, NULL, 0);
+        return;
+    }
+    if (ch->confirmed && ch->has_pos && !ch->reading) {
+        cl->position(client, room, ch->epoch, ch->last);
+        return;
+    }
+    uint64_t *w = realloc(ch->waiters, (ch->nwaiters + 1) * sizeof(*w));
+    if (!w) {
+        cl->position(client, room, NULL, 0);
+        return;
+    }
+    w[ch->nwaiters++] = client;
+    ch->waiters = w;
+}
+
+bool sb_cluster_room_ready(const char *room)
+{
+    sb_cluster *cl = sb_cluster_instance;
+    chan *ch =
+        cl ? chan_find(cl, room, sb_hash_bytes(room, strlen(room))) : NULL;
+    return ch && ch->want && ch->confirmed && !ch->reading;
+}
+
+/* Frees a channel and what it holds. */
+static void chan_free(chan *ch)
+{
+    held_free(ch->held);
+    free(ch->waiters);
+    free(ch->room);
+    free(ch);
+}
+
+static void deliver_room(sb_cluster *cl, const char *room, const sb_bus_msg *m)
+{
+    if (m->epoch_len && !(m->epoch_len == 1 && m->epoch[0] == '-') &&
+        cl->history) {
+        deliver_history(cl, room, m);
+        return;
+    }
+    deliver_text(cl, room, m->body, m->body_len, m->client, 0);
 }
 
 static void deliver_broadcast(sb_cluster *cl, const sb_bus_msg *m)
@@ -1142,6 +1895,8 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         if (c && c->state == CH_SUB && c->want && !c->confirmed) {
             c->confirmed = true;
             presence_node(cl, room, true);
+            if (cl->history && cl->keeps(room))
+                read_position(cl, c);
         }
         return;
     }
@@ -1151,8 +1906,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
         chan_sub(cl, c);
     } else {
         sb_table_remove(&cl->chans, h, chan_eq, room);
-        free(c->room);
-        free(c);
+        chan_free(c);
     }
 }
 
@@ -1258,12 +2012,37 @@ void sb_cluster_attach(sb_server *s)
     conn_open(&cl->sub);
 }
 
+/* What the command connection still has to send and hear (sessions kept
+ * at shutdown), bounded by command_timeout: the loop no longer runs. */
+static void drain(sb_cluster *cl)
+{
+    conn *k = &cl->cmd;
+    uint64_t start = uv_hrtime() / 1000000;
+    while (k->ready && k->ac && k->outstanding) {
+        uint64_t now = uv_hrtime() / 1000000;
+        if (now - start >= cl->conf->command_timeout_ms) {
+            sb_log_warn("cluster",
+                        "%" PRIu64 " command(s) unanswered at shutdown",
+                        k->outstanding);
+            return;
+        }
+        redisAsyncHandleWrite(k->ac);
+        if (!k->ac)
+            return;
+        struct pollfd pfd = {.fd = k->ac->c.fd, .events = POLLIN};
+        int left = (int)(cl->conf->command_timeout_ms - (now - start));
+        if (poll(&pfd, 1, left < 10 ? left : 10) > 0)
+            redisAsyncHandleRead(k->ac);
+    }
+}
+
 void sb_cluster_detach(void)
 {
     sb_cluster *cl = sb_cluster_instance;
     if (!cl || !cl->server)
         return;
     bool was_up = cl->cmd.ready;
+    drain(cl);
     cl->server->rooms.changed = NULL;
     cl->server = NULL;
     conn_drop(&cl->cmd, "stopping");
@@ -1296,11 +2075,12 @@ void sb_cluster_free(void)
         return;
     size_t pos = 0;
     chan *ch;
-    while ((ch = sb_table_next(&cl->chans, &pos))) {
-        free(ch->room);
-        free(ch);
-    }
+    while ((ch = sb_table_next(&cl->chans, &pos)))
+        chan_free(ch);
     sb_table_free(&cl->chans);
+    sb_table_remove_if(&cl->holds, drop_hold, NULL);
+    sb_table_free(&cl->holds);
+    sb_buf_free(&cl->hist);
     sb_buf_free(&cl->out);
     sb_buf_free(&cl->chname);
     sb_buf_free(&cl->frame);

@@ -9,7 +9,10 @@
  * channel, the broadcast channel), the node's heartbeat and presence keys,
  * and the broker's counters. Messages from other nodes are delivered to
  * local clients here (net layer); what plugins call goes through the host
- * layer, which calls down into this.
+ * layer, which calls down into this. With [recovery] (sb_cluster_history):
+ * the append script of history rooms, each room's last delivered (epoch,
+ * offset) with gap fills from the stream or sb:resync, the rooms'
+ * positions for joiners, and the clients held during a resume.
  *
  * Without a [cluster] section none of this exists: sb_cluster_instance is
  * NULL and the host layer takes its single-process paths unchanged.
@@ -22,6 +25,15 @@
  *   PREFIX nr:N              SET of the rooms node N registered
  *   channel PREFIX r:ROOM    room messages; PREFIX b broadcasts;
  *   channel PREFIX n:N       messages to node N's clients, and its probes
+ * With [recovery] (issue 13; every key PEXPIREs after history_ttl of no
+ * use, so a lost or evicted key only starts a new epoch):
+ *   PREFIX hm:ROOM           HASH e (the room's epoch) and o (its last
+ *                            offset), created by HSETNX of a candidate
+ *                            epoch the node draws
+ *   PREFIX hs:ROOM           STREAM of the room's messages, ids OFFSET-0,
+ *                            fields m (the stamped JSON text) and x (the
+ *                            client left out), exact MAXLEN history_size
+ *   PREFIX s:TOKEN           a kept session (PX session_ttl), taken once
  */
 #ifndef SB_CLUSTER_H
 #define SB_CLUSTER_H
@@ -114,5 +126,58 @@ typedef void (*sb_cluster_presence_fn)(void *udata, int status, size_t count,
                                        json_t *members);
 int sb_cluster_presence(const char *room, bool list, sb_cluster_presence_fn fn,
                         void *udata);
+
+/* ---- history and sessions ([recovery] with [cluster]) ------------------ */
+
+/* A reply as JSON, for the host layer; fn is always called once. */
+typedef void (*sb_cluster_reply_fn)(void *udata, json_t *reply);
+
+/* A joiner's position in a history room is known (epoch NULL: it could not
+ * be read, Redis failed). */
+typedef void (*sb_cluster_position_fn)(uint64_t client, const char *room,
+                                       const char *epoch, uint64_t offset);
+
+/* Turns history on: rooms for which keeps() is true are appended to Redis
+ * by sb_cluster_history_send, and their deliveries are checked for gaps. */
+void sb_cluster_history(unsigned history_size, unsigned history_ttl_s,
+                        bool (*keeps)(const char *room),
+                        sb_cluster_position_fn position);
+
+/* Appends a room message to the room's stream and publishes it, in one
+ * script: `prefix` is the message up to the offset,
+ * {"event":E,"data":D,"room":R,"offset": (the script adds N and '}').
+ * SB_OK, SB_ERR_UNAVAILABLE, SB_ERR_NOMEM. */
+int sb_cluster_history_send(const char *room, const char *prefix, size_t len,
+                            uint64_t except);
+
+/* `client` joined the history room `room`: its position (what this node
+ * delivered last) goes to position(), now when the node knows it, or once
+ * its subscription is confirmed and the position read. */
+void sb_cluster_join_position(uint64_t client, const char *room);
+
+/* Reads a history room's position and its stream from offset `after` + 1
+ * on, at most `count` entries: the reply is [EPOCH, OFFSET, [[ID, [FIELD,
+ * VALUE, ...]], ...]] (a room without a position gets a new epoch). */
+int sb_cluster_read_room(const char *room, uint64_t after, unsigned count,
+                         sb_cluster_reply_fn fn, void *udata);
+
+/* Whether the node's subscription to the room's channel is confirmed. */
+bool sb_cluster_room_ready(const char *room);
+
+/* While `client` is held, room messages for it are kept aside (with their
+ * room and offset) instead of sent. Release sends those keep() accepts, in
+ * order, and forgets the rest. */
+int sb_cluster_hold(uint64_t client);
+void sb_cluster_release(uint64_t client,
+                        bool (*keep)(void *ctx, const char *room,
+                                     uint64_t offset),
+                        void *ctx);
+
+/* Any command, its reply as JSON (strings, integers, null, arrays; an
+ * error as {"error": text}; NULL when the connection was lost). */
+int sb_cluster_command(int argc, const char **argv, const size_t *lens,
+                       sb_cluster_reply_fn fn, void *udata);
+unsigned sb_cluster_command_timeout_ms(void);
+const char *sb_cluster_prefix(void);
 
 #endif

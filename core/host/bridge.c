@@ -80,13 +80,19 @@ static void resumed(sb_plugin_host *ph, sb_client *c, sb_resumed *r)
     json_decref(r->rooms);
 }
 
+static void resumed_later(void *ctx, sb_client *c, sb_resumed *r)
+{
+    resumed(ctx, c, r);
+}
+
 /* A client's first message with [recovery]: a resume, or dispatched. */
 static int first_message(void *ctx, sb_client *c, const char *buf, size_t len,
                          bool text)
 {
     sb_resumed r;
     if (text && sb_recovery_first(c, buf, len, &r)) {
-        resumed(ctx, c, &r);
+        if (!r.pending) /* else answered later: resumed_later() */
+            resumed(ctx, c, &r);
         return 0;
     }
     c->recovery->first = false;
@@ -107,6 +113,8 @@ static int on_message_resumable(void *ctx, sb_client *c, const char *buf,
 {
     if (c->recovery && c->recovery->first)
         return first_message(ctx, c, buf, len, text);
+    if (c->recovery && c->recovery->pending)
+        return sb_recovery_hold(c, buf, len, text);
     return sb_dispatch(c, buf, len, text);
 }
 
@@ -116,16 +124,25 @@ static void on_starting(void *ctx, sb_server *s)
     sb_cluster_attach(s);         /* nothing without [cluster] */
     if (sb_recovery_start(s) < 0) /* nothing without [recovery] */
         sb_log_warn("server", "session recovery is off (out of memory)");
-    else if (sb_recovery_instance)
+    else if (sb_recovery_instance) {
         s->hooks.message = on_message_resumable;
+        sb_recovery_on_resumed(resumed_later, ctx);
+    }
     if (sb_reload_start(s) < 0)
         sb_log_warn("server", "hot reload is unavailable (out of memory)");
 }
 
 static void on_stopped(void *ctx, sb_server *s)
 {
-    (void)ctx;
     sb_reload_stop(s);
+    /* Clients whose close handshake did not finish in shutdown_timeout are
+     * dropped after this: in a cluster their sessions go to Redis now,
+     * while the broker is still there (sb_cluster_detach waits for the
+     * writes, bounded by command_timeout). */
+    if (sb_recovery_instance && sb_cluster_instance)
+        for (sb_client *c = s->clients; c; c = c->next)
+            if (c->recovery && sb_recovery_keeps(c))
+                sb_recovery_save(c, client_states(ctx, c));
     sb_recovery_stop();
     sb_cluster_detach();
 }

@@ -646,7 +646,14 @@ static int cluster_room_send(sb_server *s, const char *room, const char *event,
     int rc = compose(event, data, (sb_span){NULL, 0});
     if (rc != SB_OK)
         return rc;
-    rc = sb_cluster_room_send(room, text_buf.data, text_buf.len, except);
+    if (sb_recovery_instance &&
+        (rc = sb_recovery_prefix(room, &text_buf)) != 0) {
+        if (rc < 0)
+            return rc;
+        rc = sb_cluster_history_send(room, text_buf.data, text_buf.len, except);
+    } else {
+        rc = sb_cluster_room_send(room, text_buf.data, text_buf.len, except);
+    }
     if (rc != SB_OK)
         return rc;
     sb_room *r = sb_rooms_find(&s->rooms, room);

@@ -8,6 +8,8 @@
 #include <sys/random.h>
 
 #include "client.h"
+#include "clients.h"
+#include "cluster.h"
 #include "config.h"
 #include "dispatch.h"
 #include "envelope.h"
@@ -20,6 +22,7 @@
 #define TOKEN_LEN   24
 #define EPOCH_LEN   12 /* 72 random bits */
 #define SWEEP_MS    1000
+#define HELD_MAX    (1u << 20) /* a client's messages held during a resume */
 
 _Static_assert(sizeof(((struct sb_recovery_live *)0)->token) == TOKEN_LEN + 1,
                "a live client's token");
@@ -63,6 +66,13 @@ struct sb_recovery {
     sb_buf scratch;
     size_t history_bytes; /* of every room */
     sb_recovery_stats stats;
+    /* With [cluster]: sessions and history in Redis. */
+    bool cluster;
+    sb_recovery_resumed_fn resumed_fn;
+    void *resumed_ctx;
+    struct resume_op *ops; /* resumes under way */
+    uv_timer_t wait;       /* looks at those waiting for subscriptions */
+    int open_timers;       /* at the stop: closes to wait for */
 };
 
 struct sb_recovery *sb_recovery_instance;
@@ -178,6 +188,534 @@ static history *history_of(const char *room, bool create)
     return h;
 }
 
+/* ---- in a cluster: sessions and history in Redis ------------------------- */
+
+static void send_event(sb_client *c, const char *event, json_t *data);
+
+static bool cluster_keeps(const char *room)
+{
+    return sb_recovery_instance && *room && keeps_history(room);
+}
+
+/* The node knows a joiner's position: sb:joined. */
+static void cluster_position(uint64_t client, const char *room,
+                             const char *epoch, uint64_t offset)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    sb_client *c = r ? sb_clients_find(&r->server->table, client) : NULL;
+    if (!c || !c->recovery || c->closing)
+        return;
+    if (!epoch) {
+        sb_log_warn("recovery",
+                    "client %llu: the position of room %s is unknown (Redis "
+                    "failed): no sb:joined",
+                    (unsigned long long)client, room);
+        return;
+    }
+    send_event(c, "sb:joined",
+               json_pack("{s:s,s:s,s:I}", "room", room, "epoch", epoch,
+                         "offset", (json_int_t)offset));
+}
+
+/* What a session must match to be resumed: "GATEWAY\nIDENTITY\n", the
+ * identity as canonical JSON. NULL when out of memory. */
+static char *session_owner(uint32_t gateway, json_t *identity)
+{
+    char *id = identity ? json_dumps(identity, JSON_COMPACT | JSON_SORT_KEYS |
+                                                   JSON_ENCODE_ANY)
+                        : strdup("null");
+    if (!id)
+        return NULL;
+    size_t n = strlen(id) + 32;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%u\n%s\n", gateway, id);
+    free(id);
+    return out;
+}
+
+static int session_key(char *out, size_t size, const char *token)
+{
+    int n = snprintf(out, size, "%ss:%s", sb_cluster_prefix(), token);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+/* SET PREFIX s:TOKEN "OWNER{json}" PX session_ttl. */
+static void cluster_save(const session *se)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    char *owner = session_owner(se->gateway, se->identity);
+    json_t *v = json_pack("{s:I,s:O,s:O?}", "p", (json_int_t)se->previous, "r",
+                          se->rooms, "s", se->states);
+    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    char key[128], ttl[24];
+    sb_buf val = {0};
+    int rc = SB_ERR_NOMEM;
+    if (owner && body && session_key(key, sizeof(key), se->token) > 0 &&
+        sb_buf_append_str(&val, owner) == 0 &&
+        sb_buf_append_str(&val, body) == 0) {
+        snprintf(ttl, sizeof(ttl), "%llu",
+                 (unsigned long long)r->conf->session_ttl * 1000);
+        const char *argv[] = {"SET", key, val.data, "PX", ttl};
+        size_t lens[] = {3, strlen(key), val.len, 2, strlen(ttl)};
+        rc = sb_cluster_command(5, argv, lens, NULL, NULL);
+    }
+    if (rc != SB_OK)
+        sb_log_warn("recovery",
+                    "client %llu: its session could not be kept in Redis "
+                    "(%s)",
+                    (unsigned long long)se->previous,
+                    rc == SB_ERR_UNAVAILABLE ? "broker unavailable"
+                                             : "out of memory");
+    sb_buf_free(&val);
+    free(owner);
+    free(body);
+}
+
+/* Takes a session if its owner matches: single use, and a token shown
+ * with another identity leaves it for its owner. */
+static const char take_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return nil end\n"
+    "if string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return v\n";
+
+typedef struct resume_op {
+    struct resume_op *next;
+    sb_client_id client;
+    json_t *asked;   /* {R: {epoch, offset}} from the client, or NULL */
+    json_t *session; /* {"p","r","s"} once taken */
+    json_t *answer;  /* {R: {recovered, epoch, offset}} */
+    json_t *replay;  /* {R: [texts]} */
+    json_t *tops;    /* {R: offset}: held messages up to it are dropped */
+    size_t reads;    /* replies awaited */
+    int inflight;    /* commands whose callback has not run */
+    bool waiting;    /* for the node's subscriptions */
+    bool dead;       /* recovery stopped: free when inflight is 0 */
+    bool failed;     /* Redis could not answer: a fresh session */
+    uint64_t deadline_ms;
+} resume_op;
+
+static void op_free(resume_op *op)
+{
+    json_decref(op->asked);
+    json_decref(op->session);
+    json_decref(op->answer);
+    json_decref(op->replay);
+    json_decref(op->tops);
+    free(op);
+}
+
+static void op_unlink(resume_op *op)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    for (resume_op **p = r ? &r->ops : NULL; p && *p; p = &(*p)->next)
+        if (*p == op) {
+            *p = op->next;
+            return;
+        }
+}
+
+static void cancel_ops(struct sb_recovery *r)
+{
+    resume_op *op = r->ops;
+    r->ops = NULL;
+    while (op) {
+        resume_op *next = op->next;
+        sb_cluster_release(op->client, NULL, NULL);
+        if (op->inflight)
+            op->dead = true;
+        else
+            op_free(op);
+        op = next;
+    }
+}
+
+/* A callback's op: NULL (and freed when nothing else is in flight) if
+ * recovery stopped. */
+static resume_op *op_back(resume_op *op)
+{
+    op->inflight--;
+    if (!op->dead && sb_recovery_instance)
+        return op;
+    if (!op->inflight)
+        op_free(op);
+    return NULL;
+}
+
+static bool keep_held(void *ctx, const char *room, uint64_t offset)
+{
+    json_t *top = json_object_get(ctx, room);
+    return !offset || !top || offset > (uint64_t)json_integer_value(top);
+}
+
+/* Answers the resume: sb:resumed, each recovered room's replay, what came
+ * live meanwhile (without what the replay had), the plugins' hook, then
+ * the messages the client sent meanwhile. */
+static void op_finish(resume_op *op)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    op_unlink(op);
+    sb_client *c = sb_clients_find(&r->server->table, op->client);
+    if (!c || !c->recovery) {
+        sb_cluster_release(op->client, NULL, NULL);
+        op_free(op);
+        return;
+    }
+    json_t *rooms = op->answer ? op->answer : json_object();
+    op->answer = NULL;
+    json_int_t previous = json_integer_value(json_object_get(op->session, "p"));
+    send_event(c, "sb:resumed",
+               json_pack("{s:I,s:o,s:s,s:O}", "client", (json_int_t)c->id,
+                         "previous",
+                         op->session ? json_integer(previous) : json_null(),
+                         "token", c->recovery->token, "rooms", rooms));
+    const char *room;
+    json_t *texts;
+    json_object_foreach(op->replay, room, texts)
+    {
+        size_t i;
+        json_t *t;
+        json_array_foreach(texts, i, t)
+            sb_client_send_text(c, json_string_value(t), json_string_length(t));
+    }
+    sb_cluster_release(op->client, keep_held, op->tops);
+    if (op->session)
+        r->stats.resumed++;
+    else if (op->failed)
+        r->stats.unavailable++;
+    else
+        r->stats.fresh++;
+    sb_resumed out = {.previous = (sb_client_id)previous, .rooms = rooms};
+    if (op->session)
+        out.states = json_incref(json_object_get(op->session, "s"));
+    else
+        out.previous = 0;
+    struct sb_recovery_live *live = c->recovery;
+    live->pending = false;
+    if (r->resumed_fn)
+        r->resumed_fn(r->resumed_ctx, c, &out);
+    else {
+        json_decref(out.states);
+        json_decref(out.rooms);
+    }
+    op_free(op);
+    /* What the client sent meanwhile, in order. */
+    sb_buf held = live->held;
+    live->held = (sb_buf){0};
+    for (size_t at = 0; at + 5 <= held.len;) {
+        uint32_t len;
+        memcpy(&len, held.data + at, 4);
+        bool text = held.data[at + 4];
+        at += 5;
+        if (c->closing)
+            break;
+        if (sb_dispatch(c, held.data + at, len, text) != 0)
+            sb_client_close(c, 1007, "Invalid UTF-8");
+        at += len;
+    }
+    sb_buf_free(&held);
+}
+
+/* One room's read: recovered only whole (the same epoch, nothing trimmed,
+ * at most max_recover missing), and then its replay. */
+static void on_read(void *udata, json_t *reply)
+{
+    void **pair = udata;
+    resume_op *op = pair[0];
+    char *room = pair[1];
+    free(pair);
+    if (!(op = op_back(op))) {
+        free(room);
+        return;
+    }
+    struct sb_recovery *r = sb_recovery_instance;
+    const char *epoch = json_string_value(json_array_get(reply, 0));
+    json_t *o = json_array_get(reply, 1);
+    json_t *entries = json_array_get(reply, 2);
+    json_t *pos = json_object_get(op->asked, room);
+    const char *want = json_string_value(json_object_get(pos, "epoch"));
+    json_t *woff = json_object_get(pos, "offset");
+    bool ok = false;
+    json_t *texts = json_array();
+    if (epoch && json_is_integer(o) && want && json_is_integer(woff) &&
+        strcmp(want, epoch) == 0 && json_integer_value(woff) >= 0 &&
+        json_integer_value(woff) <= json_integer_value(o) &&
+        (uint64_t)(json_integer_value(o) - json_integer_value(woff)) <=
+            r->conf->max_recover) {
+        uint64_t after = (uint64_t)json_integer_value(woff),
+                 top = (uint64_t)json_integer_value(o);
+        json_int_t prev = json_integer_value(json_object_get(op->session, "p"));
+        uint64_t next = after + 1;
+        size_t i;
+        json_t *e;
+        json_array_foreach(entries, i, e)
+        {
+            uint64_t id = strtoull(
+                json_string_value(json_array_get(e, 0)) ?: "0", NULL, 10);
+            if (id != next || id > top)
+                break;
+            json_t *f = json_array_get(e, 1), *text = NULL;
+            uint64_t except = 0;
+            for (size_t j = 0; j + 1 < json_array_size(f); j += 2) {
+                const char *k = json_string_value(json_array_get(f, j));
+                json_t *v = json_array_get(f, j + 1);
+                if (k && strcmp(k, "m") == 0)
+                    text = v;
+                else if (k && strcmp(k, "x") == 0)
+                    except = strtoull(json_string_value(v) ?: "0", NULL, 10);
+            }
+            if (!json_is_string(text))
+                break;
+            if (except != (uint64_t)prev)
+                json_array_append(texts, text);
+            next++;
+        }
+        ok = next == top + 1;
+    }
+    if (ok)
+        r->stats.rooms_recovered++;
+    else
+        r->stats.rooms_lost++;
+    if (epoch && json_is_integer(o)) {
+        json_object_set_new(op->answer, room,
+                            json_pack("{s:b,s:s,s:O}", "recovered", ok, "epoch",
+                                      epoch, "offset", o));
+        json_object_set(op->tops, room, o);
+    } else {
+        json_object_set_new(op->answer, room,
+                            json_pack("{s:b}", "recovered", 0));
+    }
+    if (ok)
+        json_object_set(op->replay, room, texts);
+    json_decref(texts);
+    free(room);
+    if (--op->reads == 0)
+        op_finish(op);
+}
+
+/* The node's subscriptions to the session's history rooms are confirmed
+ * (or it waited command_timeout): each room's position and stream. */
+static void op_read(resume_op *op)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    op->waiting = false;
+    size_t i;
+    json_t *name;
+    op->reads = 1; /* held until every read is sent */
+    json_array_foreach(json_object_get(op->session, "r"), i, name)
+    {
+        const char *room = json_string_value(name);
+        if (!room || !keeps_history(room))
+            continue;
+        if (!sb_cluster_room_ready(room)) {
+            /* Not subscribed within command_timeout: what reaches the
+             * client live is not known to follow any position. */
+            r->stats.rooms_lost++;
+            json_object_set_new(op->answer, room,
+                                json_pack("{s:b}", "recovered", 0));
+            continue;
+        }
+        json_t *pos = json_object_get(op->asked, room);
+        json_t *off = json_object_get(pos, "offset");
+        json_int_t after = json_integer_value(off);
+        if (after < 0)
+            after = 0;
+        void **pair = malloc(2 * sizeof(void *));
+        char *copy = strdup(room);
+        if (pair && copy) {
+            pair[0] = op;
+            pair[1] = copy;
+            op->inflight++;
+            op->reads++;
+            if (sb_cluster_read_room(room, (uint64_t)after,
+                                     r->conf->max_recover + 1, on_read,
+                                     pair) == SB_OK)
+                continue;
+            op->inflight--;
+            op->reads--;
+        }
+        free(pair);
+        free(copy);
+        r->stats.rooms_lost++;
+        json_object_set_new(op->answer, room,
+                            json_pack("{s:b}", "recovered", 0));
+    }
+    if (--op->reads == 0)
+        op_finish(op);
+}
+
+static bool op_ready(const resume_op *op)
+{
+    size_t i;
+    json_t *name;
+    json_array_foreach(json_object_get(op->session, "r"), i, name)
+    {
+        const char *room = json_string_value(name);
+        if (room && keeps_history(room) && !sb_cluster_room_ready(room))
+            return false;
+    }
+    return true;
+}
+
+static void on_wait(uv_timer_t *t)
+{
+    struct sb_recovery *r = t->data;
+    bool more = false;
+    for (resume_op *op = r->ops, *next; op; op = next) {
+        next = op->next;
+        if (!op->waiting)
+            continue;
+        if (!sb_clients_find(&r->server->table, op->client)) {
+            op_finish(op); /* frees it */
+        } else if (op_ready(op) || now_ms() >= op->deadline_ms) {
+            if (!op_ready(op))
+                sb_log_warn("recovery",
+                            "client %llu: subscriptions not confirmed within "
+                            "command_timeout: those rooms are not recovered",
+                            (unsigned long long)op->client);
+            op_read(op);
+        } else {
+            more = true;
+        }
+    }
+    if (!more)
+        uv_timer_stop(t);
+}
+
+/* The session taken (or not): join its rooms, hold their live messages
+ * for the client, and read the rooms once subscribed. */
+static void on_taken(void *udata, json_t *reply)
+{
+    resume_op *op = op_back(udata);
+    if (!op)
+        return;
+    struct sb_recovery *r = sb_recovery_instance;
+    sb_client *c = sb_clients_find(&r->server->table, op->client);
+    const char *v = json_string_value(reply);
+    if (!reply || json_object_get(reply, "error")) {
+        op->failed = true;
+        sb_log_warn("recovery",
+                    "client %llu: Redis could not answer its resume: a fresh "
+                    "session",
+                    (unsigned long long)op->client);
+    }
+    const char *body = v ? strchr(v, '\n') : NULL;
+    body = body ? strchr(body + 1, '\n') : NULL;
+    if (c && body)
+        op->session = json_loads(body + 1, 0, NULL);
+    if (!op->session || !c) {
+        json_decref(op->session);
+        op->session = NULL;
+        op_finish(op);
+        return;
+    }
+    if (sb_cluster_hold(c->id) != SB_OK) {
+        json_decref(op->session);
+        op->session = NULL;
+        op_finish(op);
+        return;
+    }
+    size_t i;
+    json_t *name;
+    json_array_foreach(json_object_get(op->session, "r"), i, name)
+    {
+        const char *room = json_string_value(name);
+        if (!room || sb_rooms_join(&r->server->rooms, &c->rooms, room) < 0)
+            continue;
+        if (!keeps_history(room))
+            json_object_set_new(op->answer, room,
+                                json_pack("{s:b}", "recovered", 0));
+    }
+    op->waiting = true;
+    op->deadline_ms = now_ms() + sb_cluster_command_timeout_ms();
+    r->wait.data = r;
+    if (op_ready(op))
+        op_read(op);
+    else
+        uv_timer_start(&r->wait, on_wait, 5, 5);
+}
+
+static void cluster_resume(sb_client *c, const char *token, json_t *asked)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    resume_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        c->recovery->pending = false;
+        return;
+    }
+    op->client = c->id;
+    op->asked = json_incref(asked);
+    op->answer = json_object();
+    op->replay = json_object();
+    op->tops = json_object();
+    op->next = r->ops;
+    r->ops = op;
+    c->recovery->pending = true;
+    char key[128];
+    char *owner = session_owner(c->gateway, c->identity);
+    int rc = SB_ERR_INVALID;
+    if (owner && token && strlen(token) == TOKEN_LEN &&
+        session_key(key, sizeof(key), token) > 0) {
+        const char *argv[] = {"EVAL", take_script, "1", key, owner};
+        size_t lens[] = {4, sizeof(take_script) - 1, 1, strlen(key),
+                         strlen(owner)};
+        op->inflight++;
+        rc = sb_cluster_command(5, argv, lens, on_taken, op);
+        if (rc != SB_OK)
+            op->inflight--;
+    }
+    free(owner);
+    if (rc == SB_ERR_UNAVAILABLE) {
+        op->failed = true;
+        sb_log_warn("recovery",
+                    "client %llu: the broker is unavailable: a fresh session",
+                    (unsigned long long)c->id);
+    }
+    if (rc != SB_OK)
+        op_finish(op);
+}
+
+void sb_recovery_on_resumed(sb_recovery_resumed_fn fn, void *ctx)
+{
+    if (!sb_recovery_instance)
+        return;
+    sb_recovery_instance->resumed_fn = fn;
+    sb_recovery_instance->resumed_ctx = ctx;
+}
+
+int sb_recovery_hold(sb_client *c, const char *buf, size_t len, bool text)
+{
+    struct sb_recovery_live *live = c->recovery;
+    uint32_t n = (uint32_t)len;
+    unsigned char t = text;
+    if (live->held.len + len + 5 > HELD_MAX ||
+        sb_buf_append(&live->held, &n, 4) < 0 ||
+        sb_buf_append(&live->held, &t, 1) < 0 ||
+        sb_buf_append(&live->held, buf, len) < 0) {
+        sb_log_warn("recovery",
+                    "client %llu: more than %u bytes sent while its resume "
+                    "is answered: closing with 1008",
+                    (unsigned long long)c->id, HELD_MAX);
+        sb_client_close(c, 1008, "Too much sent during a resume");
+    }
+    return 0;
+}
+
+int sb_recovery_prefix(const char *room, sb_buf *text)
+{
+    if (!*room || !keeps_history(room))
+        return 0;
+    text->len--; /* the closing brace */
+    if (sb_buf_append(text, ",\"room\":", 8) < 0 ||
+        sb_json_append_string(text, room, strlen(room)) < 0 ||
+        sb_buf_append(text, ",\"offset\":", 10) < 0)
+        return SB_ERR_NOMEM;
+    return 1;
+}
+
 /* ---- the sweep ----------------------------------------------------------- */
 
 static bool session_expired(void *item, void *ctx)
@@ -226,13 +764,22 @@ int sb_recovery_start(sb_server *s)
     r->conf = &s->config->recovery;
     uv_timer_init(s->loop, &r->sweep);
     uv_timer_start(&r->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_timer_init(s->loop, &r->wait);
     sb_recovery_instance = r;
+    if (sb_cluster_instance) {
+        r->cluster = true;
+        sb_cluster_history(r->conf->history_size, r->conf->history_ttl,
+                           cluster_keeps, cluster_position);
+    }
     return 0;
 }
 
-static void on_sweep_closed(uv_handle_t *h)
+/* Both timers closed: the instance goes. */
+static void on_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct sb_recovery *r = h->data;
+    if (--r->open_timers == 0)
+        free(r);
 }
 
 static bool drop_session(void *item, void *ctx)
@@ -261,10 +808,16 @@ void sb_recovery_stop(void)
     sb_buf_free(&r->scratch);
     for (sb_client *c = r->server->clients; c; c = c->next)
         sb_recovery_forget(c);
+    cancel_ops(r);
+    if (r->cluster)
+        sb_cluster_history(0, 0, NULL, NULL);
     sb_recovery_instance = NULL;
+    r->open_timers = 2;
+    r->sweep.data = r->wait.data = r;
     uv_timer_stop(&r->sweep);
-    r->sweep.data = r;
-    uv_close((uv_handle_t *)&r->sweep, on_sweep_closed);
+    uv_close((uv_handle_t *)&r->sweep, on_timer_closed);
+    uv_timer_stop(&r->wait);
+    uv_close((uv_handle_t *)&r->wait, on_timer_closed);
 }
 
 /* ---- live clients -------------------------------------------------------- */
@@ -329,12 +882,19 @@ void sb_recovery_save(sb_client *c, json_t *states)
     se->rooms = rooms;
     se->states = states;
     se->expires_ms = now_ms() + (uint64_t)r->conf->session_ttl * 1000;
+    if (r->cluster) {
+        cluster_save(se);
+        session_free(se);
+        return;
+    }
     if (sb_table_add(&r->sessions, se->hash, se) < 0)
         session_free(se);
 }
 
 void sb_recovery_forget(sb_client *c)
 {
+    if (c->recovery)
+        sb_buf_free(&c->recovery->held);
     free(c->recovery);
     c->recovery = NULL;
 }
@@ -385,6 +945,10 @@ void sb_recovery_joined(sb_client *c, const char *room)
 {
     if (!c->recovery || !keeps_history(room))
         return;
+    if (sb_recovery_instance->cluster) {
+        sb_cluster_join_position(c->id, room);
+        return;
+    }
     history *h = history_of(room, true);
     if (!h)
         return;
@@ -448,6 +1012,12 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
     json_t *data = json_object_get(msg, "data");
     const char *token = json_string_value(json_object_get(data, "token"));
     json_t *asked = json_object_get(data, "rooms");
+    if (r->cluster) {
+        cluster_resume(c, token, asked);
+        out->pending = true;
+        json_decref(msg);
+        return true;
+    }
     session *se = NULL;
     if (token && strlen(token) == TOKEN_LEN) {
         uint64_t hash = text_hash(token);

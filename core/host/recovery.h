@@ -1,7 +1,7 @@
 /*
- * recovery — session recovery in one process ([recovery], issue 13): the
- * session tokens, the sessions kept after a drop, and each room's history
- * with its epoch and offsets.
+ * recovery — session recovery ([recovery], issue 13): the session tokens,
+ * the sessions kept after a drop, and each room's history with its epoch
+ * and offsets; in this process's memory, or with [cluster] in Redis.
  *
  * Owns the tokens of live clients (sb_client.recovery), the sessions of
  * dropped ones (by token, each kept for session_ttl) and the rooms'
@@ -12,6 +12,14 @@
  * bridge hands it the clients' JSON state at a drop and gives that state
  * back to the plugins at a resume. Without [recovery] nothing here runs
  * and sb_recovery_instance is NULL.
+ *
+ * With [cluster] the histories and sessions are Redis' (through the
+ * cluster layer: its append script numbers and keeps room messages, its
+ * nodes fill their gaps); here remain the tokens, the sessions written
+ * (SET) and taken (a script, single use, owner checked), and the
+ * resumes, which are asynchronous: the client's rooms are joined, its live
+ * messages held by the cluster and its own messages held here until the
+ * rooms are read and the answer and replay are sent.
  */
 #ifndef SB_RECOVERY_H
 #define SB_RECOVERY_H
@@ -32,6 +40,8 @@ struct sb_recovery;
 struct sb_recovery_live {
     char token[25];
     bool first;
+    bool pending; /* a resume awaits Redis ([cluster]) */
+    sb_buf held;  /* the messages received meanwhile, in order */
 };
 
 /* Not NULL while [recovery] is on and the server is serving. */
@@ -61,7 +71,20 @@ typedef struct sb_resumed {
     sb_client_id previous; /* 0: a fresh session */
     json_t *states;        /* {plugin: state} or NULL; owned */
     json_t *rooms;         /* {R: {"recovered", "epoch", "offset"}}; owned */
+    bool pending;          /* answered later, through the resumed hook */
 } sb_resumed;
+
+/* With [cluster] a resume is answered once Redis has: then fn gets what
+ * sb_recovery_first would have given (and the messages the client sent
+ * meanwhile are dispatched after it, in order). */
+typedef void (*sb_recovery_resumed_fn)(void *ctx, sb_client *c, sb_resumed *r);
+void sb_recovery_on_resumed(sb_recovery_resumed_fn fn, void *ctx);
+/* A message of a client whose resume is pending: kept for after it. */
+int sb_recovery_hold(sb_client *c, const char *buf, size_t len, bool text);
+/* With [cluster], a room message composed in `text`: when the room keeps
+ * history, turns it into the prefix the append script completes
+ * ({"event":E,"data":D,"room":R,"offset":) and returns 1; 0 otherwise. */
+int sb_recovery_prefix(const char *room, sb_buf *text);
 
 /* The first message of a client: when it is sb:resume, answers it
  * (sb:resumed, the rooms joined back, the replay) and returns true with
@@ -76,6 +99,7 @@ typedef struct sb_recovery_stats {
     uint64_t history_bytes;   /* bytes of their kept messages */
     uint64_t resumed;         /* resumes that found their session */
     uint64_t fresh;           /* resumes that found none */
+    uint64_t unavailable;     /* fresh because Redis failed ([cluster]) */
     uint64_t rooms_recovered; /* rooms of resumes recovered whole */
     uint64_t rooms_lost;      /* ... not recovered */
 } sb_recovery_stats;

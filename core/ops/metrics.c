@@ -289,10 +289,13 @@ static int render_recovery(sb_buf *b)
     SAMPLE("switchboard_recovery_history_bytes", NULL, 0, st.history_bytes)
     FAMILY("switchboard_recovery_resumes_total", "counter",
            "sb:resume answered, by result: resumed (the session was found), "
-           "fresh (unknown, expired, used or another identity's token).")
-    sb_prom_label res = {"result", "resumed"}, fresh = {"result", "fresh"};
+           "fresh (unknown, expired, used or another identity's token), "
+           "unavailable (a fresh session: Redis failed, [cluster]).")
+    sb_prom_label res = {"result", "resumed"}, fresh = {"result", "fresh"},
+                  unav = {"result", "unavailable"};
     SAMPLE("switchboard_recovery_resumes_total", &res, 1, st.resumed)
     SAMPLE("switchboard_recovery_resumes_total", &fresh, 1, st.fresh)
+    SAMPLE("switchboard_recovery_resumes_total", &unav, 1, st.unavailable)
     FAMILY("switchboard_recovery_rooms_total", "counter",
            "Rooms of resumed sessions, by recovered: true (replayed whole), "
            "false (history lost, trimmed or over max_recover).")

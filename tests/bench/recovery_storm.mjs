@@ -7,22 +7,27 @@
 // sessions kept, and after the storm.
 //
 // usage: node recovery_storm.mjs PORT SERVER_PID [N=10000] [M=50]
-// (the `ws` package on NODE_PATH or in SB_NODE_MODULES)
+// (the `ws` package on NODE_PATH or in SB_NODE_MODULES). In a cluster,
+// PORT and SERVER_PID are comma-separated lists (one per node): client i
+// joins on node i mod K and resumes on the next node, the publisher is on
+// the first, and the RSS is the nodes' sum.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require(path.join(process.env.SB_NODE_MODULES ?? '', 'ws'));
-const [port, pid] = process.argv.slice(2, 4).map(Number);
+const ports = process.argv[2].split(',').map(Number);
+const pids = process.argv[3].split(',').map(Number);
 const N = Number(process.argv[4] ?? 10000);
 const M = Number(process.argv[5] ?? 50);
-const url = `ws://127.0.0.1:${port}/`;
-const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const K = ports.length;
+const rssOf = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const rss = () => pids.reduce((sum, pid) => sum + rssOf(pid), 0);
 
-function open(onFrame) {
+function open(onFrame, node = 0) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(`ws://127.0.0.1:${ports[node % K]}/`, { perMessageDeflate: false });
     ws.on('message', (d) => onFrame(JSON.parse(d)));
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
@@ -41,13 +46,14 @@ const rssStart = rss();
 const clients = [];
 await inBatches(N, 500, (i) =>
   new Promise((resolve, reject) => {
-    const c = { token: null, epoch: null, offset: 0, ws: null };
+    const c = { token: null, epoch: null, offset: 0, ws: null, joined: false };
     clients[i] = c;
     open((m) => {
       if (m.event === 'sb:session') c.token = m.data.token;
       else if (m.event === 'sb:joined') { c.epoch = m.data.epoch; c.offset = m.data.offset; }
-      else if (m.event === 'joined') resolve();
-    }).then((ws) => {
+      else if (m.event === 'joined') c.joined = true;
+      if (c.joined && c.epoch !== null) resolve(); // either order in a cluster
+    }, i).then((ws) => {
       c.ws = ws;
       ws.send(JSON.stringify({ event: 'join', data: { room: 'storm' } }));
     }, reject);
@@ -92,7 +98,7 @@ await inBatches(N, 2000, (i) => {
       got++;
     }
     check();
-  }).then((ws) => {
+  }, i + 1).then((ws) => {
     c.ws = ws;
     ws.send(JSON.stringify({ event: 'sb:resume', data: { token: c.token, rooms: { 'chat:storm': { epoch: c.epoch, offset: c.offset } } } }));
   });

@@ -1217,13 +1217,11 @@ START_TEST(test_recovery_section)
                  path);
     sb_config_free(&cfg);
 
+    /* With [cluster], sessions and history live in Redis. */
     path = write_ini("[cluster]\nredis = redis://127.0.0.1\n[recovery]\n");
     rc = sb_config_load(&cfg, path);
-    ASSERT_NERRORS(&cfg, rc, 1);
-    ASSERT_ERROR(&cfg,
-                 "%s:3: [recovery] together with [cluster] is not supported "
-                 "yet (sessions and history are kept in one process only)",
-                 path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert(cfg.recovery.enabled && cfg.cluster.enabled);
     sb_config_free(&cfg);
 }
 END_TEST

@@ -1,0 +1,778 @@
+/*
+ * Session recovery with [cluster] (issue 13): two real switchboard nodes
+ * and a private redis-server, history and sessions in Redis. A client
+ * drops from one node and resumes on the other: recovered whole with
+ * exactly the missing messages, or recovered:false (more than
+ * history_size or max_recover missed, history expired, Redis emptied: a
+ * new epoch), or a fresh session (unknown or reused token, another
+ * identity); a resume racing live traffic from the other node loses and
+ * duplicates nothing; a node's SIGTERM (1012) keeps its sessions in Redis;
+ * a node whose subscription is killed fills the gap from the stream or
+ * tells its members sb:resync. The room frames are byte for byte those of
+ * one process. Skipped (77) without redis-server.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+#define CHAT     "[plugin.chat]\nfile = %P/chat.so\n"
+#define SESSIONS "[plugin.sessions]\nfile = %P/test-sessions.so\n"
+#define AUTH     "[plugin.auth]\nfile = %P/auth.so\nsecret = sekret\n"
+
+/* HS256 tokens of secret "sekret" for {"sub":"alice"} and {"sub":"bob"}. */
+#define ALICE                                                                  \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9."               \
+    "XJ1q7TOK53kSmeu1Z_W1SQa3rh9CsAUwK3Bf074b098"
+#define BOB                                                                    \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ."                 \
+    "opjMx2Wvab58U-JrePidW_pKFzDctAcduigE3PVK5mk"
+
+static sb_redis redis;
+static sb_srv n1, n2;
+static char conf_text[2048];
+
+static void start_node(sb_srv *s)
+{
+    srv_start(s, "shutdown_timeout = 2\n", conf_text);
+    ck_assert_msg(srv_log_wait(s, "connected to Redis", 1, 5000), "%s",
+                  srv_logtail(s));
+}
+
+/* Redis and two nodes with `recovery` ([recovery] keys) and `plugins`. */
+static void up(const char *recovery, const char *plugins)
+{
+    redis_start(&redis);
+    snprintf(conf_text, sizeof(conf_text),
+             "[cluster]\nredis = unix:%s\nnode_ttl = 3s\nprobe_interval = "
+             "500ms\ncommand_timeout = 1s\nconnect_timeout = 500ms\n"
+             "reconnect_min = 300ms\nreconnect_max = 1s\n[recovery]\n%s%s",
+             redis.sock, recovery, plugins);
+    start_node(&n1);
+    start_node(&n2);
+}
+
+static void down(void)
+{
+    srv_stop(&n1);
+    srv_stop(&n2);
+    redis_free(&redis);
+}
+
+static json_t *recv_json(ws_client *c, const char *what)
+{
+    ws_frame f;
+    int rc = ws_recv_message(c, SB_TIMEOUT, &f);
+    if (rc != 1) {
+        fprintf(stderr, "node 1:\n%s\n", srv_logtail(&n1));
+        fprintf(stderr, "node 2:\n%s\n", srv_logtail(&n2));
+        ck_abort_msg("no %s: %d %s", what, rc, ws_error(c));
+    }
+    ck_assert_int_eq(f.opcode, WS_OP_TEXT);
+    json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
+    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len, (char *)f.data);
+    ws_frame_free(&f);
+    return v;
+}
+
+static json_t *expect_event(ws_client *c, const char *event)
+{
+    json_t *v = recv_json(c, event);
+    const char *e = json_string_value(json_object_get(v, "event"));
+    char *dump = json_dumps(v, JSON_COMPACT);
+    ck_assert_msg(e && strcmp(e, event) == 0, "expected %s, got %s", event,
+                  dump);
+    free(dump);
+    return v;
+}
+
+typedef struct sess {
+    ws_client *ws;
+    json_int_t id;
+    char token[64];
+    char epoch[32];
+    json_int_t offset; /* of chat:lobby, as the client holds it */
+} sess;
+
+static void open_session(sess *s, const sb_srv *srv, const char *jwt)
+{
+    memset(s, 0, sizeof(*s));
+    char path[512];
+    snprintf(path, sizeof(path), "/%s%s", jwt ? "?token=" : "", jwt ? jwt : "");
+    s->ws = ws_connect("127.0.0.1", srv->port, path, NULL, SB_TIMEOUT);
+    ck_assert_msg(s->ws != NULL, "connect: %s", ws_last_error());
+    json_t *v = expect_event(s->ws, "sb:session");
+    json_t *d = json_object_get(v, "data");
+    s->id = json_integer_value(json_object_get(d, "client"));
+    snprintf(s->token, sizeof(s->token), "%s",
+             json_string_value(json_object_get(d, "token")));
+    json_decref(v);
+}
+
+/* Joins chat:lobby: sb:joined (the position) and the plugin's joined, in
+ * either order (the position may wait for the node's subscription). */
+static void join_lobby(sess *s)
+{
+    cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"lobby\"}}");
+    bool pos = false, joined = false;
+    while (!pos || !joined) {
+        json_t *v = recv_json(s->ws, "sb:joined and joined");
+        const char *e = json_string_value(json_object_get(v, "event"));
+        ck_assert_ptr_nonnull(e);
+        if (strcmp(e, "sb:joined") == 0) {
+            json_t *d = json_object_get(v, "data");
+            ck_assert_str_eq(json_string_value(json_object_get(d, "room")),
+                             "chat:lobby");
+            snprintf(s->epoch, sizeof(s->epoch), "%s",
+                     json_string_value(json_object_get(d, "epoch")));
+            s->offset = json_integer_value(json_object_get(d, "offset"));
+            pos = true;
+        } else {
+            ck_assert_str_eq(e, "joined");
+            joined = true;
+        }
+        json_decref(v);
+    }
+}
+
+static void say(ws_client *c, int n)
+{
+    char msg[128];
+    snprintf(
+        msg, sizeof(msg),
+        "{\"event\":\"say\",\"data\":{\"room\":\"lobby\",\"text\":\"m%d\"}}",
+        n);
+    cli_send(c, msg);
+}
+
+static void expect_said(sess *s, json_int_t offset, int n)
+{
+    json_t *v = expect_event(s->ws, "said");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "room")),
+                     "chat:lobby");
+    ck_assert_int_eq(json_integer_value(json_object_get(v, "offset")), offset);
+    char text[16];
+    snprintf(text, sizeof(text), "m%d", n);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(v, "data"), "text")),
+        text);
+    s->offset = offset;
+    json_decref(v);
+}
+
+static json_t *resume(sess *s, const sess *old, json_t **frame)
+{
+    json_t *req =
+        json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event", "sb:resume", "data",
+                  "token", old->token, "rooms", "chat:lobby", "epoch",
+                  old->epoch, "offset", old->offset);
+    char *text = json_dumps(req, JSON_COMPACT);
+    cli_send(s->ws, text);
+    free(text);
+    json_decref(req);
+    *frame = expect_event(s->ws, "sb:resumed");
+    json_t *d = json_object_get(*frame, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "client")), s->id);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "token")), s->token);
+    return d;
+}
+
+static json_t *lobby_of(json_t *resumed)
+{
+    return json_object_get(json_object_get(resumed, "rooms"), "chat:lobby");
+}
+
+static void drop(sess *s)
+{
+    ws_close(s->ws); /* no close frame: 1006 */
+    s->ws = NULL;
+    usleep(150 * 1000);
+}
+
+START_TEST(test_recover_on_the_other_node)
+{
+    up("", CHAT SESSIONS);
+    sess a, b, a2, c;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    ck_assert_int_eq(a.offset, 0);
+    cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":7},\"id\":1}");
+    json_decref(expect_event(a.ws, "kept"));
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    ck_assert_str_eq(a.epoch, b.epoch);
+    say(b.ws, 1);
+    /* Byte for byte the frame of one process. */
+    ws_frame f;
+    ck_assert_int_eq(ws_recv_message(a.ws, SB_TIMEOUT, &f), 1);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "{\"event\":\"said\",\"data\":{\"room\":\"lobby\",\"from\":%lld,"
+             "\"text\":\"m1\"},\"room\":\"chat:lobby\",\"offset\":1}",
+             (long long)b.id);
+    ck_assert_int_eq(f.len, strlen(want));
+    ck_assert(memcmp(f.data, want, f.len) == 0);
+    ws_frame_free(&f);
+    a.offset = 1;
+    expect_said(&b, 1, 1);
+    drop(&a);
+    for (int i = 2; i <= 4; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+    }
+    /* On node 2. */
+    open_session(&a2, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&a2, &a, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    json_t *l = lobby_of(d);
+    ck_assert(json_is_true(json_object_get(l, "recovered")));
+    ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
+    ck_assert_str_eq(json_string_value(json_object_get(l, "epoch")), a.epoch);
+    json_decref(frame);
+    for (int i = 2; i <= 4; i++)
+        expect_said(&a2, i, i);
+    json_t *h = expect_event(a2.ws, "resumed_hook");
+    json_t *hd = json_object_get(h, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")), a.id);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(hd, "state"), "score")),
+                     7);
+    json_decref(h);
+    cli_expect_nothing(a2.ws, 200);
+    say(b.ws, 5);
+    expect_said(&b, 5, 5);
+    expect_said(&a2, 5, 5);
+    /* What a client sends right after its sb:resume waits for the answer,
+     * then runs in order, in the rooms given back. */
+    a2.offset = 5;
+    snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
+    drop(&a2);
+    say(b.ws, 6);
+    expect_said(&b, 6, 6);
+    sess a3;
+    open_session(&a3, &n1, NULL);
+    json_t *req = json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event",
+                            "sb:resume", "data", "token", a2.token, "rooms",
+                            "chat:lobby", "epoch", a2.epoch, "offset", 5);
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    cli_send(a3.ws, text);
+    free(text);
+    cli_send(a3.ws, "{\"event\":\"rooms\"}");
+    frame = expect_event(a3.ws, "sb:resumed");
+    d = json_object_get(frame, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_said(&a3, 6, 6);
+    json_decref(expect_event(a3.ws, "resumed_hook"));
+    json_t *rooms = expect_event(a3.ws, "rooms");
+    char *dump = json_dumps(json_object_get(rooms, "data"), JSON_COMPACT);
+    ck_assert_msg(strstr(dump, "lobby"), "%s", dump);
+    free(dump);
+    json_decref(rooms);
+    ws_close(a3.ws);
+    /* Single use, on either node, twice. */
+    for (int i = 0; i < 2; i++) {
+        open_session(&c, i ? &n2 : &n1, NULL);
+        d = resume(&c, &a, &frame);
+        ck_assert(json_is_null(json_object_get(d, "previous")));
+        ck_assert_uint_eq(json_object_size(json_object_get(d, "rooms")), 0);
+        json_decref(frame);
+        cli_expect_nothing(c.ws, 150);
+        ws_close(c.ws);
+    }
+    ws_close(a2.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
+/* Drops `a` (on node 1, at the lobby's offset after one message), has `b`
+ * on node 2 say `missed` more, waits, calls `between`, and resumes on
+ * node 2: the answer for chat:lobby (decref *frame). */
+static char missed_epoch[32];
+
+static json_t *miss(int missed, int wait_ms, void (*between)(void), sess *a2,
+                    json_t **frame)
+{
+    sess a, b;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    say(b.ws, 0);
+    expect_said(&a, a.offset + 1, 0);
+    expect_said(&b, b.offset + 1, 0);
+    snprintf(missed_epoch, sizeof(missed_epoch), "%s", a.epoch);
+    drop(&a);
+    for (int i = 1; i <= missed; i++) {
+        say(b.ws, i);
+        expect_said(&b, b.offset + 1, i);
+    }
+    usleep((useconds_t)wait_ms * 1000);
+    if (between)
+        between();
+    open_session(a2, &n2, NULL);
+    json_t *d = resume(a2, &a, frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    ws_close(b.ws);
+    return lobby_of(d);
+}
+
+static void drop_history(void)
+{
+    ck_assert_int_eq(redis_cli(&redis, "DEL sb:hm:chat:lobby sb:hs:chat:lobby"),
+                     0);
+}
+
+static void flushall(void)
+{
+    ck_assert_int_eq(redis_cli(&redis, "FLUSHALL"), 0);
+}
+
+START_TEST(test_unrecoverable)
+{
+    up("history_size = 3\nmax_recover = 2\nhistory_ttl = 1\n", CHAT);
+    sess a2;
+    json_t *frame;
+    json_t *l = miss(2, 0, NULL, &a2, &frame);
+    ck_assert(json_is_true(json_object_get(l, "recovered")));
+    json_int_t top = json_integer_value(json_object_get(l, "offset"));
+    json_decref(frame);
+    expect_said(&a2, top - 1, 1);
+    expect_said(&a2, top, 2);
+    cli_expect_nothing(a2.ws, 100);
+    ws_close(a2.ws);
+    /* Over max_recover (within history_size). */
+    l = miss(3, 0, NULL, &a2, &frame);
+    ck_assert(json_is_false(json_object_get(l, "recovered")));
+    json_decref(frame);
+    cli_expect_nothing(a2.ws, 200);
+    ws_close(a2.ws);
+    /* History expired (history_ttl with no message nor join). */
+    l = miss(2, 2500, NULL, &a2, &frame);
+    ck_assert(json_is_false(json_object_get(l, "recovered")));
+    json_decref(frame);
+    cli_expect_nothing(a2.ws, 200);
+    ws_close(a2.ws);
+    down();
+
+    up("history_size = 3\nmax_recover = 100\n", CHAT);
+    /* More than history_size missed. */
+    l = miss(4, 0, NULL, &a2, &frame);
+    ck_assert(json_is_false(json_object_get(l, "recovered")));
+    json_decref(frame);
+    cli_expect_nothing(a2.ws, 200);
+    ws_close(a2.ws);
+    /* The room's history lost (its keys gone): a new epoch. */
+    l = miss(1, 0, drop_history, &a2, &frame);
+    ck_assert(json_is_false(json_object_get(l, "recovered")));
+    ck_assert_str_ne(json_string_value(json_object_get(l, "epoch")),
+                     missed_epoch);
+    json_decref(frame);
+    cli_expect_nothing(a2.ws, 200);
+    ws_close(a2.ws);
+    /* Redis emptied (FLUSHALL, or restarted empty): the sessions went with
+     * it, a fresh session. */
+    sess a, x;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    drop(&a);
+    flushall();
+    open_session(&x, &n2, NULL);
+    json_t *d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    cli_expect_nothing(x.ws, 200);
+    ws_close(x.ws);
+    down();
+}
+END_TEST
+
+START_TEST(test_epoch_change_is_a_resync)
+{
+    up("", CHAT);
+    sess a, b;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    say(b.ws, 1);
+    expect_said(&a, 1, 1);
+    expect_said(&b, 1, 1);
+    flushall();
+    say(b.ws, 2);
+    json_t *v = expect_event(a.ws, "sb:resync");
+    json_t *d = json_object_get(v, "data");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "room")),
+                     "chat:lobby");
+    ck_assert_str_ne(json_string_value(json_object_get(d, "epoch")), a.epoch);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "offset")), 0);
+    json_decref(v);
+    expect_said(&a, 1, 2);
+    json_decref(expect_event(b.ws, "sb:resync"));
+    expect_said(&b, 1, 2);
+    ws_close(a.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
+START_TEST(test_tokens)
+{
+    up("", AUTH CHAT);
+    sess a, x, a2;
+    json_t *frame;
+    open_session(&x, &n1, ALICE);
+    sess fake = {0};
+    snprintf(fake.token, sizeof(fake.token), "AAAAAAAAAAAAAAAAAAAAAAAA");
+    snprintf(fake.epoch, sizeof(fake.epoch), "e");
+    json_t *d = resume(&x, &fake, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    /* Alice drops on node 1; Bob with her token on node 2 resumes nothing
+     * and leaves the session to her. */
+    open_session(&a, &n1, ALICE);
+    join_lobby(&a);
+    drop(&a);
+    open_session(&x, &n2, BOB);
+    d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    cli_expect_nothing(x.ws, 100);
+    ws_close(x.ws);
+    open_session(&a2, &n2, ALICE);
+    d = resume(&a2, &a, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    ws_close(a2.ws);
+    /* Used: a fresh session on node 1. */
+    open_session(&x, &n1, ALICE);
+    d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    down();
+}
+END_TEST
+
+/* ---- a resume racing live traffic from the other node ---- */
+
+struct publisher {
+    int port;
+    int count;
+};
+
+static void *publish(void *arg)
+{
+    struct publisher *p = arg;
+    ws_client *c = ws_connect("127.0.0.1", p->port, "/", NULL, SB_TIMEOUT);
+    if (!c)
+        return NULL;
+    ws_frame f;
+    ws_recv_message(c, SB_TIMEOUT, &f); /* sb:session */
+    ws_frame_free(&f);
+    const char *join = "{\"event\":\"join\",\"data\":{\"room\":\"lobby\"}}";
+    ws_send_text(c, join, strlen(join));
+    for (int i = 1; i <= p->count; i++) {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "{\"event\":\"say\",\"data\":{\"room\":\"lobby\",\"text\":"
+                 "\"m%d\"}}",
+                 i);
+        ws_send_text(c, msg, strlen(msg));
+        if (i % 20 == 0)
+            usleep(2000);
+    }
+    while (ws_recv_message(c, 300, &f) == 1)
+        ws_frame_free(&f);
+    ws_close(c);
+    return NULL;
+}
+
+START_TEST(test_resume_races_live_traffic)
+{
+    up("history_size = 1000\nmax_recover = 1000\n", CHAT);
+    for (int round = 0; round < 20; round++) {
+        sess a, a2;
+        open_session(&a, &n1, NULL);
+        join_lobby(&a);
+        json_int_t start = a.offset;
+        struct publisher p = {n2.port, 200};
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, publish, &p), 0);
+        int seen = 0;
+        while (seen < 3 + round * 2) {
+            json_t *v = recv_json(a.ws, "said");
+            const char *e = json_string_value(json_object_get(v, "event"));
+            if (e && strcmp(e, "said") == 0) {
+                json_int_t off =
+                    json_integer_value(json_object_get(v, "offset"));
+                ck_assert_int_eq(off, a.offset + 1);
+                a.offset = off;
+                seen++;
+            }
+            json_decref(v);
+        }
+        drop(&a);
+        /* Resume on node 1 again (even rounds) or node 2 (odd ones). */
+        open_session(&a2, round % 2 ? &n2 : &n1, NULL);
+        json_t *frame;
+        json_t *d = resume(&a2, &a, &frame);
+        ck_assert_msg(json_is_true(json_object_get(lobby_of(d), "recovered")),
+                      "round %d", round);
+        json_decref(frame);
+        json_int_t last = a.offset;
+        while (last < start + p.count) {
+            json_t *v = recv_json(a2.ws, "the rest");
+            const char *e = json_string_value(json_object_get(v, "event"));
+            if (e && strcmp(e, "said") == 0) {
+                json_int_t off =
+                    json_integer_value(json_object_get(v, "offset"));
+                ck_assert_msg(off == last + 1,
+                              "round %d: offset %lld after %lld", round,
+                              (long long)off, (long long)last);
+                last = off;
+            }
+            json_decref(v);
+        }
+        pthread_join(t, NULL);
+        cli_expect_nothing(a2.ws, 100);
+        ws_close(a2.ws);
+    }
+    down();
+}
+END_TEST
+
+/* SIGTERM closes with 1012 and keeps the sessions in Redis: the client
+ * resumes on the other node. */
+START_TEST(test_sigterm_then_resume_elsewhere)
+{
+    up("", CHAT);
+    sess a, b, a2;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    say(b.ws, 1);
+    expect_said(&a, 1, 1);
+    expect_said(&b, 1, 1);
+    srv_stop(&n1);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(a.ws, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1012);
+    ws_close(a.ws);
+    for (int i = 2; i <= 3; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+    }
+    open_session(&a2, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&a2, &a, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_said(&a2, 2, 2);
+    expect_said(&a2, 3, 3);
+    ws_close(a2.ws);
+    ws_close(b.ws);
+    start_node(&n1); /* for down() */
+    down();
+}
+END_TEST
+
+/* Redis paused (SIGSTOP) or gone during a resume: a fresh session within
+ * command_timeout (1 s here), never a hang. */
+START_TEST(test_redis_down_during_resume)
+{
+    up("", CHAT);
+    for (int pass = 0; pass < 2; pass++) {
+        sess a, a2;
+        open_session(&a, &n1, NULL);
+        join_lobby(&a);
+        drop(&a);
+        if (pass)
+            redis_kill(&redis);
+        else
+            ck_assert_int_eq(kill(redis.pid, SIGSTOP), 0);
+        open_session(&a2, &n2, NULL);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        json_t *frame;
+        json_t *d = resume(&a2, &a, &frame);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert(json_is_null(json_object_get(d, "previous")));
+        json_decref(frame);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        ck_assert_msg(ms < 4000, "answered after %ld ms", ms);
+        /* The client is served meanwhile (local rooms). */
+        cli_send(a2.ws, "{\"event\":\"rooms\"}");
+        json_decref(recv_json(a2.ws, "rooms"));
+        ck_assert(srv_log_wait(&n2, "a fresh session", pass + 1, 3000));
+        ws_close(a2.ws);
+        if (!pass) {
+            ck_assert_int_eq(kill(redis.pid, SIGCONT), 0);
+            ck_assert(srv_log_wait(&n2, "broker back", 1, 10000));
+        }
+    }
+    down();
+}
+END_TEST
+
+/* Kills node 1's subscriber connection (waiting up to 5 s for it to be
+ * back from a previous kill): the one subscribed to four channels (its node's,
+ * the broadcasts, chat:lobby and chat:side, which only node 1's client joined:
+ * see join_side). */
+static void kill_node1_subscriber(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "for i in $(seq 100); do id=$(redis-cli -s '%s' CLIENT LIST "
+             "TYPE pubsub | grep ' sub=4 ' | "
+             "sed 's/^id=\\([0-9]*\\) .*/\\1/'); [ -n \"$id\" ] && break; "
+             "sleep 0.05; done; [ -n \"$id\" ] && "
+             "redis-cli -s '%s' CLIENT KILL ID $id >/dev/null",
+             redis.sock, redis.sock);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void join_side(sess *s)
+{
+    cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
+    json_decref(recv_json(s->ws, "sb:joined or joined"));
+    json_decref(recv_json(s->ws, "sb:joined or joined"));
+}
+
+/* Node 1 misses messages while its subscription is away: it fills them
+ * from the stream in order, or (the stream no longer has them) tells its
+ * members sb:resync. */
+START_TEST(test_node_fills_a_gap)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        up(pass ? "history_size = 2\n" : "", CHAT);
+        sess a, b;
+        open_session(&a, &n1, NULL);
+        join_lobby(&a);
+        join_side(&a);
+        open_session(&b, &n2, NULL);
+        join_lobby(&b);
+        kill_node1_subscriber();
+        for (int i = 1; i <= 5; i++) {
+            say(b.ws, i);
+            expect_said(&b, i, i);
+        }
+        if (!pass) {
+            for (int i = 1; i <= 5; i++)
+                expect_said(&a, i, i);
+            ck_assert(srv_log_wait(&n1, "filled from the stream", 1, 1000));
+        } else {
+            json_t *v = expect_event(a.ws, "sb:resync");
+            json_t *d = json_object_get(v, "data");
+            ck_assert_str_eq(json_string_value(json_object_get(d, "epoch")),
+                             a.epoch);
+            ck_assert_int_eq(json_integer_value(json_object_get(d, "offset")),
+                             5);
+            json_decref(v);
+        }
+        say(b.ws, 6);
+        expect_said(&b, 6, 6);
+        expect_said(&a, 6, 6);
+        cli_expect_nothing(a.ws, 100);
+        ws_close(a.ws);
+        ws_close(b.ws);
+        down();
+    }
+}
+END_TEST
+
+/* The node's subscriber connection killed while the other node publishes:
+ * its member sees every message in order, or an sb:resync and then the
+ * messages after the offset it names. */
+START_TEST(test_gap_fill_or_resync)
+{
+    up("history_size = 1000\n", CHAT);
+    sess a, b;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    join_side(&a);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    struct publisher p = {n2.port, 400};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, publish, &p), 0);
+    json_int_t last = a.offset;
+    int kills = 0, resyncs = 0;
+    while (last < p.count) {
+        json_t *v = recv_json(a.ws, "said");
+        const char *e = json_string_value(json_object_get(v, "event"));
+        json_int_t off = json_integer_value(json_object_get(v, "offset"));
+        if (e && strcmp(e, "sb:resync") == 0) {
+            resyncs++;
+            last = json_integer_value(
+                json_object_get(json_object_get(v, "data"), "offset"));
+        } else if (e && strcmp(e, "said") == 0) {
+            ck_assert_msg(off == last + 1, "offset %lld after %lld",
+                          (long long)off, (long long)last);
+            last = off;
+            if (kills < 3 && off % 100 == 50) {
+                kill_node1_subscriber();
+                kills++;
+            }
+        }
+        json_decref(v);
+    }
+    pthread_join(t, NULL);
+    ck_assert_int_eq(kills, 3);
+    ck_assert_int_eq(last, p.count);
+    cli_expect_nothing(a.ws, 100);
+    fprintf(stderr, "gap fill: %d subscriber kills, %d resyncs\n", kills,
+            resyncs);
+    ws_close(a.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
+int main(void)
+{
+    if (!redis_available()) {
+        fprintf(stderr, "redis-server or redis-cli missing: skipped\n");
+        return 77;
+    }
+    Suite *s = suite_create("recovery_cluster");
+    TCase *tc = tcase_create("two nodes");
+    tcase_set_timeout(tc, 180);
+    /* SB_ONLY=name runs one of them (while chasing a failure). */
+    const char *only = getenv("SB_ONLY");
+#define ADD(t)                                                                 \
+    if (!only || strcmp(only, #t) == 0)                                        \
+    tcase_add_test(tc, t)
+    ADD(test_recover_on_the_other_node);
+    ADD(test_unrecoverable);
+    ADD(test_epoch_change_is_a_resync);
+    ADD(test_tokens);
+    ADD(test_resume_races_live_traffic);
+    ADD(test_sigterm_then_resume_elsewhere);
+    ADD(test_redis_down_during_resume);
+    ADD(test_node_fills_a_gap);
+    ADD(test_gap_fill_or_resync);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
