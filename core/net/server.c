@@ -1261,6 +1261,11 @@ static void on_sweep(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     sb_server *s = h->data;
+    if (s->stopping) { /* a worker's: see sb_server_stop() */
+        sb_log_info("server", "%s received again: already shutting down",
+                    signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
     sb_log_info("server", "%s received, shutting down",
                 signum == SIGINT ? "SIGINT" : "SIGTERM");
     sb_server_stop(s);
@@ -1636,6 +1641,12 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->flush_prepare, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
+    /* Closing them restored the default action; a worker's late second
+     * stop (sb_server_stop()) must not kill it while it unloads. */
+    if (s->adopt) {
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->trim_timer, NULL);
@@ -1678,8 +1689,15 @@ void sb_server_stop(sb_server *s)
     if (s->stopping)
         return;
     s->stopping = true;
-    uv_signal_stop(&s->sig_int);
-    uv_signal_stop(&s->sig_term);
+    /* A second signal then kills a single process (the default action). A
+     * worker keeps its handlers: it gets the stop from its master and often
+     * from others too (systemd's KillMode=control-group, Ctrl-C to the
+     * terminal's process group, its parent-death signal), and must drain
+     * once, not die of the second one. */
+    if (!s->adopt) {
+        uv_signal_stop(&s->sig_int);
+        uv_signal_stop(&s->sig_term);
+    }
     uv_timer_stop(&s->sweep_timer);
     on_accept_resume(&s->accept_timer); /* lws closes what it watches */
     uv_timer_stop(&s->accept_timer);

@@ -553,7 +553,6 @@ START_TEST(test_shutdown_drains_every_worker)
 }
 END_TEST
 
-
 /* ---- gateways on two ports ---------------------------------------------- */
 
 /* Two workers and three gateways on two ports, each with its own plugins:
@@ -616,8 +615,7 @@ static void setup_ports(void)
 
 /* whoami on c: the plugin and gateway that answered must be `plugin` and
  * `gateway`; returns the worker (cluster node) that holds c. */
-static unsigned served_by(ws_client *c, const char *plugin,
-                          const char *gateway)
+static unsigned served_by(ws_client *c, const char *plugin, const char *gateway)
 {
     cli_send(c, "{\"event\":\"whoami\"}");
     json_t *v = expect_event(c, "whoami");
@@ -644,8 +642,8 @@ static void count_node(unsigned nodes[2], int count[2], int *nnodes,
 }
 
 #define NO_HANDLER(event)                                                      \
-    "{\"event\":\"exception\",\"data\":{\"status\":\"error\",\"message\":"    \
-    "\"There is no handler for event '" event "'\",\"cause\":{\"pattern\":"   \
+    "{\"event\":\"exception\",\"data\":{\"status\":\"error\",\"message\":"     \
+    "\"There is no handler for event '" event "'\",\"cause\":{\"pattern\":"    \
     "\"" event "\",\"data\":1}}}"
 
 START_TEST(test_gateways_on_two_ports)
@@ -704,9 +702,9 @@ START_TEST(test_gateways_on_two_ports)
     /* The raw gateway shares side's port: its subprotocols, its echo. */
     for (int i = 0; i < 8; i++) {
         ws_http_response r;
-        ws_client *c = ws_connect_ex("127.0.0.1", side_port, "/raw",
-                                     "Sec-WebSocket-Protocol: echo\r\n",
-                                     SB_TIMEOUT, &r);
+        ws_client *c =
+            ws_connect_ex("127.0.0.1", side_port, "/raw",
+                          "Sec-WebSocket-Protocol: echo\r\n", SB_TIMEOUT, &r);
         ck_assert_msg(c != NULL, "raw: %s", ws_last_error());
         char proto[32];
         ck_assert_int_eq(
@@ -721,12 +719,12 @@ START_TEST(test_gateways_on_two_ports)
     /* Paths are per port, static files per listener, origins per gateway
      * (repeated: the connections land on both workers). */
     for (int i = 0; i < 8; i++) {
-        ck_assert_int_eq(ws_connect_status("127.0.0.1", srv.port, "/side",
-                                           NULL, SB_TIMEOUT),
-                         404);
-        ck_assert_int_eq(ws_connect_status("127.0.0.1", side_port, "/", NULL,
-                                           SB_TIMEOUT),
-                         404);
+        ck_assert_int_eq(
+            ws_connect_status("127.0.0.1", srv.port, "/side", NULL, SB_TIMEOUT),
+            404);
+        ck_assert_int_eq(
+            ws_connect_status("127.0.0.1", side_port, "/", NULL, SB_TIMEOUT),
+            404);
         const char *evil = "Origin: https://evil.example\r\n";
         ck_assert_int_eq(ws_connect_status("127.0.0.1", side_port, "/side",
                                            evil, SB_TIMEOUT),
