@@ -1437,10 +1437,12 @@ static int create_listeners(sb_server *s)
             return -1;
         }
         s->adopt = calloc(nlisteners, sizeof(*s->adopt));
-        s->listener_lws = calloc(cfg->ngateways, sizeof(*s->listener_lws));
-        if (!s->adopt || !s->listener_lws)
+        if (!s->adopt)
             return -1;
     }
+    s->listener_lws = calloc(cfg->ngateways, sizeof(*s->listener_lws));
+    if (!s->listener_lws)
+        return -1;
     for (size_t g = 0; g < cfg->ngateways; g++) {
         const sb_server_conf *conf = &cfg->gateways[g].conf;
         /* Listeners are numbered in the order of their first gateway: one
@@ -1496,19 +1498,23 @@ static int create_listeners(sb_server *s)
         /* lws keeps the pointer: the config's string outlives the vhost. */
         vinfo.vhost_name = cfg->gateways[g].name;
         vinfo.retry_and_idle_policy = r;
-        /* Under workers no vhost listens (CONTEXT_PORT_NO_LISTEN_SERVER:
-         * listen_port -2 in lws). Once a request's headers are in, lws
-         * 4.1.6 rebinds the connection to lws_select_vhost(context,
-         * listen_port, Host) (lib/roles/http/server/server.c:2039-2046, in
+        /* Once a request's headers are in, lws 4.1.6 rebinds the
+         * connection to lws_select_vhost(context, listen_port, Host)
+         * (lib/roles/http/server/server.c:2039-2046, in
          * lws_handshake_server()), which without a vhost named like the
          * Host falls back to the first vhost of the context on the same
          * listen_port (server.c:402-412), and its TLS SNI callback swaps
          * the certificate the same way (lib/tls/openssl/openssl-server.c:
-         * 132-142). All our vhosts have the same -2, so every listener but
-         * the first gets a context of its own on the same loop, where its
-         * vhost is the only one without a port. */
+         * 132-142). Under workers no vhost listens, all have listen_port
+         * -2 (CONTEXT_PORT_NO_LISTEN_SERVER); in one process two listeners
+         * may have the same port on two hosts. Such a listener gets a
+         * context of its own on the same loop, where it is the only one
+         * on its port. */
         struct lws_context *ctx = s->lws;
-        if (ninherited && s->nvhosts > 0) {
+        bool own = ninherited && s->nvhosts > 0;
+        for (size_t h = 0; h < g && !ninherited; h++)
+            own |= cfg->gateways[h].conf.port == conf->port;
+        if (own) {
             ctx = s->listener_lws[s->nvhosts] = new_context(s);
             if (!ctx) {
                 sb_log_error("server",
