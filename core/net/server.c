@@ -1368,15 +1368,21 @@ static void free_protocols(struct lws_protocols *list)
     free(list);
 }
 
-/* An lws context on our loop, with no vhost yet. */
-static struct lws_context *new_context(sb_server *s)
+/* An lws context on our loop, with no vhost yet. Only the first one does
+ * OpenSSL's global init: lws 4.1.6 also takes new SSL and SSL_CTX ex-data
+ * indexes there, into globals (lib/tls/openssl/openssl-tls.c:145-149),
+ * and a second init would orphan the first context's vhosts: their client
+ * SSL_CTX, tagged under the old index, is never freed
+ * (openssl-ssl.c:149-153). A vhost's TLS needs the option on the vhost
+ * only (lib/tls/tls-server.c:51-56). */
+static struct lws_context *new_context(sb_server *s, bool first)
 {
     const sb_config *cfg = s->config;
     void *loops[] = {s->loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    for (size_t g = 0; g < cfg->ngateways; g++)
+    for (size_t g = 0; g < cfg->ngateways && first; g++)
         if (cfg->gateways[g].conf.tls_cert)
             info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = loops;
@@ -1515,7 +1521,7 @@ static int create_listeners(sb_server *s)
         for (size_t h = 0; h < g && !ninherited; h++)
             own |= cfg->gateways[h].conf.port == conf->port;
         if (own) {
-            ctx = s->listener_lws[s->nvhosts] = new_context(s);
+            ctx = s->listener_lws[s->nvhosts] = new_context(s, false);
             if (!ctx) {
                 sb_log_error("server",
                              "gateway '%s': cannot create its libwebsockets "
@@ -1582,7 +1588,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     for (size_t g = 0; g < cfg->ngateways; g++)
         if (cfg->gateways[g].conf.max_connections_per_ip)
             s->track_ips = true;
-    s->lws = new_context(s);
+    s->lws = new_context(s, true);
     if (!s->lws) {
         sb_log_error("server", "cannot create the libwebsockets context");
         return -1;
