@@ -329,6 +329,8 @@ int main(int argc, char **argv)
             sb_log_error("cluster", "not starting: %s", err);
             rc = 1;
         } else if (sb_server_start(&server, &cfg, &hooks, &loop) == 0) {
+            if (cfg.server.workers > 1)
+                sb_supervisor_worker_signals(); /* its handlers are up */
             if (sb_admin_start(&server) == 0) {
                 sb_plugin_host_ready(&ph);
             } else {

@@ -1818,24 +1818,6 @@ int sb_config_load(sb_config *cfg, const char *path)
                   "broadcasts and sends must cross the workers, which are "
                   "cluster nodes)",
                   cfg->server.workers);
-    /* Under workers the gateways' vhosts do not listen themselves, and lws
-     * 4.1.6 then moves every request to the first such vhost (its choice
-     * of vhost by Host header falls back to "the first on the same port",
-     * and they all have the same non-port): one listener only, for now. */
-    for (size_t i = 1; !p.oom && cfg->server.workers > 1 && i < cfg->ngateways;
-         i++) {
-        const sb_server_conf *a = &cfg->gateways[0].conf;
-        const sb_server_conf *b = &cfg->gateways[i].conf;
-        if (a->port != b->port || (!a->host != !b->host) ||
-            (a->host && strcmp(a->host, b->host) != 0)) {
-            add_error(&p, cfg->gateways[i].line,
-                      "gateway '%s' listens on another host:port than "
-                      "gateway '%s': with workers, every gateway must share "
-                      "one host:port (different paths are fine)",
-                      cfg->gateways[i].name, cfg->gateways[0].name);
-            break;
-        }
-    }
     /* Under workers, worker k's admin listener is on [admin] port + k. */
     if (!p.oom && cfg->server.workers > 1 && cfg->admin.port) {
         unsigned top = (unsigned)cfg->admin.port + cfg->server.workers;

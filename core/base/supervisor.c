@@ -46,7 +46,14 @@ static pid_t spawn(sb_worker_slot *w, unsigned i, const sigset_t *old,
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != master)
             _exit(1);
-        sigprocmask(SIG_SETMASK, old, NULL);
+        /* SIGCHLD back as it was; the stop and reload signals stay blocked
+         * until the worker's handlers are in place
+         * (sb_supervisor_worker_signals()). */
+        sigset_t keep = *old;
+        sigaddset(&keep, SIGTERM);
+        sigaddset(&keep, SIGINT);
+        sigaddset(&keep, SIGHUP);
+        sigprocmask(SIG_SETMASK, &keep, NULL);
         return 0;
     }
     w->pid = pid;
@@ -233,4 +240,14 @@ int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
     free(slots);
     sb_log_info("master", "every worker stopped");
     return failed ? 1 : 0;
+}
+
+void sb_supervisor_worker_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
 }

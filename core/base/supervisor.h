@@ -40,11 +40,19 @@ typedef struct sb_supervisor_hooks {
 } sb_supervisor_hooks;
 
 /* Runs the master for n workers. In a worker: returns 0 and sets *worker to
- * its number, 1..n, with the signal mask and handlers as they were. In the
+ * its number, 1..n, with the signal mask and handlers as they were except
+ * that SIGTERM, SIGINT and SIGHUP stay blocked (see below). In the
  * master: returns, with *worker = 0, once every worker has exited after a
  * SIGTERM or SIGINT: 0 when all exited 0, else 1. A worker still running
  * shutdown_timeout_s + 5 seconds after the stop is killed (SIGKILL). */
 int sb_supervise(unsigned n, unsigned shutdown_timeout_s,
                  const sb_supervisor_hooks *hooks, unsigned *worker);
+
+/* In a worker, once its own SIGTERM, SIGINT and SIGHUP handlers are in
+ * place: unblocks the three. A stop or reload that comes while the worker
+ * starts (from the master, or from systemd to the whole cgroup) then waits
+ * for those handlers instead of killing the worker by the default action,
+ * which would make the master's stop fail (exit 1) or cost a respawn. */
+void sb_supervisor_worker_signals(void);
 
 #endif

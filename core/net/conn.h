@@ -204,6 +204,13 @@ typedef struct sb_server {
      * accepts on itself (one per vhost; server.c), else NULL. */
     struct sb_adopt_listener *adopt;
     size_t nadopt;
+    /* Listener v's own lws context on the same loop, or NULL when it is
+     * in `lws`: under workers every listener but the first, in one process
+     * one on the port of an earlier listener (another host). lws 4.1.6
+     * picks a request's vhost among those of a context on the same port by
+     * Host header, falling back to the first one (server.c,
+     * create_listeners()). */
+    struct lws_context **listener_lws;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;

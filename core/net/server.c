@@ -1261,6 +1261,11 @@ static void on_sweep(uv_timer_t *t)
 static void on_signal(uv_signal_t *h, int signum)
 {
     sb_server *s = h->data;
+    if (s->stopping) { /* a worker's: see sb_server_stop() */
+        sb_log_info("server", "%s received again: already shutting down",
+                    signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
     sb_log_info("server", "%s received, shutting down",
                 signum == SIGINT ? "SIGINT" : "SIGTERM");
     sb_server_stop(s);
@@ -1363,6 +1368,42 @@ static void free_protocols(struct lws_protocols *list)
     free(list);
 }
 
+/* An lws context on our loop, with no vhost yet. Only the first one does
+ * OpenSSL's global init: lws 4.1.6 also takes new SSL and SSL_CTX ex-data
+ * indexes there, into globals (lib/tls/openssl/openssl-tls.c:145-149),
+ * and a second init would orphan the first context's vhosts: their client
+ * SSL_CTX, tagged under the old index, is never freed
+ * (openssl-ssl.c:149-153). A vhost's TLS needs the option on the vhost
+ * only (lib/tls/tls-server.c:51-56). */
+static struct lws_context *new_context(sb_server *s, bool first)
+{
+    const sb_config *cfg = s->config;
+    void *loops[] = {s->loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    for (size_t g = 0; g < cfg->ngateways && first; g++)
+        if (cfg->gateways[g].conf.tls_cert)
+            info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.foreign_loops = loops;
+    info.user = s;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    /* Bounds every network round trip lws waits for, the upgrade first. */
+    info.timeout_secs = cfg->server.handshake_timeout;
+    return lws_create_context(&info);
+}
+
+/* lws_context_destroy() on every context: the first call from inside the
+ * loop (lws closes its uv handles), the second after uv_run() returned. */
+static void destroy_contexts(sb_server *s)
+{
+    for (size_t v = 1; s->listener_lws && v < s->config->ngateways; v++)
+        if (s->listener_lws[v])
+            lws_context_destroy(s->listener_lws[v]);
+    if (s->lws)
+        lws_context_destroy(s->lws);
+}
+
 static bool same_host(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -1405,6 +1446,9 @@ static int create_listeners(sb_server *s)
         if (!s->adopt)
             return -1;
     }
+    s->listener_lws = calloc(cfg->ngateways, sizeof(*s->listener_lws));
+    if (!s->listener_lws)
+        return -1;
     for (size_t g = 0; g < cfg->ngateways; g++) {
         const sb_server_conf *conf = &cfg->gateways[g].conf;
         /* Listeners are numbered in the order of their first gateway: one
@@ -1460,7 +1504,33 @@ static int create_listeners(sb_server *s)
         /* lws keeps the pointer: the config's string outlives the vhost. */
         vinfo.vhost_name = cfg->gateways[g].name;
         vinfo.retry_and_idle_policy = r;
-        struct lws_vhost *vh = lws_create_vhost(s->lws, &vinfo);
+        /* Once a request's headers are in, lws 4.1.6 rebinds the
+         * connection to lws_select_vhost(context, listen_port, Host)
+         * (lib/roles/http/server/server.c:2039-2046, in
+         * lws_handshake_server()), which without a vhost named like the
+         * Host falls back to the first vhost of the context on the same
+         * listen_port (server.c:402-412), and its TLS SNI callback swaps
+         * the certificate the same way (lib/tls/openssl/openssl-server.c:
+         * 132-142). Under workers no vhost listens, all have listen_port
+         * -2 (CONTEXT_PORT_NO_LISTEN_SERVER); in one process two listeners
+         * may have the same port on two hosts. Such a listener gets a
+         * context of its own on the same loop, where it is the only one
+         * on its port. */
+        struct lws_context *ctx = s->lws;
+        bool own = ninherited && s->nvhosts > 0;
+        for (size_t h = 0; h < g && !ninherited; h++)
+            own |= cfg->gateways[h].conf.port == conf->port;
+        if (own) {
+            ctx = s->listener_lws[s->nvhosts] = new_context(s, false);
+            if (!ctx) {
+                sb_log_error("server",
+                             "gateway '%s': cannot create its libwebsockets "
+                             "context",
+                             cfg->gateways[g].name);
+                return -1;
+            }
+        }
+        struct lws_vhost *vh = lws_create_vhost(ctx, &vinfo);
         if (!vh) {
             sb_log_error("server",
                          "gateway '%s': cannot listen on %s:%d (is the port "
@@ -1515,22 +1585,10 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
      * bytes per read under pipelining (README, Performance). */
     protocols[0].rx_buffer_size = cfg->server.rx_buffer_size;
 
-    void *loops[] = {loop};
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    for (size_t g = 0; g < cfg->ngateways; g++) {
-        if (cfg->gateways[g].conf.tls_cert)
-            info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    for (size_t g = 0; g < cfg->ngateways; g++)
         if (cfg->gateways[g].conf.max_connections_per_ip)
             s->track_ips = true;
-    }
-    info.foreign_loops = loops;
-    info.user = s;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    /* Bounds every network round trip lws waits for, the upgrade first. */
-    info.timeout_secs = cfg->server.handshake_timeout;
-    s->lws = lws_create_context(&info);
+    s->lws = new_context(s, true);
     if (!s->lws) {
         sb_log_error("server", "cannot create the libwebsockets context");
         return -1;
@@ -1553,7 +1611,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
             s->hooks.stopped(s->hooks.ctx, s);
         /* The same two-step destroy as a normal stop: let lws close its
          * uv handles, then free the rest in sb_server_free(). */
-        lws_context_destroy(s->lws);
+        destroy_contexts(s);
         uv_run(loop, UV_RUN_DEFAULT);
         return -1;
     }
@@ -1595,6 +1653,12 @@ static void finish(sb_server *s)
     uv_close((uv_handle_t *)&s->flush_prepare, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
+    /* Closing them restored the default action; a worker's late second
+     * stop (sb_server_stop()) must not kill it while it unloads. */
+    if (s->adopt) {
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->trim_timer, NULL);
@@ -1607,7 +1671,7 @@ static void finish(sb_server *s)
         s->hooks.stopped(s->hooks.ctx, s);
     /* First of the two destroys: from inside the loop, so lws can close its
      * own uv handles; uv_run() then returns. */
-    lws_context_destroy(s->lws);
+    destroy_contexts(s);
 }
 
 /* The drain: done when every client is gone and no plugin work is running
@@ -1637,8 +1701,15 @@ void sb_server_stop(sb_server *s)
     if (s->stopping)
         return;
     s->stopping = true;
-    uv_signal_stop(&s->sig_int);
-    uv_signal_stop(&s->sig_term);
+    /* A second signal then kills a single process (the default action). A
+     * worker keeps its handlers: it gets the stop from its master and often
+     * from others too (systemd's KillMode=control-group, Ctrl-C to the
+     * terminal's process group, its parent-death signal), and must drain
+     * once, not die of the second one. */
+    if (!s->adopt) {
+        uv_signal_stop(&s->sig_int);
+        uv_signal_stop(&s->sig_term);
+    }
     uv_timer_stop(&s->sweep_timer);
     on_accept_resume(&s->accept_timer); /* lws closes what it watches */
     uv_timer_stop(&s->accept_timer);
@@ -1657,9 +1728,9 @@ void sb_server_stop(sb_server *s)
 
 void sb_server_free(sb_server *s)
 {
-    if (s->lws)
-        lws_context_destroy(s->lws); /* the second destroy, after uv_run */
+    destroy_contexts(s); /* the second destroy, after uv_run */
     s->lws = NULL;
+    free(s->listener_lws);
     free(s->listen_watch);
     free(s->adopt);
     sb_server_inherit_listeners(NULL, 0); /* the next start listens itself */

@@ -6,7 +6,8 @@
  * gateway named. Per-gateway limits (max_connections → HTTP 503,
  * max_message_size → close 1009) hold on their gateway only, unknown paths
  * get 404 on every port, and broadcasts, guards and hooks stay within the
- * plugin's gateways.
+ * plugin's gateways. Two listeners on one port number and two addresses
+ * are each served by their own gateway.
  *
  * The layout every test starts:
  *   default  127.0.0.1:P /       plugin "main" (sdk11)
@@ -373,6 +374,41 @@ START_TEST(test_event_clash_per_gateway)
 }
 END_TEST
 
+/* Two listeners on one port number, on two addresses (127.0.0.1 and
+ * 127.0.0.2): each serves its own gateway. lws 4.1.6 would hand a request
+ * to the first vhost of its context on that port (server.c gives the
+ * second a context of its own). */
+START_TEST(test_same_port_two_hosts)
+{
+    int q = sb_test_free_port();
+    ck_assert_int_gt(q, 0);
+    char sections[1024];
+    snprintf(sections, sizeof(sections),
+             "[gateway.one]\nport = %d\npath = /one\n"
+             "[gateway.two]\nhost = 127.0.0.2\nport = %d\npath = /two\n"
+             "[plugin.main]\nfile = %%P/test-sdk11.so\njournal = %%J\n",
+             q, q);
+    srv_start(&srv, NULL, sections);
+    ck_assert_msg(srv_log_wait(&srv, "gateway 'two' listening on", 1, 30000),
+                  "%s", srv_logtext(&srv));
+    for (int i = 0; i < 3; i++) {
+        ws_client *one = ws_connect("127.0.0.1", q, "/one", NULL, SB_TIMEOUT);
+        ck_assert_msg(one != NULL, "one: %s", ws_last_error());
+        ws_client *two = ws_connect("127.0.0.2", q, "/two", NULL, SB_TIMEOUT);
+        ck_assert_msg(two != NULL, "two: %s", ws_last_error());
+        expect_whoami(one, "main", "one");
+        expect_whoami(two, "main", "two");
+        ws_close(one);
+        ws_close(two);
+    }
+    ck_assert_int_eq(
+        ws_connect_status("127.0.0.2", q, "/one", NULL, SB_TIMEOUT), 404);
+    ck_assert_int_eq(
+        ws_connect_status("127.0.0.1", q, "/two", NULL, SB_TIMEOUT), 404);
+    srv_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gateways");
@@ -384,6 +420,7 @@ int main(void)
     tcase_add_test(tc, test_max_message_size_per_gateway);
     tcase_add_test(tc, test_broadcast_and_guard_per_gateway);
     tcase_add_test(tc, test_event_clash_per_gateway);
+    tcase_add_test(tc, test_same_port_two_hosts);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -6,8 +6,10 @@
  * master brings the worker back within two seconds and its clients
  * reconnect; a worker killed with SIGKILL is replaced the same way; a room
  * spans the workers; SIGHUP reaches every worker; and SIGTERM drains every
- * worker's clients with 1001 before the master exits 0. Skipped (77)
- * without redis-server.
+ * worker's clients with 1001 before the master exits 0. And with two
+ * workers, gateways on two ports (JSON and raw, static files, origins,
+ * limits) are each served by their own gateway on every worker. Skipped
+ * (77) without redis-server.
  */
 #include <check.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -550,6 +553,208 @@ START_TEST(test_shutdown_drains_every_worker)
 }
 END_TEST
 
+/* ---- gateways on two ports ---------------------------------------------- */
+
+/* Two workers and three gateways on two ports, each with its own plugins:
+ *   default  127.0.0.1:P /      "main" (sdk11) and "chat"
+ *   side     127.0.0.1:Q /side  "other" (sdk11) and "work"; static www/,
+ *                               allowed_origins, max_message_size = 1k
+ *   raw      127.0.0.1:Q /raw   "echo", envelope = none, subprotocols
+ * Under workers no vhost listens itself; every listener must still be
+ * served by its own gateways (server.c, create_listeners()). Each worker
+ * gets about half of PORT_CLIENTS per port (binomial(40, 1/2): mean 20,
+ * deviation 3.2); PORT_MIN_SHARE = 5 is 4.7 deviations below (a false
+ * failure about once in 700 000 runs per worker and port). */
+#define PORT_CLIENTS   40
+#define PORT_MIN_SHARE 5
+
+static int side_port;
+
+static void setup_ports(void)
+{
+    redis_start(&redis);
+    side_port = sb_test_free_port();
+    ck_assert_int_gt(side_port, 0);
+    char dir[] = "/tmp/sb-wports-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[300];
+    snprintf(path, sizeof(path), "%s/www", dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/www/hello.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("side's static file\n", f);
+    fclose(f);
+    char sections[2048];
+    snprintf(sections, sizeof(sections),
+             "[gateway.side]\nport = %d\npath = /side\nstatic = www\n"
+             "allowed_origins = https://side.example\n"
+             "max_message_size = 1k\n"
+             "[gateway.raw]\nport = %d\npath = /raw\nenvelope = none\n"
+             "subprotocols = echo.v2, echo\n"
+             "[cluster]\nredis = unix:%s\n"
+             "[plugin.main]\nfile = %%P/test-sdk11.so\njournal = %%J\n"
+             "gateways = default\n"
+             "[plugin.chat]\nfile = %%P/chat.so\ngateways = default\n"
+             "[plugin.other]\nfile = %%P/test-sdk11.so\njournal = %%J\n"
+             "gateways = side\n"
+             "[plugin.work]\nfile = %%P/work.so\ngateways = side\n"
+             "[plugin.echo]\nfile = %%P/echo.so\ngateways = raw\n",
+             side_port, side_port, redis.sock);
+    srv_start_in(&srv, dir,
+                 "workers = 2\nshutdown_timeout = 3\n"
+                 "unknown_event = exception\n",
+                 sections);
+    /* The master's sockets answer at once; the workers adopt them a
+     * little later (much later under valgrind). */
+    ck_assert_msg(srv_log_wait(&srv, "connected to Redis", 2, 30000), "%s",
+                  srv_logtail(&srv));
+    ck_assert_msg(srv_log_wait(&srv, "gateway 'raw' listening on", 2, 30000),
+                  "%s", srv_logtail(&srv));
+}
+
+/* whoami on c: the plugin and gateway that answered must be `plugin` and
+ * `gateway`; returns the worker (cluster node) that holds c. */
+static unsigned served_by(ws_client *c, const char *plugin, const char *gateway)
+{
+    cli_send(c, "{\"event\":\"whoami\"}");
+    json_t *v = expect_event(c, "whoami");
+    json_t *d = json_object_get(v, "data");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "plugin")), plugin);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "gateway")), gateway);
+    json_int_t id = json_integer_value(json_object_get(d, "id"));
+    json_decref(v);
+    ck_assert_int_gt(id, 0);
+    return node_of(id);
+}
+
+/* Counts a client of `node` in nodes[]/count[] (two workers: two nodes). */
+static void count_node(unsigned nodes[2], int count[2], int *nnodes,
+                       unsigned node)
+{
+    int k = 0;
+    while (k < *nnodes && nodes[k] != node)
+        k++;
+    ck_assert_msg(k < 2, "a third node (%u) with two workers", node);
+    if (k == *nnodes)
+        nodes[(*nnodes)++] = node;
+    count[k]++;
+}
+
+#define NO_HANDLER(event)                                                      \
+    "{\"event\":\"exception\",\"data\":{\"status\":\"error\",\"message\":"     \
+    "\"There is no handler for event '" event "'\",\"cause\":{\"pattern\":"    \
+    "\"" event "\",\"data\":1}}}"
+
+START_TEST(test_gateways_on_two_ports)
+{
+    static ws_client *dc[PORT_CLIENTS], *sc[PORT_CLIENTS];
+    unsigned dnodes[2] = {0}, snodes[2] = {0};
+    int dcount[2] = {0}, scount[2] = {0}, nd = 0, ns = 0;
+    for (int i = 0; i < PORT_CLIENTS; i++) {
+        dc[i] = ws_connect("127.0.0.1", srv.port, "/", NULL, SB_TIMEOUT);
+        ck_assert_msg(dc[i] != NULL, "connect %d/: %s", srv.port,
+                      ws_last_error());
+        sc[i] = ws_connect("127.0.0.1", side_port, "/side", NULL, SB_TIMEOUT);
+        ck_assert_msg(sc[i] != NULL, "connect %d/side: %s\n%s", side_port,
+                      ws_last_error(), srv_logtail(&srv));
+    }
+    /* Every connection is its own gateway's: its plugin answers, an event
+     * of the other port's plugins gets this gateway's exception, and one
+     * of its own plugins answers too. */
+    for (int i = 0; i < PORT_CLIENTS; i++) {
+        count_node(dnodes, dcount, &nd, served_by(dc[i], "main", "default"));
+        count_node(snodes, scount, &ns, served_by(sc[i], "other", "side"));
+        cli_send(dc[i], "{\"event\":\"hash\",\"data\":1}");
+        cli_expect(dc[i], NO_HANDLER("hash"));
+        cli_send(sc[i], "{\"event\":\"join\",\"data\":1}");
+        cli_expect(sc[i], NO_HANDLER("join"));
+        cli_send(sc[i], "{\"event\":\"hash\",\"data\":{\"text\":\"a\","
+                        "\"rounds\":1}}");
+        json_decref(expect_event(sc[i], "hash"));
+        cli_send(dc[i], "{\"event\":\"join\",\"data\":{\"room\":\"r\"}}");
+        json_decref(expect_event(dc[i], "joined"));
+    }
+    /* Both workers serve both ports. */
+    ck_assert_msg(nd == 2 && ns == 2, "workers serving: %d on P, %d on Q", nd,
+                  ns);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(dcount[k] >= PORT_MIN_SHARE,
+                      "node %u got %d of %d on the default port", dnodes[k],
+                      dcount[k], PORT_CLIENTS);
+        ck_assert_msg(scount[k] >= PORT_MIN_SHARE,
+                      "node %u got %d of %d on the side port", snodes[k],
+                      scount[k], PORT_CLIENTS);
+    }
+
+    /* Per-gateway limits: 2 KB is too big on side (1k), fine on default. */
+    char big[2100];
+    int n = snprintf(big, sizeof(big), "{\"event\":\"echo\",\"data\":\"");
+    memset(big + n, 'x', 2000);
+    snprintf(big + n + 2000, sizeof(big) - (size_t)n - 2000, "\"}");
+    cli_send(dc[0], big);
+    cli_expect(dc[0], big);
+    cli_send(sc[0], big);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(sc[0], SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1009);
+
+    /* The raw gateway shares side's port: its subprotocols, its echo. */
+    for (int i = 0; i < 8; i++) {
+        ws_http_response r;
+        ws_client *c =
+            ws_connect_ex("127.0.0.1", side_port, "/raw",
+                          "Sec-WebSocket-Protocol: echo\r\n", SB_TIMEOUT, &r);
+        ck_assert_msg(c != NULL, "raw: %s", ws_last_error());
+        char proto[32];
+        ck_assert_int_eq(
+            ws_http_header(&r, "Sec-WebSocket-Protocol", proto, sizeof(proto)),
+            4);
+        ck_assert_str_eq(proto, "echo");
+        ws_http_response_free(&r);
+        ck_assert_int_eq(ws_send_text(c, "{\"event\":\"whoami\"}", 18), 0);
+        cli_expect(c, "{\"event\":\"whoami\"}");
+        ws_close(c);
+    }
+    /* Paths are per port, static files per listener, origins per gateway
+     * (repeated: the connections land on both workers). */
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(
+            ws_connect_status("127.0.0.1", srv.port, "/side", NULL, SB_TIMEOUT),
+            404);
+        ck_assert_int_eq(
+            ws_connect_status("127.0.0.1", side_port, "/", NULL, SB_TIMEOUT),
+            404);
+        const char *evil = "Origin: https://evil.example\r\n";
+        ck_assert_int_eq(ws_connect_status("127.0.0.1", side_port, "/side",
+                                           evil, SB_TIMEOUT),
+                         403);
+        ck_assert_int_eq(
+            ws_connect_status("127.0.0.1", srv.port, "/", evil, SB_TIMEOUT),
+            101);
+        const char get[] =
+            "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        ws_http_response r;
+        ck_assert_int_eq(ws_http_raw("127.0.0.1", side_port, get,
+                                     sizeof(get) - 1, SB_TIMEOUT, &r),
+                         0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.body_len, 19);
+        ck_assert(memcmp(r.body, "side's static file\n", 19) == 0);
+        ws_http_response_free(&r);
+        ck_assert_int_eq(ws_http_raw("127.0.0.1", srv.port, get,
+                                     sizeof(get) - 1, SB_TIMEOUT, &r),
+                         0);
+        ck_assert_int_eq(r.status, 404);
+        ws_http_response_free(&r);
+    }
+    for (int i = 0; i < PORT_CLIENTS; i++) {
+        ws_close(dc[i]);
+        ws_close(sc[i]);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("workers");
@@ -564,6 +769,11 @@ static Suite *suite(void)
     tcase_add_test(tc, test_failing_worker_backs_off);
     tcase_add_test(tc, test_shutdown_drains_every_worker);
     suite_add_tcase(s, tc);
+    TCase *ports = tcase_create("ports");
+    tcase_set_timeout(ports, 60);
+    tcase_add_checked_fixture(ports, setup_ports, teardown);
+    tcase_add_test(ports, test_gateways_on_two_ports);
+    suite_add_tcase(s, ports);
     return s;
 }
 

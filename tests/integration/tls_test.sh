@@ -5,7 +5,10 @@
 # With WORKERS above 1, the same under `workers = WORKERS` (joined by a
 # private redis-server; 77, skipped, without one): each worker accepts on
 # its own socket and hands the connection to lws with TLS, and the client
-# runs 8 x WORKERS times so that every worker serves some.
+# runs 8 x WORKERS times so that every worker serves some. Under workers a
+# second TLS gateway listens on another port with a certificate of its own:
+# its clients trust only that one and send the same SNI name (localhost),
+# so a connection served with the first gateway's certificate fails.
 #   tls_test.sh SWITCHBOARD PLUGIN_DIR NODE_MODULES [WORKERS]
 set -euo pipefail
 bin=$1 plugins=$2 modules=$3 workers=${4:-1}
@@ -33,7 +36,14 @@ tls_key = key.pem
 file = $plugins/nest-example.so
 INI
 runs=1
+port2=""
 if [ "$workers" -gt 1 ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$tmp/key2.pem" -out "$tmp/cert2.pem" 2>/dev/null
+  port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf '[gateway.second]\nport = %s\ntls_cert = cert2.pem\ntls_key = key2.pem\n' \
+    "$port2" >>"$tmp/tls.ini"
   command -v redis-server >/dev/null || { echo "redis-server missing: skipped"; exit 77; }
   redis-server --port 0 --unixsocket "$tmp/r.sock" --save "" --appendonly no \
     --dir "$tmp" >"$tmp/redis.log" 2>&1 &
@@ -56,20 +66,25 @@ if [ "$workers" -gt 1 ]; then
   # them (slow under valgrind), so no client times out in the queue.
   for w in $(seq 1 "$workers"); do
     for _ in $(seq 1 600); do
-      grep -q "w$w \[server\] gateway .* listening on" "$tmp/log" && break
+      [ "$(grep -c "w$w \[server\] gateway .* listening on" "$tmp/log")" -ge 2 ] && break
       sleep 0.1
     done
   done
 fi
 for _ in $(seq 1 "$runs"); do
   NODE_PATH=$modules node "$here/tls_client.js" "$port" "$tmp/cert.pem"
+  if [ -n "$port2" ]; then
+    NODE_PATH=$modules node "$here/tls_client.js" "$port2" "$tmp/cert2.pem"
+  fi
 done
 if [ "$workers" -gt 1 ]; then
   # Every worker served some of them (the kernel spreads them: with 8 per
   # worker, two workers, one getting none happens about once in 30 000).
   for w in $(seq 1 "$workers"); do
-    grep -q "w$w \[server\] client .* connected from" "$tmp/log" ||
-      { echo "worker $w served no client" >&2; cat "$tmp/log" >&2; exit 1; }
+    for g in default second; do
+      grep -q "w$w \[server\] client .* connected from .* to gateway '$g'" "$tmp/log" ||
+        { echo "worker $w served no client of $g" >&2; cat "$tmp/log" >&2; exit 1; }
+    done
   done
 fi
 # Plain HTTP to the TLS port gets no WebSocket.

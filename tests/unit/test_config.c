@@ -1069,20 +1069,17 @@ START_TEST(test_workers)
                      "1..256 or 'auto' (one per core))");
     assert_one_error("[server]\n[gateway.b]\nport = 3001\nworkers = 2\n", 4,
                      "key 'workers' belongs in [server], not in a gateway");
-    /* Under workers every gateway shares one host:port. */
+    /* Under workers gateways may share a host:port or have their own:
+     * each listener gets its own lws context in the workers (server.c). */
     path = write_ini("[server]\nport = 9000\nworkers = 2\n"
                      "[cluster]\nredis = redis://127.0.0.1\n"
-                     "[gateway.b]\nport = 9000\npath = /b\n");
+                     "[gateway.b]\nport = 9000\npath = /b\n"
+                     "[gateway.c]\nport = 9001\nhost = 127.0.0.1\n");
     rc = sb_config_load(&cfg, path);
     ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert_uint_eq(cfg.server.workers, 2);
+    ck_assert_uint_eq(cfg.ngateways, 3);
     sb_config_free(&cfg);
-    assert_one_error("[server]\nport = 9000\nworkers = 2\n"
-                     "[cluster]\nredis = redis://127.0.0.1\n"
-                     "[gateway.b]\nport = 9001\npath = /b\n",
-                     6,
-                     "gateway 'b' listens on another host:port than gateway "
-                     "'default': with workers, every gateway must share one "
-                     "host:port (different paths are fine)");
     /* Worker k's admin listener is on [admin] port + k. */
     assert_one_error("[server]\nport = 9092\nworkers = 2\n"
                      "[cluster]\nredis = redis://127.0.0.1\n"
