@@ -38,9 +38,13 @@ struct sb_recovery;
 /* What a live client has (sb_client.recovery): its token, and whether its
  * next message is its first (which may be a resume). */
 struct sb_recovery_live {
-    char token[25];
+    /* 24 URL-safe characters; in a cluster then "." and the node number
+     * (at most 7 digits), which says where its live record is. */
+    char token[33];
     bool first;
     bool pending; /* a resume awaits Redis ([cluster]) */
+    bool dirty;   /* its live record awaits a write ([cluster]) */
+    bool written; /* a write of its live record was sent ([cluster]) */
     sb_buf held;  /* the messages received meanwhile, in order */
 };
 
@@ -63,6 +67,17 @@ bool sb_recovery_keeps(const sb_client *c);
  * under its token for session_ttl. Call before the client leaves its
  * rooms. */
 void sb_recovery_save(sb_client *c, json_t *states);
+/* With [cluster], a close that keeps no session: `c`'s live record is
+ * deleted from Redis. Nothing in one process. */
+void sb_recovery_drop(sb_client *c);
+/* With [cluster], `c`'s rooms or plugin state changed: its live record is
+ * written again (coalesced: at most one write per client per flush, a few
+ * milliseconds later). Nothing in one process. */
+void sb_recovery_touch(sb_client *c);
+/* How the live records read the plugins' JSON state of a client: fn
+ * returns a new {plugin: state} or NULL. */
+typedef json_t *(*sb_recovery_states_fn)(void *ctx, const sb_client *c);
+void sb_recovery_on_states(sb_recovery_states_fn fn, void *ctx);
 /* Frees what it keeps for a live client (after the disconnect). */
 void sb_recovery_forget(sb_client *c);
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -746,6 +747,234 @@ START_TEST(test_gap_fill_or_resync)
 }
 END_TEST
 
+/* ---- live sessions: a node that dies, and a takeover ---- */
+
+/* Polls Redis (redis-cli arguments `args`) until its answer contains
+ * `needle` (present) or not: the live records are written a few
+ * milliseconds after the change that makes them. */
+static bool redis_wait(const char *args, const char *needle, bool present,
+                       int ms)
+{
+    char line[1024];
+    snprintf(line, sizeof(line), "redis-cli -s '%s' %s", redis.sock, args);
+    for (int t = 0; t <= ms; t += 20) {
+        FILE *p = popen(line, "r");
+        char out[8192];
+        size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+        if (p)
+            pclose(p);
+        out[n] = 0;
+        if ((strstr(out, needle) != NULL) == present)
+            return true;
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+static unsigned node_of(json_int_t id)
+{
+    return (unsigned)((unsigned long long)id >> 32);
+}
+
+/* `s`'s live record (on its node) contains `needle`, or is gone. */
+static bool live_record_has(const sess *s, const char *needle)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(s->id), s->token);
+    return redis_wait(args, needle, true, 5000);
+}
+
+static bool live_record_gone(const sess *s)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "HEXISTS sb:ls:%u %s", node_of(s->id),
+             s->token);
+    return redis_wait(args, "0", true, 5000);
+}
+
+static bool kept_session_exists(const sess *s)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "EXISTS sb:s:%s", s->token);
+    return redis_wait(args, "1", true, 0);
+}
+
+static void keep_state(sess *s, int score)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg),
+             "{\"event\":\"keep\",\"data\":{\"score\":%d},\"id\":1}", score);
+    cli_send(s->ws, msg);
+    json_decref(expect_event(s->ws, "kept"));
+}
+
+static void expect_hook_state(sess *s, json_int_t previous, int score)
+{
+    json_t *h = expect_event(s->ws, "resumed_hook");
+    json_t *hd = json_object_get(h, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")),
+                     previous);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(hd, "state"), "score")),
+                     score);
+    json_decref(h);
+}
+
+/* Node 1 is killed (SIGKILL: no drop, no SIGTERM save) while its clients
+ * are in a room with plugin state: their live records stay in Redis, and
+ * they resume on node 2 with exactly what was published meanwhile. */
+START_TEST(test_killed_node_sessions_live_on)
+{
+    up("", CHAT SESSIONS);
+    sess a, c, b, a2, c2, x;
+    open_session(&a, &n1, NULL);
+    /* A cluster's token names the node of its live record. */
+    char suffix[16];
+    snprintf(suffix, sizeof(suffix), ".%u", node_of(a.id));
+    ck_assert_uint_eq(strlen(a.token), 24 + strlen(suffix));
+    ck_assert_str_eq(a.token + 24, suffix);
+    join_lobby(&a);
+    keep_state(&a, 7);
+    open_session(&c, &n1, NULL);
+    join_lobby(&c);
+    keep_state(&c, 8);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    say(b.ws, 1);
+    expect_said(&a, 1, 1);
+    expect_said(&c, 1, 1);
+    expect_said(&b, 1, 1);
+    ck_assert_msg(live_record_has(&a, "\"score\":7"), "no live record");
+    ck_assert(live_record_has(&a, "chat:lobby"));
+    ck_assert(live_record_has(&c, "\"score\":8"));
+    int status = 0;
+    ck_assert_int_eq(sb_test_stop(n1.pid, SIGKILL, 5000, &status), 0);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    char rm[400];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", n1.dir);
+    ck_assert_int_eq(system(rm), 0);
+    ck_assert_int_eq(ws_wait_eof(a.ws, SB_TIMEOUT), 0);
+    ck_assert_int_eq(ws_wait_eof(c.ws, SB_TIMEOUT), 0);
+    ws_close(a.ws);
+    ws_close(c.ws);
+    for (int i = 2; i <= 4; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+    }
+    /* Both come back on node 2: recovered whole, the state back. */
+    sess *olds[] = {&a, &c}, *news[] = {&a2, &c2};
+    for (int k = 0; k < 2; k++) {
+        open_session(news[k], &n2, NULL);
+        json_t *frame;
+        json_t *d = resume(news[k], olds[k], &frame);
+        ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")),
+                         olds[k]->id);
+        json_t *l = lobby_of(d);
+        ck_assert(json_is_true(json_object_get(l, "recovered")));
+        ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
+        json_decref(frame);
+        for (int i = 2; i <= 4; i++)
+            expect_said(news[k], i, i);
+        expect_hook_state(news[k], olds[k]->id, 7 + k);
+        cli_expect_nothing(news[k]->ws, 150);
+    }
+    say(b.ws, 5);
+    expect_said(&b, 5, 5);
+    expect_said(&a2, 5, 5);
+    expect_said(&c2, 5, 5);
+    /* Single use. */
+    open_session(&x, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    /* The new connection's record is on node 2, with the state given
+     * back; a clean close (1000) deletes it and keeps nothing. */
+    ck_assert(live_record_has(&a2, "\"score\":7"));
+    ck_assert_int_eq(ws_send_close(a2.ws, 1000, ""), 0);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(a2.ws, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(a2.ws);
+    ck_assert(live_record_gone(&a2));
+    ck_assert(!kept_session_exists(&a2));
+    ws_close(c2.ws);
+    ws_close(b.ws);
+    start_node(&n1); /* for down() */
+    down();
+}
+END_TEST
+
+/* A resume while the old connection is still open (a half-open TCP
+ * connection its node has not noticed): the resume takes the session, the
+ * old connection is closed with 1008 and its drop keeps nothing; the token
+ * is used. Across nodes and on the same node. */
+START_TEST(test_resume_takes_over_an_open_connection)
+{
+    up("", CHAT SESSIONS);
+    sess a, b, a2, x, a3;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    keep_state(&a, 3);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    ck_assert(live_record_has(&a, "\"score\":3"));
+    open_session(&a2, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&a2, &a, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_hook_state(&a2, a.id, 3);
+    int code = 0;
+    char reason[64];
+    ck_assert_int_eq(
+        ws_expect_close(a.ws, SB_TIMEOUT, &code, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(code, 1008);
+    ck_assert_str_eq(reason, "Session resumed elsewhere");
+    ws_close(a.ws);
+    ck_assert(srv_log_wait(&n1, "disconnected from gateway 'default' with", 1,
+                           SB_TIMEOUT));
+    usleep(100 * 1000);
+    /* Its drop wrote nothing: no kept session, no live record. */
+    ck_assert(live_record_gone(&a));
+    ck_assert(!kept_session_exists(&a));
+    /* The room's messages reach the new connection, once. */
+    say(b.ws, 1);
+    expect_said(&b, 1, 1);
+    expect_said(&a2, 1, 1);
+    cli_expect_nothing(a2.ws, 100);
+    /* The token cannot be used again. */
+    open_session(&x, &n1, NULL);
+    d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    /* On the same node: a3 on node 2 takes a2's session while a2 is open
+     * there. */
+    snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
+    ck_assert(live_record_has(&a2, "\"score\":3"));
+    open_session(&a3, &n2, NULL);
+    d = resume(&a3, &a2, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_hook_state(&a3, a2.id, 3);
+    ck_assert_int_eq(ws_expect_close(a2.ws, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1008);
+    ws_close(a2.ws);
+    usleep(200 * 1000);
+    ck_assert(!kept_session_exists(&a2));
+    say(b.ws, 2);
+    expect_said(&b, 2, 2);
+    expect_said(&a3, 2, 2);
+    cli_expect_nothing(a3.ws, 100);
+    ws_close(a3.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
 int main(void)
 {
     if (!redis_available()) {
@@ -769,6 +998,8 @@ int main(void)
     ADD(test_redis_down_during_resume);
     ADD(test_node_fills_a_gap);
     ADD(test_gap_fill_or_resync);
+    ADD(test_killed_node_sessions_live_on);
+    ADD(test_resume_takes_over_an_open_connection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
