@@ -87,7 +87,8 @@ struct sb_recovery {
     size_t ngone, gone_cap; /* tokens whose record awaits a delete */
     uv_timer_t flush;
     bool flush_armed;
-    char live_key[128]; /* PREFIX ls:NODE */
+    char live_key[128];  /* PREFIX ls:NODE */
+    uint64_t reconnects; /* the broker's, when the records were written */
     sb_buf texts[FLUSH_BATCH];
 };
 
@@ -275,17 +276,23 @@ static int record_text(sb_buf *out, uint32_t gateway, json_t *identity,
     return rc;
 }
 
+/* A live record a resume took is replaced by this mark, so that nothing
+ * the old connection's node writes after (a rewrite, its drop's session)
+ * brings a used token back. The mark goes with the old connection's drop,
+ * or with the hash (session_ttl after its node's end). */
+#define TAKEN "!"
+
 /* Moves a dropped client's session to PREFIX s:TOKEN (PX session_ttl) and
- * deletes its live record, unless a resume took that record meanwhile
- * (ARGV[4] '1': one was written): then nothing, so a used token is never
- * brought back. */
+ * deletes its live record, unless a resume took that record meanwhile:
+ * then nothing. */
 static const char save_script[] =
-    "local had = redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "if had == 0 and ARGV[4] == '1' then return 0 end\n"
+    "local was = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "if was == '" TAKEN "' then return 0 end\n"
     "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
     "return 1\n";
 
-static void cluster_save(const session *se, bool written)
+static void cluster_save(const session *se)
 {
     struct sb_recovery *r = sb_recovery_instance;
     char key[128], ttl[24];
@@ -296,19 +303,12 @@ static void cluster_save(const session *se, bool written)
                     se->states) == 0) {
         snprintf(ttl, sizeof(ttl), "%llu",
                  (unsigned long long)r->conf->session_ttl * 1000);
-        const char *argv[] = {"EVAL",      save_script, "2",
-                              r->live_key, key,         se->token,
-                              val.data,    ttl,         written ? "1" : "0"};
-        size_t lens[] = {4,
-                         sizeof(save_script) - 1,
-                         1,
-                         strlen(r->live_key),
-                         strlen(key),
-                         strlen(se->token),
-                         val.len,
-                         strlen(ttl),
-                         1};
-        rc = sb_cluster_command(9, argv, lens, NULL, NULL);
+        const char *argv[] = {"EVAL", save_script, "2",      r->live_key,
+                              key,    se->token,   val.data, ttl};
+        size_t lens[] = {
+            4,           sizeof(save_script) - 1, 1,       strlen(r->live_key),
+            strlen(key), strlen(se->token),       val.len, strlen(ttl)};
+        rc = sb_cluster_command(8, argv, lens, NULL, NULL);
     }
     if (rc != SB_OK)
         sb_log_warn("recovery",
@@ -323,14 +323,13 @@ static void cluster_save(const session *se, bool written)
 /* ---- live records: PREFIX ls:NODE, field TOKEN ----------------------------
  */
 
-/* ARGV[1] the hash's TTL, then per record: TOKEN, what ('n': its first
- * write, 'u': a rewrite, made only while the field is there, so that a
- * record a resume took is not brought back; 'd': delete), the text. */
+/* ARGV[1] the hash's TTL, then per record: TOKEN, what ('w': write, but
+ * not over the mark of a taken record; 'd': delete), the text. */
 static const char write_script[] =
     "for i = 2, #ARGV, 3 do\n"
-    "  local f, w = ARGV[i], ARGV[i + 1]\n"
-    "  if w == 'd' then redis.call('HDEL', KEYS[1], f)\n"
-    "  elseif w == 'n' or redis.call('HEXISTS', KEYS[1], f) == 1 then\n"
+    "  local f = ARGV[i]\n"
+    "  if ARGV[i + 1] == 'd' then redis.call('HDEL', KEYS[1], f)\n"
+    "  elseif redis.call('HGET', KEYS[1], f) ~= '" TAKEN "' then\n"
     "    redis.call('HSET', KEYS[1], f, ARGV[i + 2])\n"
     "  end\n"
     "end\n"
@@ -376,23 +375,16 @@ static void mark_dirty(struct sb_recovery *r, sb_client *c)
     flush_arm(r);
 }
 
-#define FIRST_WRITE (1ull << 63) /* in a batch's ids: its record was new */
-
-/* A batch's write failed: its clients are written again (whole; a first
- * write as a first write again). */
+/* A batch's write failed: its clients are written again. */
 static void on_written(void *udata, json_t *reply)
 {
     sb_client_id *ids = udata;
     struct sb_recovery *r = sb_recovery_instance;
     if (r && (!reply || json_object_get(reply, "error"))) {
         for (size_t i = 1; i <= ids[0]; i++) {
-            sb_client *c =
-                sb_clients_find(&r->server->table, ids[i] & ~FIRST_WRITE);
-            if (!c || !c->recovery || c->closing)
-                continue;
-            if (ids[i] & FIRST_WRITE)
-                c->recovery->written = false;
-            mark_dirty(r, c);
+            sb_client *c = sb_clients_find(&r->server->table, ids[i]);
+            if (c && c->recovery && !c->closing)
+                mark_dirty(r, c);
         }
     }
     free(ids);
@@ -467,11 +459,11 @@ static void on_flush(uv_timer_t *t)
             }
             argv[5 + 3 * n] = live->token;
             lens[5 + 3 * n] = strlen(live->token);
-            argv[6 + 3 * n] = live->written ? "u" : "n";
+            argv[6 + 3 * n] = "w";
             lens[6 + 3 * n] = 1;
             argv[7 + 3 * n] = b->data;
             lens[7 + 3 * n] = b->len;
-            ids[++ids[0]] = c->id | (live->written ? 0 : FIRST_WRITE);
+            ids[++ids[0]] = c->id;
             live->written = true;
             n++;
         }
@@ -487,14 +479,9 @@ static void on_flush(uv_timer_t *t)
          * every second); the deletes are dropped (the hash expires). */
         down = true;
         for (size_t i = 1; i <= ids[0]; i++) {
-            sb_client *c =
-                sb_clients_find(&r->server->table, ids[i] & ~FIRST_WRITE);
-            if (!c || !c->recovery)
-                continue;
-            if (ids[i] & FIRST_WRITE)
-                c->recovery->written = false;
-            c->recovery->dirty = true;
-            push_dirty(r, c->id);
+            sb_client *c = sb_clients_find(&r->server->table, ids[i]);
+            if (c && c->recovery && push_dirty(r, c->id) == 0)
+                c->recovery->dirty = true;
         }
         free(ids);
     }
@@ -556,9 +543,19 @@ static void live_refresh(struct sb_recovery *r)
              (unsigned long long)r->conf->session_ttl * 1000);
     const char *argv[] = {"PEXPIRE", r->live_key, ttl};
     size_t lens[] = {7, strlen(r->live_key), strlen(ttl)};
-    if (sb_cluster_up())
-        sb_cluster_command(3, argv, lens, NULL, NULL);
-    if ((r->ndirty || r->ngone) && sb_cluster_up())
+    if (!sb_cluster_up())
+        return;
+    sb_cluster_command(3, argv, lens, NULL, NULL);
+    /* The broker came back (it may have restarted empty): every record is
+     * written again. */
+    uint64_t reconnects = sb_cluster_get_stats()->reconnects;
+    if (reconnects != r->reconnects) {
+        r->reconnects = reconnects;
+        for (sb_client *c = r->server->clients; c; c = c->next)
+            if (c->recovery && !c->closing)
+                mark_dirty(r, c);
+    }
+    if (r->ndirty || r->ngone)
         flush_arm(r);
 }
 
@@ -574,9 +571,9 @@ static const char take_script[] =
     "  v = redis.call('HGET', KEYS[2], ARGV[2])\n"
     "  live = 1\n"
     "end\n"
-    "if not v then return nil end\n"
+    "if not v or v == '" TAKEN "' then return nil end\n"
     "if string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end\n"
-    "if live == 1 then redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "if live == 1 then redis.call('HSET', KEYS[2], ARGV[2], '" TAKEN "')\n"
     "else redis.call('DEL', KEYS[1]) end\n"
     "return {v, live}\n";
 
@@ -1130,6 +1127,7 @@ int sb_recovery_start(sb_server *s)
         r->cluster = true;
         snprintf(r->live_key, sizeof(r->live_key), "%sls:%u",
                  sb_cluster_prefix(), sb_cluster_node());
+        r->reconnects = sb_cluster_get_stats()->reconnects;
         sb_cluster_history(r->conf->history_size, r->conf->history_ttl,
                            cluster_keeps, cluster_position);
     }
@@ -1262,7 +1260,7 @@ void sb_recovery_save(sb_client *c, json_t *states)
     se->states = states;
     se->expires_ms = now_ms() + (uint64_t)r->conf->session_ttl * 1000;
     if (r->cluster) {
-        cluster_save(se, c->recovery->written);
+        cluster_save(se);
         c->recovery->dirty = c->recovery->written = false;
         session_free(se);
         return;

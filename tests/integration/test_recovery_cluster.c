@@ -970,6 +970,42 @@ START_TEST(test_resume_takes_over_an_open_connection)
     expect_said(&a3, 2, 2);
     cli_expect_nothing(a3.ws, 100);
     ws_close(a3.ws);
+    /* The old connection drops without a close (1006, which keeps a
+     * session) and its node never hears of the takeover (it is stopped
+     * meanwhile, and its subscriptions killed): the record was taken, so
+     * the drop writes nothing. */
+    sess o, o2;
+    open_session(&o, &n1, NULL);
+    join_lobby(&o);
+    keep_state(&o, 4);
+    ck_assert(live_record_has(&o, "\"score\":4"));
+    ck_assert_int_eq(kill(n1.pid, SIGSTOP), 0);
+    /* The subscriptions go too, so that node 1 never hears of it: its
+     * client's drop (1006) is what it sees. */
+    ck_assert_int_eq(redis_cli(&redis, "CLIENT KILL TYPE pubsub"), 0);
+    open_session(&o2, &n2, NULL);
+    json_t *dd = resume(&o2, &o, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(dd, "previous")), o.id);
+    json_decref(frame);
+    expect_hook_state(&o2, o.id, 4);
+    ws_close(o.ws);
+    ck_assert_int_eq(kill(n1.pid, SIGCONT), 0);
+    char gone[128];
+    snprintf(gone, sizeof(gone),
+             "client %lld (127.0.0.1) disconnected from gateway 'default' "
+             "with 1006",
+             (long long)o.id);
+    ck_assert_msg(srv_log_wait(&n1, gone, 1, SB_TIMEOUT), "%s",
+                  srv_logtail(&n1));
+    ck_assert(live_record_gone(&o));
+    usleep(100 * 1000);
+    ck_assert(!kept_session_exists(&o));
+    open_session(&x, &n1, NULL);
+    dd = resume(&x, &o, &frame);
+    ck_assert(json_is_null(json_object_get(dd, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    ws_close(o2.ws);
     ws_close(b.ws);
     down();
 }
