@@ -26,6 +26,9 @@
 #define NODE_DIGITS 7          /* SB_CLUSTER_MAX_NODE is 2097151 */
 #define FLUSH_MS    10         /* live records: the writes' coalescing */
 #define FLUSH_BATCH 256        /* live records per script call */
+#define FIRST_WAIT                                                             \
+    1000 /* ms a new client's record may wait for its                          \
+            first message */
 
 _Static_assert(sizeof(((struct sb_recovery_live *)0)->token) ==
                    TOKEN_LEN + 1 + NODE_DIGITS + 1,
@@ -362,8 +365,10 @@ static int push_dirty(struct sb_recovery *r, sb_client_id id)
 
 static void mark_dirty(struct sb_recovery *r, sb_client *c)
 {
-    if (c->recovery->dirty)
+    if (c->recovery->dirty) {
+        flush_arm(r); /* it may have waited for a first message */
         return;
+    }
     if (push_dirty(r, c->id) < 0) {
         sb_log_warn("recovery",
                     "client %llu: its live record is not written (out of "
@@ -436,6 +441,16 @@ static void on_flush(uv_timer_t *t)
             if (!c || !c->recovery || !c->recovery->dirty)
                 continue;
             struct sb_recovery_live *live = c->recovery;
+            /* A new client's record waits for its first message (at most
+             * FIRST_WAIT), and a resuming one's for the answer, so that
+             * what they do first (a join, the resume) costs no write of
+             * its own. */
+            if (live->pending ||
+                (live->first && now_ms() - live->since_ms < FIRST_WAIT)) {
+                if (push_dirty(r, c->id) < 0)
+                    live->dirty = false;
+                continue;
+            }
             json_t *rooms = json_array();
             for (uint32_t i = 0; rooms && i < c->rooms.n; i++)
                 json_array_append_new(rooms,
@@ -690,6 +705,8 @@ static void op_finish(resume_op *op)
         out.previous = 0;
     struct sb_recovery_live *live = c->recovery;
     live->pending = false;
+    if (live->dirty) /* its record waited for the resume */
+        flush_arm(r);
     if (r->resumed_fn)
         r->resumed_fn(r->resumed_ctx, c, &out);
     else {
@@ -1220,8 +1237,10 @@ void sb_recovery_connect(sb_client *c)
                  ".%u", sb_cluster_node());
     live->first = true;
     c->recovery = live;
-    if (r->cluster)
+    if (r->cluster) {
+        live->since_ms = now_ms();
         mark_dirty(r, c);
+    }
     send_event(c, "sb:session",
                json_pack("{s:I,s:s,s:I}", "client", (json_int_t)c->id, "token",
                          live->token, "ttl", (json_int_t)r->conf->session_ttl));
@@ -1377,6 +1396,8 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
     if (!r || !c->recovery || !c->recovery->first)
         return false;
     c->recovery->first = false;
+    if (c->recovery->dirty) /* its record waited for this */
+        flush_arm(r);
     static const char tag[] = "\"sb:resume\"";
     if (len < sizeof(tag) ||
         !memmem(buf, len < 64 ? len : 64, tag, sizeof(tag) - 1))

@@ -42,10 +42,11 @@ struct sb_recovery_live {
      * (at most 7 digits), which says where its live record is. */
     char token[33];
     bool first;
-    bool pending; /* a resume awaits Redis ([cluster]) */
-    bool dirty;   /* its live record awaits a write ([cluster]) */
-    bool written; /* a write of its live record was sent ([cluster]) */
-    sb_buf held;  /* the messages received meanwhile, in order */
+    bool pending;      /* a resume awaits Redis ([cluster]) */
+    bool dirty;        /* its live record awaits a write ([cluster]) */
+    bool written;      /* a write of its live record was sent ([cluster]) */
+    uint64_t since_ms; /* loop time of its connect ([cluster]) */
+    sb_buf held;       /* the messages received meanwhile, in order */
 };
 
 /* Not NULL while [recovery] is on and the server is serving. */
