@@ -16,10 +16,14 @@
  * With [cluster] the histories and sessions are Redis' (through the
  * cluster layer: its append script numbers and keeps room messages, its
  * nodes fill their gaps); here remain the tokens, the sessions written
- * (SET) and taken (a script, single use, owner checked), and the
- * resumes, which are asynchronous: the client's rooms are joined, its live
- * messages held by the cluster and its own messages held here until the
- * rooms are read and the answer and replay are sent.
+ * and taken (scripts, single use, owner checked), and the resumes, which
+ * are asynchronous: the client's rooms are joined, its live messages held
+ * by the cluster and its own messages held here until the rooms are read
+ * and the answer and replay are sent. In a cluster the sessions of
+ * connected clients are in Redis too (live records, PREFIX ls:NODE),
+ * written coalesced when their rooms or state change, so that the clients
+ * of a node that dies resume elsewhere; a resume that takes the record of
+ * a connection still open has that connection closed (1008).
  */
 #ifndef SB_RECOVERY_H
 #define SB_RECOVERY_H
