@@ -422,8 +422,10 @@ static void on_flush(uv_timer_t *t)
     r->dirty = NULL;
     r->ndirty = r->dirty_cap = 0;
     bool down = false;
+    size_t gone_from = 0; /* the deletes not sent */
     while (!down && (di < ntodo || gi < r->ngone)) {
         size_t n = 0;
+        gone_from = gi;
         sb_client_id *ids = malloc((FLUSH_BATCH + 1) * sizeof(*ids));
         if (!ids)
             break;
@@ -489,9 +491,9 @@ static void on_flush(uv_timer_t *t)
         if (sb_cluster_command((int)(5 + 3 * n), argv, lens, on_written, ids) ==
             SB_OK)
             continue;
-        /* Broker down: nothing of the batch was sent. Its records (and
-         * those not reached) are written once it is back (the sweep tries
-         * every second); the deletes are dropped (the hash expires). */
+        /* Broker down: nothing of the batch was sent. Its records and
+         * deletes (and those not reached) go once it is back (the sweep
+         * tries every second). */
         down = true;
         for (size_t i = 1; i <= ids[0]; i++) {
             sb_client *c = sb_clients_find(&r->server->table, ids[i]);
@@ -506,7 +508,12 @@ static void on_flush(uv_timer_t *t)
             c->recovery->dirty = false;
     }
     free(todo);
-    r->ngone = 0;
+    if (!down)
+        gone_from = r->ngone;
+    if (gone_from && gone_from < r->ngone)
+        memmove(r->gone, r->gone + gone_from,
+                (r->ngone - gone_from) * sizeof(*r->gone));
+    r->ngone -= gone_from;
     for (size_t i = 0; i < FLUSH_BATCH; i++)
         if (texts[i].cap > 4096) /* a big one is not kept */
             sb_buf_free(&texts[i]);
