@@ -829,6 +829,79 @@ static void expect_hook_state(sess *s, json_int_t previous, int score)
     json_decref(h);
 }
 
+/* How many times Redis ran `cmd` (INFO commandstats; a script's calls
+ * included). */
+static long redis_calls(const char *cmd)
+{
+    char line[512], out[16384];
+    snprintf(line, sizeof(line), "redis-cli -s '%s' INFO commandstats",
+             redis.sock);
+    FILE *p = popen(line, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    pclose(p);
+    out[n] = 0;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    const char *at = strstr(out, key);
+    return at ? atol(at + strlen(key)) : 0;
+}
+
+/* What the live records cost (their writes are the only HSET once the
+ * rooms have their positions): a connect and its first message (a join),
+ * a join, a leave, a state change: at most one write each (HSET, from
+ * the write script), fewer when they come within the coalescing window;
+ * room messages none. */
+START_TEST(test_live_record_writes)
+{
+    up("", CHAT SESSIONS);
+    sess a, b;
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    join_side(&b); /* the rooms' positions are made (an HSET of their own) */
+    ck_assert(live_record_has(&b, "chat:side"));
+    long h0 = redis_calls("hset");
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    ck_assert(live_record_has(&a, "chat:lobby"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 1);
+    keep_state(&a, 1);
+    ck_assert(live_record_has(&a, "\"score\":1"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 2);
+    cli_send(a.ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
+    json_decref(recv_json(a.ws, "sb:joined or joined"));
+    json_decref(recv_json(a.ws, "sb:joined or joined"));
+    ck_assert(live_record_has(&a, "chat:side"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 3);
+    cli_send(a.ws, "{\"event\":\"leave\",\"data\":{\"room\":\"side\"}}");
+    json_decref(recv_json(a.ws, "left"));
+    char args[256];
+    snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(a.id), a.token);
+    ck_assert(redis_wait(args, "chat:side", false, 5000));
+    ck_assert_int_eq(redis_calls("hset") - h0, 4);
+    /* Three state changes in a row: one write. */
+    for (int i = 2; i <= 4; i++)
+        cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":9},\"id\":2}");
+    for (int i = 2; i <= 4; i++)
+        json_decref(expect_event(a.ws, "kept"));
+    ck_assert(live_record_has(&a, "\"score\":9"));
+    usleep(100 * 1000);
+    long h1 = redis_calls("hset");
+    ck_assert_msg(h1 - h0 <= 7 && h1 - h0 >= 5, "%ld writes", h1 - h0);
+    /* Room messages: no write. */
+    for (int i = 1; i <= 20; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+        expect_said(&a, i, i);
+    }
+    usleep(100 * 1000);
+    ck_assert_int_eq(redis_calls("hset"), h1);
+    ws_close(a.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
 /* Node 1 is killed (SIGKILL: no drop, no SIGTERM save) while its clients
  * are in a room with plugin state: their live records stay in Redis, and
  * they resume on node 2 with exactly what was published meanwhile. */
@@ -1043,6 +1116,7 @@ int main(void)
     ADD(test_redis_down_during_resume);
     ADD(test_node_fills_a_gap);
     ADD(test_gap_fill_or_resync);
+    ADD(test_live_record_writes);
     ADD(test_killed_node_sessions_live_on);
     ADD(test_resume_takes_over_an_open_connection);
     suite_add_tcase(s, tc);
