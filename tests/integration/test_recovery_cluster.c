@@ -9,7 +9,12 @@
  * duplicates nothing; a node's SIGTERM (1012) keeps its sessions in Redis;
  * a node whose subscription is killed fills the gap from the stream or
  * tells its members sb:resync. The room frames are byte for byte those of
- * one process. Skipped (77) without redis-server.
+ * one process. Live sessions: a node killed with SIGKILL while its clients
+ * are in a room with plugin state, and they resume on the other node with
+ * exactly what they missed; a resume that takes over a connection still
+ * open (closed with 1008, its drop keeps nothing, the token used); what
+ * the live records cost in Redis writes. Skipped (77) without
+ * redis-server.
  */
 #include <check.h>
 #include <pthread.h>

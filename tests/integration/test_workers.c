@@ -8,8 +8,10 @@
  * spans the workers; SIGHUP reaches every worker; and SIGTERM drains every
  * worker's clients with 1001 before the master exits 0. And with two
  * workers, gateways on two ports (JSON and raw, static files, origins,
- * limits) are each served by their own gateway on every worker. Skipped
- * (77) without redis-server.
+ * limits) are each served by their own gateway on every worker. And
+ * issue 14's point 5 with [recovery]: the clients of a worker a plugin
+ * crashes reconnect and resume with every room message they missed and
+ * their plugin state. Skipped (77) without redis-server.
  */
 #include <check.h>
 #include <signal.h>
