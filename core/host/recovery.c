@@ -1025,7 +1025,10 @@ static void cluster_resume(sb_client *c, const char *token, json_t *asked)
     char *owner = session_owner(c->gateway, c->identity);
     int rc = SB_ERR_INVALID;
     char live[128];
-    int node = token ? token_node(token) : -1;
+    /* Its own token resumes nothing (and would take its own record). */
+    int node = token && strcmp(token, c->recovery->token) != 0
+                   ? token_node(token)
+                   : -1;
     if (owner && node >= 0 && session_key(key, sizeof(key), token) > 0 &&
         snprintf(live, sizeof(live), "%sls:%d", sb_cluster_prefix(), node) <
             (int)sizeof(live)) {
