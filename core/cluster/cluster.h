@@ -34,6 +34,12 @@
  *                            fields m (the stamped JSON text) and x (the
  *                            client left out), exact MAXLEN history_size
  *   PREFIX s:TOKEN           a kept session (PX session_ttl), taken once
+ *   PREFIX ls:NODE           HASH of node NODE's live sessions, field TOKEN
+ *                            (a cluster token ends in ".NODE"): written
+ *                            while the client is connected, moved to
+ *                            s:TOKEN at a kept drop, "!" once a resume
+ *                            took it; PEXPIRE session_ttl every second
+ *                            while the node lives (host/recovery.c)
  */
 #ifndef SB_CLUSTER_H
 #define SB_CLUSTER_H

@@ -43,11 +43,21 @@ static json_t *client_states(const sb_plugin_host *ph, const sb_client *c)
     return states;
 }
 
+/* The same, for a live record in a cluster. */
+static json_t *live_states(void *ctx, const sb_client *c)
+{
+    return client_states(ctx, c);
+}
+
 static void on_disconnect(void *ctx, sb_client *c, int code)
 {
     /* Kept as it was, before the disconnect hooks change anything. */
-    if (c->recovery && sb_recovery_keeps(c))
-        sb_recovery_save(c, client_states(ctx, c));
+    if (c->recovery) {
+        if (sb_recovery_keeps(c))
+            sb_recovery_save(c, client_states(ctx, c));
+        else
+            sb_recovery_drop(c); /* its live record, in a cluster */
+    }
     sb_plugin_host_disconnect(ctx, c->id, code, &c->seen);
 }
 
@@ -127,6 +137,7 @@ static void on_starting(void *ctx, sb_server *s)
     else if (sb_recovery_instance) {
         s->hooks.message = on_message_resumable;
         sb_recovery_on_resumed(resumed_later, ctx);
+        sb_recovery_on_states(live_states, ctx);
     }
     if (sb_reload_start(s) < 0)
         sb_log_warn("server", "hot reload is unavailable (out of memory)");

@@ -169,6 +169,8 @@ int sb_api_client_state_set(sb_plugin *p, sb_client_id client, json_t *value)
     }
     json_decref(sl->state);
     sl->state = value;
+    if (c->recovery) /* its live record, in a cluster */
+        sb_recovery_touch(c);
     return SB_OK;
 }
 
@@ -598,8 +600,10 @@ int sb_api_room_join(sb_plugin *p, sb_client_id client, const char *room)
         return SB_ERR_NOT_FOUND;
     if (sb_rooms_join(&c->server->rooms, &c->rooms, room) < 0)
         return SB_ERR_NOMEM;
-    if (c->recovery)
+    if (c->recovery) {
         sb_recovery_joined(c, room);
+        sb_recovery_touch(c);
+    }
     return SB_OK;
 }
 
@@ -610,6 +614,8 @@ int sb_api_room_leave(sb_plugin *p, sb_client_id client, const char *room)
     sb_client *c = client_of(client);
     if (!c || sb_rooms_leave(&c->server->rooms, &c->rooms, room) < 0)
         return SB_ERR_NOT_FOUND;
+    if (c->recovery)
+        sb_recovery_touch(c);
     return SB_OK;
 }
 

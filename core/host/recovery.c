@@ -23,12 +23,20 @@
 #define EPOCH_LEN   12 /* 72 random bits */
 #define SWEEP_MS    1000
 #define HELD_MAX    (1u << 20) /* a client's messages held during a resume */
+#define NODE_DIGITS 7          /* SB_CLUSTER_MAX_NODE is 2097151 */
+#define FLUSH_MS    10         /* live records: the writes' coalescing */
+#define FLUSH_BATCH 256        /* live records per script call */
+#define FIRST_WAIT                                                             \
+    1000 /* ms a new client's record may wait for its                          \
+            first message */
 
-_Static_assert(sizeof(((struct sb_recovery_live *)0)->token) == TOKEN_LEN + 1,
-               "a live client's token");
+_Static_assert(sizeof(((struct sb_recovery_live *)0)->token) ==
+                   TOKEN_LEN + 1 + NODE_DIGITS + 1,
+               "a live client's token: 24 characters, '.', the node");
+_Static_assert(SB_CLUSTER_MAX_NODE <= 9999999, "a node has at most 7 digits");
 
 typedef struct session {
-    char token[TOKEN_LEN + 1];
+    char token[sizeof(((struct sb_recovery_live *)0)->token)];
     uint64_t hash;
     sb_client_id previous;
     uint32_t gateway;
@@ -73,6 +81,18 @@ struct sb_recovery {
     struct resume_op *ops; /* resumes under way */
     uv_timer_t wait;       /* looks at those waiting for subscriptions */
     int open_timers;       /* at the stop: closes to wait for */
+    /* Live records ([cluster]): PREFIX ls:NODE, field TOKEN. */
+    sb_recovery_states_fn states_fn;
+    void *states_ctx;
+    sb_client_id *dirty; /* clients whose record awaits a write */
+    size_t ndirty, dirty_cap;
+    char (*gone)[sizeof(((struct sb_recovery_live *)0)->token)];
+    size_t ngone, gone_cap; /* tokens whose record awaits a delete */
+    uv_timer_t flush;
+    bool flush_armed;
+    char live_key[128];  /* PREFIX ls:NODE */
+    uint64_t reconnects; /* the broker's, when the records were written */
+    sb_buf texts[FLUSH_BATCH];
 };
 
 struct sb_recovery *sb_recovery_instance;
@@ -240,26 +260,58 @@ static int session_key(char *out, size_t size, const char *token)
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
-/* SET PREFIX s:TOKEN "OWNER{json}" PX session_ttl. */
+/* A session as Redis keeps it (in s:TOKEN, and as a live record):
+ * "OWNER{"p":ID,"r":[ROOMS],"s":STATES}". */
+static int record_text(sb_buf *out, uint32_t gateway, json_t *identity,
+                       sb_client_id previous, json_t *rooms, json_t *states)
+{
+    char *owner = session_owner(gateway, identity);
+    json_t *v = json_pack("{s:I,s:O,s:O?}", "p", (json_int_t)previous, "r",
+                          rooms, "s", states);
+    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    int rc = owner && body && sb_buf_append_str(out, owner) == 0 &&
+                     sb_buf_append_str(out, body) == 0
+                 ? 0
+                 : -1;
+    free(owner);
+    free(body);
+    return rc;
+}
+
+/* A live record a resume took is replaced by this mark, so that nothing
+ * the old connection's node writes after (a rewrite, its drop's session)
+ * brings a used token back. The mark goes with the old connection's drop,
+ * or with the hash (session_ttl after its node's end). */
+#define TAKEN "!"
+
+/* Moves a dropped client's session to PREFIX s:TOKEN (PX session_ttl) and
+ * deletes its live record, unless a resume took that record meanwhile:
+ * then nothing. */
+static const char save_script[] =
+    "local was = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "if was == '" TAKEN "' then return 0 end\n"
+    "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+    "return 1\n";
+
 static void cluster_save(const session *se)
 {
     struct sb_recovery *r = sb_recovery_instance;
-    char *owner = session_owner(se->gateway, se->identity);
-    json_t *v = json_pack("{s:I,s:O,s:O?}", "p", (json_int_t)se->previous, "r",
-                          se->rooms, "s", se->states);
-    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
     char key[128], ttl[24];
     sb_buf val = {0};
     int rc = SB_ERR_NOMEM;
-    if (owner && body && session_key(key, sizeof(key), se->token) > 0 &&
-        sb_buf_append_str(&val, owner) == 0 &&
-        sb_buf_append_str(&val, body) == 0) {
+    if (session_key(key, sizeof(key), se->token) > 0 &&
+        record_text(&val, se->gateway, se->identity, se->previous, se->rooms,
+                    se->states) == 0) {
         snprintf(ttl, sizeof(ttl), "%llu",
                  (unsigned long long)r->conf->session_ttl * 1000);
-        const char *argv[] = {"SET", key, val.data, "PX", ttl};
-        size_t lens[] = {3, strlen(key), val.len, 2, strlen(ttl)};
-        rc = sb_cluster_command(5, argv, lens, NULL, NULL);
+        const char *argv[] = {"EVAL", save_script, "2",      r->live_key,
+                              key,    se->token,   val.data, ttl};
+        size_t lens[] = {
+            4,           sizeof(save_script) - 1, 1,       strlen(r->live_key),
+            strlen(key), strlen(se->token),       val.len, strlen(ttl)};
+        rc = sb_cluster_command(8, argv, lens, NULL, NULL);
     }
     if (rc != SB_OK)
         sb_log_warn("recovery",
@@ -269,18 +321,283 @@ static void cluster_save(const session *se)
                     rc == SB_ERR_UNAVAILABLE ? "broker unavailable"
                                              : "out of memory");
     sb_buf_free(&val);
-    free(owner);
-    free(body);
+}
+
+/* ---- live records: PREFIX ls:NODE, field TOKEN ----------------------------
+ */
+
+/* ARGV[1] the hash's TTL, then per record: TOKEN, what ('w': write, but
+ * not over the mark of a taken record; 'd': delete), the text. */
+static const char write_script[] =
+    "for i = 2, #ARGV, 3 do\n"
+    "  local f = ARGV[i]\n"
+    "  if ARGV[i + 1] == 'd' then redis.call('HDEL', KEYS[1], f)\n"
+    "  elseif redis.call('HGET', KEYS[1], f) ~= '" TAKEN "' then\n"
+    "    redis.call('HSET', KEYS[1], f, ARGV[i + 2])\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    "return 0\n";
+
+static void on_flush(uv_timer_t *t);
+
+static void flush_arm(struct sb_recovery *r)
+{
+    if (r->flush_armed)
+        return;
+    r->flush_armed = true;
+    uv_timer_start(&r->flush, on_flush, FLUSH_MS, 0);
+}
+
+static int push_dirty(struct sb_recovery *r, sb_client_id id)
+{
+    if (r->ndirty == r->dirty_cap) {
+        size_t cap = r->dirty_cap ? r->dirty_cap * 2 : 64;
+        sb_client_id *d = realloc(r->dirty, cap * sizeof(*d));
+        if (!d)
+            return -1;
+        r->dirty = d;
+        r->dirty_cap = cap;
+    }
+    r->dirty[r->ndirty++] = id;
+    return 0;
+}
+
+static void mark_dirty(struct sb_recovery *r, sb_client *c)
+{
+    if (c->recovery->dirty) {
+        flush_arm(r); /* it may have waited for a first message */
+        return;
+    }
+    if (push_dirty(r, c->id) < 0) {
+        sb_log_warn("recovery",
+                    "client %llu: its live record is not written (out of "
+                    "memory)",
+                    (unsigned long long)c->id);
+        return;
+    }
+    c->recovery->dirty = true;
+    flush_arm(r);
+}
+
+/* A batch's write failed: its clients are written again. */
+static void on_written(void *udata, json_t *reply)
+{
+    sb_client_id *ids = udata;
+    struct sb_recovery *r = sb_recovery_instance;
+    if (r && (!reply || json_object_get(reply, "error"))) {
+        for (size_t i = 1; i <= ids[0]; i++) {
+            sb_client *c = sb_clients_find(&r->server->table, ids[i]);
+            if (c && c->recovery && !c->closing)
+                mark_dirty(r, c);
+        }
+    }
+    free(ids);
+}
+
+/* Writes the dirty records and deletes the gone ones, FLUSH_BATCH per
+ * script call, pipelined on the command connection. */
+static void on_flush(uv_timer_t *t)
+{
+    struct sb_recovery *r = t->data;
+    r->flush_armed = false;
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)r->conf->session_ttl * 1000);
+    static const char *argv[5 + 3 * FLUSH_BATCH];
+    static size_t lens[5 + 3 * FLUSH_BATCH];
+    sb_buf *texts = r->texts;
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = write_script;
+    lens[1] = sizeof(write_script) - 1;
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = r->live_key;
+    lens[3] = strlen(r->live_key);
+    argv[4] = ttl;
+    lens[4] = strlen(ttl);
+    sb_client_id *todo = r->dirty;
+    size_t ntodo = r->ndirty, di = 0, gi = 0;
+    r->dirty = NULL;
+    r->ndirty = r->dirty_cap = 0;
+    bool down = false;
+    size_t gone_from = 0; /* the deletes not sent */
+    while (!down && (di < ntodo || gi < r->ngone)) {
+        size_t n = 0;
+        gone_from = gi;
+        sb_client_id *ids = malloc((FLUSH_BATCH + 1) * sizeof(*ids));
+        if (!ids)
+            break;
+        ids[0] = 0;
+        for (; gi < r->ngone && n < FLUSH_BATCH; gi++, n++) {
+            argv[5 + 3 * n] = r->gone[gi];
+            lens[5 + 3 * n] = strlen(r->gone[gi]);
+            argv[6 + 3 * n] = "d";
+            lens[6 + 3 * n] = 1;
+            argv[7 + 3 * n] = "";
+            lens[7 + 3 * n] = 0;
+        }
+        for (; di < ntodo && n < FLUSH_BATCH; di++) {
+            sb_client *c = sb_clients_find(&r->server->table, todo[di]);
+            if (!c || !c->recovery || !c->recovery->dirty)
+                continue;
+            struct sb_recovery_live *live = c->recovery;
+            /* A new client's record waits for its first message (at most
+             * FIRST_WAIT), and a resuming one's for the answer, so that
+             * what they do first (a join, the resume) costs no write of
+             * its own. */
+            if (live->pending ||
+                (live->first && now_ms() - live->since_ms < FIRST_WAIT)) {
+                if (push_dirty(r, c->id) < 0)
+                    live->dirty = false;
+                continue;
+            }
+            json_t *rooms = json_array();
+            for (uint32_t i = 0; rooms && i < c->rooms.n; i++)
+                json_array_append_new(rooms,
+                                      json_string(c->rooms.v[i].room->name));
+            json_t *states =
+                r->states_fn ? r->states_fn(r->states_ctx, c) : NULL;
+            sb_buf *b = &texts[n];
+            b->len = 0;
+            int ok = rooms ? record_text(b, c->gateway, c->identity, c->id,
+                                         rooms, states)
+                           : -1;
+            json_decref(rooms);
+            json_decref(states);
+            live->dirty = false;
+            if (ok < 0) {
+                sb_log_warn("recovery",
+                            "client %llu: its live record is not written "
+                            "(out of memory)",
+                            (unsigned long long)c->id);
+                continue;
+            }
+            argv[5 + 3 * n] = live->token;
+            lens[5 + 3 * n] = strlen(live->token);
+            argv[6 + 3 * n] = "w";
+            lens[6 + 3 * n] = 1;
+            argv[7 + 3 * n] = b->data;
+            lens[7 + 3 * n] = b->len;
+            ids[++ids[0]] = c->id;
+            live->written = true;
+            n++;
+        }
+        if (!n) {
+            free(ids);
+            break;
+        }
+        if (sb_cluster_command((int)(5 + 3 * n), argv, lens, on_written, ids) ==
+            SB_OK)
+            continue;
+        /* Broker down: nothing of the batch was sent. Its records and
+         * deletes (and those not reached) go once it is back (the sweep
+         * tries every second). */
+        down = true;
+        for (size_t i = 1; i <= ids[0]; i++) {
+            sb_client *c = sb_clients_find(&r->server->table, ids[i]);
+            if (c && c->recovery && push_dirty(r, c->id) == 0)
+                c->recovery->dirty = true;
+        }
+        free(ids);
+    }
+    for (; di < ntodo; di++) {
+        sb_client *c = sb_clients_find(&r->server->table, todo[di]);
+        if (c && c->recovery && c->recovery->dirty && push_dirty(r, c->id) < 0)
+            c->recovery->dirty = false;
+    }
+    free(todo);
+    if (!down)
+        gone_from = r->ngone;
+    if (gone_from && gone_from < r->ngone)
+        memmove(r->gone, r->gone + gone_from,
+                (r->ngone - gone_from) * sizeof(*r->gone));
+    r->ngone -= gone_from;
+    for (size_t i = 0; i < FLUSH_BATCH; i++)
+        if (texts[i].cap > 4096) /* a big one is not kept */
+            sb_buf_free(&texts[i]);
+}
+
+void sb_recovery_touch(sb_client *c)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    if (r && r->cluster && c->recovery && !c->closing)
+        mark_dirty(r, c);
+}
+
+void sb_recovery_drop(sb_client *c)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    struct sb_recovery_live *live = c->recovery;
+    if (!r || !r->cluster || !live)
+        return;
+    live->dirty = false;
+    if (!live->written)
+        return;
+    live->written = false;
+    if (r->ngone == r->gone_cap) {
+        size_t cap = r->gone_cap ? r->gone_cap * 2 : 64;
+        void *g = realloc(r->gone, cap * sizeof(*r->gone));
+        if (!g)
+            return; /* the field stays until the hash expires */
+        r->gone = g;
+        r->gone_cap = cap;
+    }
+    memcpy(r->gone[r->ngone++], live->token, sizeof(live->token));
+    flush_arm(r);
+}
+
+void sb_recovery_on_states(sb_recovery_states_fn fn, void *ctx)
+{
+    if (!sb_recovery_instance)
+        return;
+    sb_recovery_instance->states_fn = fn;
+    sb_recovery_instance->states_ctx = ctx;
+}
+
+/* Every second: the live records' hash lives session_ttl after the node's
+ * last sign of life; the records a broker loss kept back are written. */
+static void live_refresh(struct sb_recovery *r)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)r->conf->session_ttl * 1000);
+    const char *argv[] = {"PEXPIRE", r->live_key, ttl};
+    size_t lens[] = {7, strlen(r->live_key), strlen(ttl)};
+    if (!sb_cluster_up())
+        return;
+    sb_cluster_command(3, argv, lens, NULL, NULL);
+    /* The broker came back (it may have restarted empty): every record is
+     * written again. */
+    uint64_t reconnects = sb_cluster_get_stats()->reconnects;
+    if (reconnects != r->reconnects) {
+        r->reconnects = reconnects;
+        for (sb_client *c = r->server->clients; c; c = c->next)
+            if (c->recovery && !c->closing)
+                mark_dirty(r, c);
+    }
+    if (r->ndirty || r->ngone)
+        flush_arm(r);
 }
 
 /* Takes a session if its owner matches: single use, and a token shown
- * with another identity leaves it for its owner. */
+ * with another identity leaves it for its owner. The kept session
+ * (KEYS[1], s:TOKEN) first, else the live record (KEYS[2], ls:NODE, field
+ * ARGV[2]) of a client whose node crashed or that is still connected
+ * there: [TEXT, 1 when it was live]. */
 static const char take_script[] =
     "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return nil end\n"
+    "local live = 0\n"
+    "if not v and KEYS[2] then\n"
+    "  v = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "  live = 1\n"
+    "end\n"
+    "if not v or v == '" TAKEN "' then return nil end\n"
     "if string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "return v\n";
+    "if live == 1 then redis.call('HSET', KEYS[2], ARGV[2], '" TAKEN "')\n"
+    "else redis.call('DEL', KEYS[1]) end\n"
+    "return {v, live}\n";
 
 typedef struct resume_op {
     struct resume_op *next;
@@ -395,6 +712,8 @@ static void op_finish(resume_op *op)
         out.previous = 0;
     struct sb_recovery_live *live = c->recovery;
     live->pending = false;
+    if (live->dirty) /* its record waited for the resume */
+        flush_arm(r);
     if (r->resumed_fn)
         r->resumed_fn(r->resumed_ctx, c, &out);
     else {
@@ -585,6 +904,31 @@ static void on_wait(uv_timer_t *t)
         uv_timer_stop(t);
 }
 
+/* A live record was taken: the connection it describes may still be open
+ * (a half-open TCP connection its node has not noticed yet, or the same
+ * token in two places). Its node closes it with 1008, which keeps no
+ * session; its record is gone, so nothing of it is written again. A dead
+ * node's client gets nothing: the close goes to no one. */
+static void take_over(sb_client_id old)
+{
+    struct sb_recovery *r = sb_recovery_instance;
+    static const char reason[] = "Session resumed elsewhere";
+    if (!old)
+        return;
+    if (sb_cluster_node_of(old) == sb_cluster_node()) {
+        sb_client *c = sb_clients_find(&r->server->table, old);
+        if (c && !c->closing) {
+            sb_log_info("recovery",
+                        "client %llu: its session was resumed by another "
+                        "connection: closing it with 1008",
+                        (unsigned long long)old);
+            sb_client_close(c, 1008, reason);
+        }
+    } else {
+        sb_cluster_close(old, 1008, reason);
+    }
+}
+
 /* The session taken (or not): join its rooms, hold their live messages
  * for the client, and read the rooms once subscribed. */
 static void on_taken(void *udata, json_t *reply)
@@ -594,7 +938,7 @@ static void on_taken(void *udata, json_t *reply)
         return;
     struct sb_recovery *r = sb_recovery_instance;
     sb_client *c = sb_clients_find(&r->server->table, op->client);
-    const char *v = json_string_value(reply);
+    const char *v = json_string_value(json_array_get(reply, 0));
     if (!reply || json_object_get(reply, "error")) {
         op->failed = true;
         sb_log_warn("recovery",
@@ -604,8 +948,11 @@ static void on_taken(void *udata, json_t *reply)
     }
     const char *body = v ? strchr(v, '\n') : NULL;
     body = body ? strchr(body + 1, '\n') : NULL;
-    if (c && body)
+    if (body)
         op->session = json_loads(body + 1, 0, NULL);
+    if (op->session && json_integer_value(json_array_get(reply, 1)) == 1)
+        take_over((sb_client_id)json_integer_value(
+            json_object_get(op->session, "p")));
     if (!op->session || !c) {
         json_decref(op->session);
         op->session = NULL;
@@ -625,6 +972,7 @@ static void on_taken(void *udata, json_t *reply)
         const char *room = json_string_value(name);
         if (!room || sb_rooms_join(&r->server->rooms, &c->rooms, room) < 0)
             continue;
+        sb_recovery_touch(c);
         if (!keeps_history(room))
             json_object_set_new(op->answer, room,
                                 json_pack("{s:b}", "recovered", 0));
@@ -636,6 +984,25 @@ static void on_taken(void *udata, json_t *reply)
         op_read(op);
     else
         uv_timer_start(&r->wait, on_wait, 5, 5);
+}
+
+/* A token's node: 0 for one without (24 characters: a kept session
+ * only), N for "24 characters.N", -1 for anything else. */
+static int token_node(const char *token)
+{
+    size_t n = strlen(token);
+    if (n == TOKEN_LEN)
+        return 0;
+    if (n < TOKEN_LEN + 2 || n > TOKEN_LEN + 1 + NODE_DIGITS ||
+        token[TOKEN_LEN] != '.')
+        return -1;
+    unsigned long node = 0;
+    for (const char *p = token + TOKEN_LEN + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        node = node * 10 + (unsigned long)(*p - '0');
+    }
+    return node >= 1 && node <= SB_CLUSTER_MAX_NODE ? (int)node : -1;
 }
 
 static void cluster_resume(sb_client *c, const char *token, json_t *asked)
@@ -657,13 +1024,26 @@ static void cluster_resume(sb_client *c, const char *token, json_t *asked)
     char key[128];
     char *owner = session_owner(c->gateway, c->identity);
     int rc = SB_ERR_INVALID;
-    if (owner && token && strlen(token) == TOKEN_LEN &&
-        session_key(key, sizeof(key), token) > 0) {
-        const char *argv[] = {"EVAL", take_script, "1", key, owner};
-        size_t lens[] = {4, sizeof(take_script) - 1, 1, strlen(key),
-                         strlen(owner)};
+    char live[128];
+    /* Its own token resumes nothing (and would take its own record). */
+    int node = token && strcmp(token, c->recovery->token) != 0
+                   ? token_node(token)
+                   : -1;
+    if (owner && node >= 0 && session_key(key, sizeof(key), token) > 0 &&
+        snprintf(live, sizeof(live), "%sls:%d", sb_cluster_prefix(), node) <
+            (int)sizeof(live)) {
+        const char *argv[] = {"EVAL", take_script,         node ? "2" : "1",
+                              key,    node ? live : owner, owner,
+                              token};
+        size_t lens[] = {4,
+                         sizeof(take_script) - 1,
+                         1,
+                         strlen(key),
+                         strlen(argv[4]),
+                         strlen(owner),
+                         strlen(token)};
         op->inflight++;
-        rc = sb_cluster_command(5, argv, lens, on_taken, op);
+        rc = sb_cluster_command(node ? 7 : 5, argv, lens, on_taken, op);
         if (rc != SB_OK)
             op->inflight--;
     }
@@ -749,6 +1129,8 @@ static void on_sweep(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = now_ms();
+    if (sb_recovery_instance->cluster)
+        live_refresh(sb_recovery_instance);
     sb_table_remove_if(&sb_recovery_instance->sessions, session_expired, &now);
     sb_table_remove_if(&sb_recovery_instance->rooms, history_expired, &now);
 }
@@ -765,9 +1147,14 @@ int sb_recovery_start(sb_server *s)
     uv_timer_init(s->loop, &r->sweep);
     uv_timer_start(&r->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_timer_init(s->loop, &r->wait);
+    uv_timer_init(s->loop, &r->flush);
+    r->flush.data = r;
     sb_recovery_instance = r;
     if (sb_cluster_instance) {
         r->cluster = true;
+        snprintf(r->live_key, sizeof(r->live_key), "%sls:%u",
+                 sb_cluster_prefix(), sb_cluster_node());
+        r->reconnects = sb_cluster_get_stats()->reconnects;
         sb_cluster_history(r->conf->history_size, r->conf->history_ttl,
                            cluster_keeps, cluster_position);
     }
@@ -809,15 +1196,27 @@ void sb_recovery_stop(void)
     for (sb_client *c = r->server->clients; c; c = c->next)
         sb_recovery_forget(c);
     cancel_ops(r);
-    if (r->cluster)
+    if (r->cluster) {
+        /* The sessions to keep were moved to s:TOKEN (the bridge saved
+         * them before): what is left of the node's live records goes. */
+        const char *argv[] = {"DEL", r->live_key};
+        size_t lens[] = {3, strlen(r->live_key)};
+        sb_cluster_command(2, argv, lens, NULL, NULL);
         sb_cluster_history(0, 0, NULL, NULL);
+    }
+    free(r->dirty);
+    free(r->gone);
+    for (size_t i = 0; i < FLUSH_BATCH; i++)
+        sb_buf_free(&r->texts[i]);
     sb_recovery_instance = NULL;
-    r->open_timers = 2;
-    r->sweep.data = r->wait.data = r;
+    r->open_timers = 3;
+    r->sweep.data = r->wait.data = r->flush.data = r;
     uv_timer_stop(&r->sweep);
     uv_close((uv_handle_t *)&r->sweep, on_timer_closed);
     uv_timer_stop(&r->wait);
     uv_close((uv_handle_t *)&r->wait, on_timer_closed);
+    uv_timer_stop(&r->flush);
+    uv_close((uv_handle_t *)&r->flush, on_timer_closed);
 }
 
 /* ---- live clients -------------------------------------------------------- */
@@ -843,8 +1242,15 @@ void sb_recovery_connect(sb_client *c)
                     (unsigned long long)c->id);
         return;
     }
+    if (r->cluster) /* where its live record is */
+        snprintf(live->token + TOKEN_LEN, sizeof(live->token) - TOKEN_LEN,
+                 ".%u", sb_cluster_node());
     live->first = true;
     c->recovery = live;
+    if (r->cluster) {
+        live->since_ms = now_ms();
+        mark_dirty(r, c);
+    }
     send_event(c, "sb:session",
                json_pack("{s:I,s:s,s:I}", "client", (json_int_t)c->id, "token",
                          live->token, "ttl", (json_int_t)r->conf->session_ttl));
@@ -884,6 +1290,7 @@ void sb_recovery_save(sb_client *c, json_t *states)
     se->expires_ms = now_ms() + (uint64_t)r->conf->session_ttl * 1000;
     if (r->cluster) {
         cluster_save(se);
+        c->recovery->dirty = c->recovery->written = false;
         session_free(se);
         return;
     }
@@ -999,6 +1406,8 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
     if (!r || !c->recovery || !c->recovery->first)
         return false;
     c->recovery->first = false;
+    if (c->recovery->dirty) /* its record waited for this */
+        flush_arm(r);
     static const char tag[] = "\"sb:resume\"";
     if (len < sizeof(tag) ||
         !memmem(buf, len < 64 ? len : 64, tag, sizeof(tag) - 1))

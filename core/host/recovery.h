@@ -16,10 +16,14 @@
  * With [cluster] the histories and sessions are Redis' (through the
  * cluster layer: its append script numbers and keeps room messages, its
  * nodes fill their gaps); here remain the tokens, the sessions written
- * (SET) and taken (a script, single use, owner checked), and the
- * resumes, which are asynchronous: the client's rooms are joined, its live
- * messages held by the cluster and its own messages held here until the
- * rooms are read and the answer and replay are sent.
+ * and taken (scripts, single use, owner checked), and the resumes, which
+ * are asynchronous: the client's rooms are joined, its live messages held
+ * by the cluster and its own messages held here until the rooms are read
+ * and the answer and replay are sent. In a cluster the sessions of
+ * connected clients are in Redis too (live records, PREFIX ls:NODE),
+ * written coalesced when their rooms or state change, so that the clients
+ * of a node that dies resume elsewhere; a resume that takes the record of
+ * a connection still open has that connection closed (1008).
  */
 #ifndef SB_RECOVERY_H
 #define SB_RECOVERY_H
@@ -38,10 +42,15 @@ struct sb_recovery;
 /* What a live client has (sb_client.recovery): its token, and whether its
  * next message is its first (which may be a resume). */
 struct sb_recovery_live {
-    char token[25];
+    /* 24 URL-safe characters; in a cluster then "." and the node number
+     * (at most 7 digits), which says where its live record is. */
+    char token[33];
     bool first;
-    bool pending; /* a resume awaits Redis ([cluster]) */
-    sb_buf held;  /* the messages received meanwhile, in order */
+    bool pending;      /* a resume awaits Redis ([cluster]) */
+    bool dirty;        /* its live record awaits a write ([cluster]) */
+    bool written;      /* a write of its live record was sent ([cluster]) */
+    uint64_t since_ms; /* loop time of its connect ([cluster]) */
+    sb_buf held;       /* the messages received meanwhile, in order */
 };
 
 /* Not NULL while [recovery] is on and the server is serving. */
@@ -63,6 +72,17 @@ bool sb_recovery_keeps(const sb_client *c);
  * under its token for session_ttl. Call before the client leaves its
  * rooms. */
 void sb_recovery_save(sb_client *c, json_t *states);
+/* With [cluster], a close that keeps no session: `c`'s live record is
+ * deleted from Redis. Nothing in one process. */
+void sb_recovery_drop(sb_client *c);
+/* With [cluster], `c`'s rooms or plugin state changed: its live record is
+ * written again (coalesced: at most one write per client per flush, a few
+ * milliseconds later). Nothing in one process. */
+void sb_recovery_touch(sb_client *c);
+/* How the live records read the plugins' JSON state of a client: fn
+ * returns a new {plugin: state} or NULL. */
+typedef json_t *(*sb_recovery_states_fn)(void *ctx, const sb_client *c);
+void sb_recovery_on_states(sb_recovery_states_fn fn, void *ctx);
 /* Frees what it keeps for a live client (after the disconnect). */
 void sb_recovery_forget(sb_client *c);
 

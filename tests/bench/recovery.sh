@@ -88,9 +88,19 @@ if [[ $CLUSTER == 1 ]]; then
     ports="$PORT,$((PORT + 1))" pids="$pid,$pid2"
 fi
 r0=$(redis_ticks)
+[[ $CLUSTER == 1 ]] && redis-cli -s "$tmp/r.sock" CONFIG RESETSTAT >/dev/null
 SB_NODE_MODULES=$NM node "$SRC/tests/bench/recovery_storm.mjs" "$ports" "$pids" "$STORM_N" "$STORM_M"
 echo "server_cpu_s=$(ps -o times= -p "$pid")${pid2:+ node2_cpu_s=$(ps -o times= -p "$pid2")}"
 if [[ $CLUSTER == 1 ]]; then
     echo "redis_cpu_s_storm=$(awk -v t=$(($(redis_ticks) - r0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }') (joins, drops, publishes and resumes)"
+    # The commands Redis ran (INFO commandstats; those a script calls are
+    # counted too), and their time: in all and for the main ones.
+    redis-cli -s "$tmp/r.sock" INFO commandstats | tr -d '\r' | awk -F'[:,=]' '
+        /^cmdstat_/ { n = substr($1, 9); calls[n] = $3; us[n] = $5; total += $5; all += $3 }
+        END {
+            printf "redis_commands_storm=%d redis_command_cpu_s_storm=%.2f:", all, total / 1e6
+            for (n in us) if (calls[n] > all / 50) printf " %s=%d/%.2fs", n, calls[n], us[n] / 1e6
+            printf "\n"
+        }'
 fi
 stop

@@ -9,7 +9,12 @@
  * duplicates nothing; a node's SIGTERM (1012) keeps its sessions in Redis;
  * a node whose subscription is killed fills the gap from the stream or
  * tells its members sb:resync. The room frames are byte for byte those of
- * one process. Skipped (77) without redis-server.
+ * one process. Live sessions: a node killed with SIGKILL while its clients
+ * are in a room with plugin state, and they resume on the other node with
+ * exactly what they missed; a resume that takes over a connection still
+ * open (closed with 1008, its drop keeps nothing, the token used); what
+ * the live records cost in Redis writes. Skipped (77) without
+ * redis-server.
  */
 #include <check.h>
 #include <pthread.h>
@@ -18,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -626,6 +632,15 @@ START_TEST(test_redis_down_during_resume)
         if (!pass) {
             ck_assert_int_eq(kill(redis.pid, SIGCONT), 0);
             ck_assert(srv_log_wait(&n2, "broker back", 1, 10000));
+            /* Node 1 too may have lost it meanwhile (a command of its own,
+             * the heartbeat or a live record's write, waited longer than
+             * command_timeout): a join there needs it back. */
+            int lost = 0;
+            for (const char *p = srv_logtext(&n1);
+                 (p = strstr(p, "lost the broker")); p++)
+                lost++;
+            if (lost)
+                ck_assert(srv_log_wait(&n1, "broker back", lost, 10000));
         }
     }
     down();
@@ -746,6 +761,343 @@ START_TEST(test_gap_fill_or_resync)
 }
 END_TEST
 
+/* ---- live sessions: a node that dies, and a takeover ---- */
+
+/* Polls Redis (redis-cli arguments `args`) until its answer contains
+ * `needle` (present) or not: the live records are written a few
+ * milliseconds after the change that makes them. */
+static bool redis_wait(const char *args, const char *needle, bool present,
+                       int ms)
+{
+    char line[1024];
+    snprintf(line, sizeof(line), "redis-cli -s '%s' %s", redis.sock, args);
+    for (int t = 0; t <= ms; t += 20) {
+        FILE *p = popen(line, "r");
+        char out[8192];
+        size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+        if (p)
+            pclose(p);
+        out[n] = 0;
+        if ((strstr(out, needle) != NULL) == present)
+            return true;
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+static unsigned node_of(json_int_t id)
+{
+    return (unsigned)((unsigned long long)id >> 32);
+}
+
+/* `s`'s live record (on its node) contains `needle`, or is gone. */
+static bool live_record_has(const sess *s, const char *needle)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(s->id), s->token);
+    return redis_wait(args, needle, true, 5000);
+}
+
+static bool live_record_gone(const sess *s)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "HEXISTS sb:ls:%u %s", node_of(s->id),
+             s->token);
+    return redis_wait(args, "0", true, 5000);
+}
+
+static bool kept_session_exists(const sess *s)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "EXISTS sb:s:%s", s->token);
+    return redis_wait(args, "1", true, 0);
+}
+
+static void keep_state(sess *s, int score)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg),
+             "{\"event\":\"keep\",\"data\":{\"score\":%d},\"id\":1}", score);
+    cli_send(s->ws, msg);
+    json_decref(expect_event(s->ws, "kept"));
+}
+
+static void expect_hook_state(sess *s, json_int_t previous, int score)
+{
+    json_t *h = expect_event(s->ws, "resumed_hook");
+    json_t *hd = json_object_get(h, "data");
+    ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")),
+                     previous);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(hd, "state"), "score")),
+                     score);
+    json_decref(h);
+}
+
+/* How many times Redis ran `cmd` (INFO commandstats; a script's calls
+ * included). */
+static long redis_calls(const char *cmd)
+{
+    char line[512], out[16384];
+    snprintf(line, sizeof(line), "redis-cli -s '%s' INFO commandstats",
+             redis.sock);
+    FILE *p = popen(line, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    pclose(p);
+    out[n] = 0;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    const char *at = strstr(out, key);
+    return at ? atol(at + strlen(key)) : 0;
+}
+
+/* What the live records cost (their writes are the only HSET once the
+ * rooms have their positions): a connect and its first message (a join),
+ * a join, a leave, a state change: at most one write each (HSET, from
+ * the write script), fewer when they come within the coalescing window;
+ * room messages none. */
+START_TEST(test_live_record_writes)
+{
+    up("", CHAT SESSIONS);
+    sess a, b;
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    join_side(&b); /* the rooms' positions are made (an HSET of their own) */
+    ck_assert(live_record_has(&b, "chat:side"));
+    long h0 = redis_calls("hset");
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    ck_assert(live_record_has(&a, "chat:lobby"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 1);
+    keep_state(&a, 1);
+    ck_assert(live_record_has(&a, "\"score\":1"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 2);
+    cli_send(a.ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
+    json_decref(recv_json(a.ws, "sb:joined or joined"));
+    json_decref(recv_json(a.ws, "sb:joined or joined"));
+    ck_assert(live_record_has(&a, "chat:side"));
+    ck_assert_int_eq(redis_calls("hset") - h0, 3);
+    cli_send(a.ws, "{\"event\":\"leave\",\"data\":{\"room\":\"side\"}}");
+    json_decref(recv_json(a.ws, "left"));
+    char args[256];
+    snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(a.id), a.token);
+    ck_assert(redis_wait(args, "chat:side", false, 5000));
+    ck_assert_int_eq(redis_calls("hset") - h0, 4);
+    /* Three state changes in a row: one write. */
+    for (int i = 2; i <= 4; i++)
+        cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":9},\"id\":2}");
+    for (int i = 2; i <= 4; i++)
+        json_decref(expect_event(a.ws, "kept"));
+    ck_assert(live_record_has(&a, "\"score\":9"));
+    usleep(100 * 1000);
+    long h1 = redis_calls("hset");
+    ck_assert_msg(h1 - h0 <= 7 && h1 - h0 >= 5, "%ld writes", h1 - h0);
+    /* Room messages: no write. */
+    for (int i = 1; i <= 20; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+        expect_said(&a, i, i);
+    }
+    usleep(100 * 1000);
+    ck_assert_int_eq(redis_calls("hset"), h1);
+    ws_close(a.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
+/* Node 1 is killed (SIGKILL: no drop, no SIGTERM save) while its clients
+ * are in a room with plugin state: their live records stay in Redis, and
+ * they resume on node 2 with exactly what was published meanwhile. */
+START_TEST(test_killed_node_sessions_live_on)
+{
+    up("", CHAT SESSIONS);
+    sess a, c, b, a2, c2, x;
+    open_session(&a, &n1, NULL);
+    /* A cluster's token names the node of its live record. */
+    char suffix[16];
+    snprintf(suffix, sizeof(suffix), ".%u", node_of(a.id));
+    ck_assert_uint_eq(strlen(a.token), 24 + strlen(suffix));
+    ck_assert_str_eq(a.token + 24, suffix);
+    join_lobby(&a);
+    keep_state(&a, 7);
+    open_session(&c, &n1, NULL);
+    join_lobby(&c);
+    keep_state(&c, 8);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    say(b.ws, 1);
+    expect_said(&a, 1, 1);
+    expect_said(&c, 1, 1);
+    expect_said(&b, 1, 1);
+    ck_assert_msg(live_record_has(&a, "\"score\":7"), "no live record");
+    ck_assert(live_record_has(&a, "chat:lobby"));
+    ck_assert(live_record_has(&c, "\"score\":8"));
+    int status = 0;
+    ck_assert_int_eq(sb_test_stop(n1.pid, SIGKILL, 5000, &status), 0);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    char rm[400];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", n1.dir);
+    ck_assert_int_eq(system(rm), 0);
+    ck_assert_int_eq(ws_wait_eof(a.ws, SB_TIMEOUT), 0);
+    ck_assert_int_eq(ws_wait_eof(c.ws, SB_TIMEOUT), 0);
+    ws_close(a.ws);
+    ws_close(c.ws);
+    for (int i = 2; i <= 4; i++) {
+        say(b.ws, i);
+        expect_said(&b, i, i);
+    }
+    /* Both come back on node 2: recovered whole, the state back. */
+    sess *olds[] = {&a, &c}, *news[] = {&a2, &c2};
+    for (int k = 0; k < 2; k++) {
+        open_session(news[k], &n2, NULL);
+        json_t *frame;
+        json_t *d = resume(news[k], olds[k], &frame);
+        ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")),
+                         olds[k]->id);
+        json_t *l = lobby_of(d);
+        ck_assert(json_is_true(json_object_get(l, "recovered")));
+        ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
+        json_decref(frame);
+        for (int i = 2; i <= 4; i++)
+            expect_said(news[k], i, i);
+        expect_hook_state(news[k], olds[k]->id, 7 + k);
+        cli_expect_nothing(news[k]->ws, 150);
+    }
+    say(b.ws, 5);
+    expect_said(&b, 5, 5);
+    expect_said(&a2, 5, 5);
+    expect_said(&c2, 5, 5);
+    /* Single use. */
+    open_session(&x, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    /* The new connection's record is on node 2, with the state given
+     * back; a clean close (1000) deletes it and keeps nothing. */
+    ck_assert(live_record_has(&a2, "\"score\":7"));
+    ck_assert_int_eq(ws_send_close(a2.ws, 1000, ""), 0);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(a2.ws, SB_TIMEOUT, &code, NULL, 0), 0);
+    ws_close(a2.ws);
+    ck_assert(live_record_gone(&a2));
+    ck_assert(!kept_session_exists(&a2));
+    ws_close(c2.ws);
+    ws_close(b.ws);
+    start_node(&n1); /* for down() */
+    down();
+}
+END_TEST
+
+/* A resume while the old connection is still open (a half-open TCP
+ * connection its node has not noticed): the resume takes the session, the
+ * old connection is closed with 1008 and its drop keeps nothing; the token
+ * is used. Across nodes and on the same node. */
+START_TEST(test_resume_takes_over_an_open_connection)
+{
+    up("", CHAT SESSIONS);
+    sess a, b, a2, x, a3;
+    open_session(&a, &n1, NULL);
+    join_lobby(&a);
+    keep_state(&a, 3);
+    open_session(&b, &n2, NULL);
+    join_lobby(&b);
+    ck_assert(live_record_has(&a, "\"score\":3"));
+    open_session(&a2, &n2, NULL);
+    json_t *frame;
+    json_t *d = resume(&a2, &a, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_hook_state(&a2, a.id, 3);
+    int code = 0;
+    char reason[64];
+    ck_assert_int_eq(
+        ws_expect_close(a.ws, SB_TIMEOUT, &code, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(code, 1008);
+    ck_assert_str_eq(reason, "Session resumed elsewhere");
+    ws_close(a.ws);
+    ck_assert(srv_log_wait(&n1, "disconnected from gateway 'default' with", 1,
+                           SB_TIMEOUT));
+    usleep(100 * 1000);
+    /* Its drop wrote nothing: no kept session, no live record. */
+    ck_assert(live_record_gone(&a));
+    ck_assert(!kept_session_exists(&a));
+    /* The room's messages reach the new connection, once. */
+    say(b.ws, 1);
+    expect_said(&b, 1, 1);
+    expect_said(&a2, 1, 1);
+    cli_expect_nothing(a2.ws, 100);
+    /* The token cannot be used again. */
+    open_session(&x, &n1, NULL);
+    d = resume(&x, &a, &frame);
+    ck_assert(json_is_null(json_object_get(d, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    /* On the same node: a3 on node 2 takes a2's session while a2 is open
+     * there. */
+    snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
+    ck_assert(live_record_has(&a2, "\"score\":3"));
+    open_session(&a3, &n2, NULL);
+    d = resume(&a3, &a2, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
+    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    json_decref(frame);
+    expect_hook_state(&a3, a2.id, 3);
+    ck_assert_int_eq(ws_expect_close(a2.ws, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, 1008);
+    ws_close(a2.ws);
+    usleep(200 * 1000);
+    ck_assert(!kept_session_exists(&a2));
+    say(b.ws, 2);
+    expect_said(&b, 2, 2);
+    expect_said(&a3, 2, 2);
+    cli_expect_nothing(a3.ws, 100);
+    ws_close(a3.ws);
+    /* The old connection drops without a close (1006, which keeps a
+     * session) and its node never hears of the takeover (it is stopped
+     * meanwhile, and its subscriptions killed): the record was taken, so
+     * the drop writes nothing. */
+    sess o, o2;
+    open_session(&o, &n1, NULL);
+    join_lobby(&o);
+    keep_state(&o, 4);
+    ck_assert(live_record_has(&o, "\"score\":4"));
+    ck_assert_int_eq(kill(n1.pid, SIGSTOP), 0);
+    /* The subscriptions go too, so that node 1 never hears of it: its
+     * client's drop (1006) is what it sees. */
+    ck_assert_int_eq(redis_cli(&redis, "CLIENT KILL TYPE pubsub"), 0);
+    open_session(&o2, &n2, NULL);
+    json_t *dd = resume(&o2, &o, &frame);
+    ck_assert_int_eq(json_integer_value(json_object_get(dd, "previous")), o.id);
+    json_decref(frame);
+    expect_hook_state(&o2, o.id, 4);
+    ws_close(o.ws);
+    ck_assert_int_eq(kill(n1.pid, SIGCONT), 0);
+    char gone[128];
+    snprintf(gone, sizeof(gone),
+             "client %lld (127.0.0.1) disconnected from gateway 'default' "
+             "with 1006",
+             (long long)o.id);
+    ck_assert_msg(srv_log_wait(&n1, gone, 1, SB_TIMEOUT), "%s",
+                  srv_logtail(&n1));
+    ck_assert(live_record_gone(&o));
+    usleep(100 * 1000);
+    ck_assert(!kept_session_exists(&o));
+    open_session(&x, &n1, NULL);
+    dd = resume(&x, &o, &frame);
+    ck_assert(json_is_null(json_object_get(dd, "previous")));
+    json_decref(frame);
+    ws_close(x.ws);
+    ws_close(o2.ws);
+    ws_close(b.ws);
+    down();
+}
+END_TEST
+
 int main(void)
 {
     if (!redis_available()) {
@@ -769,6 +1121,9 @@ int main(void)
     ADD(test_redis_down_during_resume);
     ADD(test_node_fills_a_gap);
     ADD(test_gap_fill_or_resync);
+    ADD(test_live_record_writes);
+    ADD(test_killed_node_sessions_live_on);
+    ADD(test_resume_takes_over_an_open_connection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
