@@ -29,26 +29,33 @@ static void over_budget(sb_server *s);
 
 /* After frames were appended: a client that does not read must not make
  * the server grow, so over max_send_queue (counting what lws still holds of
- * earlier writes) what it has not taken is dropped and it is closed; and
- * when all queues together pass send_queue_budget, the largest go.
- * Otherwise it is written at the end of the loop turn. */
+ * earlier writes) what it has not taken is dropped and it is closed.
+ * Otherwise it is written at the end of the loop turn, where its queue is
+ * also counted against send_queue_budget (sb_client_flushed): per flush,
+ * not per frame. */
 static int queued(sb_client *c)
 {
-    sb_server *s = c->server;
     if (c->tx.len - LWS_PRE + c->lws_held > sb_client_conf(c)->max_send_queue) {
-        s->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
+        c->server->stats.exceptions_by[SB_EXC_SEND_QUEUE_FULL]++;
         sb_client_drop_queue(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                              "Send queue full");
         return SB_ERR_LIMIT;
     }
-    size_t budget = s->config->server.send_queue_budget;
-    if (sb_client_account(c) > budget && budget && !s->shedding) {
-        over_budget(s);
-        if (c->closing)
-            return SB_ERR_LIMIT;
-    }
     sb_client_mark_dirty(c);
     return SB_OK;
+}
+
+void sb_client_flushed(sb_client *c)
+{
+    /* Usually a queue written whole, as it was the last time: nothing
+     * changes. */
+    if ((c->tx.len > LWS_PRE ? c->tx.len - LWS_PRE : 0) + c->lws_held ==
+        c->accounted)
+        return;
+    sb_server *s = c->server;
+    size_t budget = s->config->server.send_queue_budget;
+    if (sb_client_account(c) > budget && budget && !s->shedding)
+        over_budget(s);
 }
 
 long sb_client_frame_begin(sb_client *c)

@@ -112,8 +112,10 @@ static void clients_unlink(sb_server *s, sb_client *c)
 /* Writes the client's queued frames in one raw write. lws keeps whatever the
  * kernel does not take and sends it before the next WRITEABLE callback;
  * while it holds such leftovers we must not write (the order would break),
- * so we wait for WRITEABLE instead. Returns -1 when the connection is
- * broken. */
+ * so we wait for WRITEABLE instead. Then what is left of the queue counts
+ * against max_send_queue and send_queue_budget (sb_client_flushed: the
+ * budget is checked here, once per flush, not per frame). Returns -1 when
+ * the connection is broken. */
 static int flush_client(sb_client *c)
 {
     bool stuck = lws_partial_buffered(c->wsi);
@@ -122,35 +124,32 @@ static int flush_client(sb_client *c)
      * max_send_queue; the sweep closes it after SB_SEND_STALL_MS. */
     if (!stuck) {
         c->stalled_since_ms = 0;
-        if (c->lws_held) {
-            c->lws_held = 0;
-            sb_client_account(c);
-        }
+        c->lws_held = 0;
     } else if (!c->stalled_since_ms) {
         c->stalled_since_ms = uv_now(c->server->loop);
     }
-    if (c->tx.len <= LWS_PRE)
-        return 0;
-    if (stuck) {
-        lws_callback_on_writable(c->wsi);
-        return 0;
+    if (c->tx.len > LWS_PRE) {
+        if (stuck) {
+            lws_callback_on_writable(c->wsi);
+        } else {
+            size_t n = c->tx.len - LWS_PRE;
+            int w = lws_write(c->wsi, (unsigned char *)c->tx.data + LWS_PRE, n,
+                              LWS_WRITE_RAW);
+            if (w < 0 || (size_t)w != n) {
+                sb_log_debug("server", "client %llu: write failed",
+                             (unsigned long long)c->id);
+                return -1;
+            }
+            c->tx.len = 0;
+            if (c->tx.cap > SB_KEEP_BUFFER_MAX)
+                sb_buf_free(&c->tx);
+            /* lws keeps what the kernel did not take: at most what we
+             * wrote. It counts against the client's max_send_queue and the
+             * budget until lws has sent it. */
+            c->lws_held = lws_partial_buffered(c->wsi) ? n : 0;
+        }
     }
-    size_t n = c->tx.len - LWS_PRE;
-    int w = lws_write(c->wsi, (unsigned char *)c->tx.data + LWS_PRE, n,
-                      LWS_WRITE_RAW);
-    if (w < 0 || (size_t)w != n) {
-        sb_log_debug("server", "client %llu: write failed",
-                     (unsigned long long)c->id);
-        return -1;
-    }
-    c->tx.len = 0;
-    if (c->tx.cap > SB_KEEP_BUFFER_MAX)
-        sb_buf_free(&c->tx);
-    /* lws keeps what the kernel did not take: at most what we wrote. It
-     * counts against the client's max_send_queue and the budget until lws
-     * has sent it. */
-    c->lws_held = lws_partial_buffered(c->wsi) ? n : 0;
-    sb_client_account(c);
+    sb_client_flushed(c);
     return 0;
 }
 
@@ -166,6 +165,7 @@ static void flush_dirty(sb_server *s)
             if (!c->stalled_since_ms)
                 c->stalled_since_ms = uv_now(s->loop);
             lws_callback_on_writable(c->wsi);
+            sb_client_flushed(c); /* its queue counts meanwhile */
             continue;
         }
         if (flush_client(c) < 0 && !c->close_code) {
