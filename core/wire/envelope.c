@@ -876,21 +876,29 @@ sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
         snprintf(env->error, sizeof env->error, "\"event\" must be a string");
         return SB_ENV_EVENT_NOT_STRING;
     }
-    size_t n =
-        decode_string(ev + 1, s.mend[M_EVENT] - 1, env->event, SB_EVENT_MAX);
-    if (n == (size_t)-1) {
-        snprintf(env->error, sizeof env->error,
-                 "\"event\" is longer than %d bytes", SB_EVENT_MAX);
-        env->event[0] = '\0';
-        return SB_ENV_EVENT_INVALID;
-    }
-    env->event[n] = '\0';
-    if (n == 0 || memchr(env->event, '\0', n)) {
-        snprintf(env->error, sizeof env->error,
-                 n ? "\"event\" must not contain NUL"
-                   : "\"event\" must not be empty");
-        env->event[0] = '\0';
-        return SB_ENV_EVENT_INVALID;
+    /* The usual name has no escape: copied as it is, and it cannot hold a
+     * NUL (a raw control byte is not valid in a JSON string). */
+    const uchar *name = ev + 1;
+    size_t n = (size_t)(s.mend[M_EVENT] - 1 - name);
+    if (n && n <= SB_EVENT_MAX && !memchr(name, '\\', n)) {
+        memcpy(env->event, name, n);
+        env->event[n] = '\0';
+    } else {
+        n = decode_string(name, s.mend[M_EVENT] - 1, env->event, SB_EVENT_MAX);
+        if (n == (size_t)-1) {
+            snprintf(env->error, sizeof env->error,
+                     "\"event\" is longer than %d bytes", SB_EVENT_MAX);
+            env->event[0] = '\0';
+            return SB_ENV_EVENT_INVALID;
+        }
+        env->event[n] = '\0';
+        if (n == 0 || memchr(env->event, '\0', n)) {
+            snprintf(env->error, sizeof env->error,
+                     n ? "\"event\" must not contain NUL"
+                       : "\"event\" must not be empty");
+            env->event[0] = '\0';
+            return SB_ENV_EVENT_INVALID;
+        }
     }
     env->event_len = n;
     if (bad_id) {

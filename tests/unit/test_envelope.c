@@ -1590,7 +1590,6 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, test_jansson_nul_quirk);
     tcase_add_test(tc, test_error_texts);
     tcase_add_test(tc, test_validate);
-    tcase_add_test(tc, test_block_boundaries);
     suite_add_tcase(s, tc);
 
     TCase *tw = tcase_create("write");
@@ -1599,6 +1598,11 @@ static Suite *envelope_suite(void)
     suite_add_tcase(s, tw);
 
     /* Seconds normally, longer under the sanitizers. */
+    /* Some 70,000 small documents, each also checked against jansson. */
+    TCase *tb = tcase_create("boundaries");
+    tcase_set_timeout(tb, 120);
+    tcase_add_test(tb, test_block_boundaries);
+    suite_add_tcase(s, tb);
     TCase *td = tcase_create("differential");
     tcase_set_timeout(td, 300);
     tcase_add_test(td, test_differential);
