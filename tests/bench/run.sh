@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Switchboard benchmark: one command that builds what is missing, runs every
 # server in turn pinned to one core with sb_loadgen on the other, and writes
-# a Markdown table (absolute figures and ratios to the raw libwebsockets
-# echo), a CSV file and a gnuplot chart. Each server is started fresh for the
-# idle-memory test and again for the echo tests, and every process the script
-# starts is killed when it exits, however it exits.
+# a Markdown table (absolute figures and ratios to the uWebSockets echo when
+# BENCH_UWS_SRC gives its source, else to the raw libwebsockets echo), a
+# CSV file and a gnuplot chart. Each server is started fresh for the
+# idle-memory test and again for the echo tests, and every process the
+# script starts is killed when it exits, however it exits.
 #
 # Usage: tests/bench/run.sh            (from anywhere; about 5 minutes)
 #        tests/bench/run.sh --report   (redraw table and chart from the last
