@@ -1688,7 +1688,7 @@ static void set_defaults(sb_server_conf *srv)
     srv->max_connections_per_ip = 0;
     srv->rate_limit = 0;
     srv->rate_burst = 100;
-    srv->rx_buffer_size = 1536;
+    srv->rx_buffer_size = 1600; /* 16 pipelined 100-byte frames per read */
     srv->handshake_timeout = 10;
     srv->strict_plugin_files = true;
     srv->watch = false;

@@ -109,6 +109,7 @@ static int first_message(void *ctx, sb_client *c, const char *buf, size_t len,
     return sb_dispatch(c, buf, len, text);
 }
 
+/* The message hook when every gateway has the JSON envelope. */
 static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
                       bool text)
 {
@@ -116,8 +117,18 @@ static int on_message(void *ctx, sb_client *c, const char *buf, size_t len,
     return sb_dispatch(c, buf, len, text);
 }
 
+/* on_message when some gateway is raw (`envelope = none`; on_starting puts
+ * it in place), so that the JSON-only path does not even look. */
+static int on_message_mixed(void *ctx, sb_client *c, const char *buf,
+                            size_t len, bool text)
+{
+    (void)ctx;
+    return sb_dispatch_any(c, buf, len, text);
+}
+
 /* on_message with [recovery] (on_starting puts it in place), so that the
- * path without it does not even look. */
+ * path without it does not even look. Only clients of JSON gateways have
+ * sessions. */
 static int on_message_resumable(void *ctx, sb_client *c, const char *buf,
                                 size_t len, bool text)
 {
@@ -125,12 +136,15 @@ static int on_message_resumable(void *ctx, sb_client *c, const char *buf,
         return first_message(ctx, c, buf, len, text);
     if (c->recovery && c->recovery->pending)
         return sb_recovery_hold(c, buf, len, text);
-    return sb_dispatch(c, buf, len, text);
+    return sb_dispatch_any(c, buf, len, text);
 }
 
 static void on_starting(void *ctx, sb_server *s)
 {
     s->plugins = ctx;
+    for (size_t g = 0; g < s->config->ngateways; g++)
+        if (s->config->gateways[g].conf.envelope != SB_ENVELOPE_JSON)
+            s->hooks.message = on_message_mixed;
     sb_cluster_attach(s);         /* nothing without [cluster] */
     if (sb_recovery_start(s) < 0) /* nothing without [recovery] */
         sb_log_warn("server", "session recovery is off (out of memory)");

@@ -183,7 +183,7 @@ static void warn_silent_failure(const sb_server *s, const sb_plugin *p,
  * the frame hook of the plugin serving the gateway, after its guards. A
  * guard or hook that fails is logged and counted; the client gets nothing,
  * there being no error message in a protocol the gateway does not know. */
-static int dispatch_raw(sb_client *c, const char *buf, size_t len, bool text)
+int sb_dispatch_raw(sb_client *c, const char *buf, size_t len, bool text)
 {
     static const sb_envelope none; /* event "", no data, no id */
     sb_server *s = c->server;
@@ -234,8 +234,6 @@ int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text)
     const sb_server_conf *conf = sb_client_conf(c);
     sb_envelope env;
 
-    if (conf->envelope != SB_ENVELOPE_JSON)
-        return dispatch_raw(c, buf, len, text);
     s->stats.messages_received++;
     sb_env_status st = sb_envelope_parse(buf, len, conf->max_json_depth, &env);
     /* A document the scan accepts is valid UTF-8, so text frames are only

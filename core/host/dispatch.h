@@ -32,10 +32,23 @@ struct sb_message {
 };
 
 /* Handles one complete message of `len` bytes (`text`: it came in text
- * frames). Returns 0, or SB_DISPATCH_BAD_UTF8 for a text message that is
- * not UTF-8, which the caller must close with 1007. */
+ * frames) of a client of a JSON-envelope gateway. Returns 0, or
+ * SB_DISPATCH_BAD_UTF8 for a text message that is not UTF-8, which the
+ * caller must close with 1007. */
 #define SB_DISPATCH_BAD_UTF8 1
 int sb_dispatch(sb_client *c, const char *buf, size_t len, bool text);
+/* The same for a raw gateway's client (`envelope = none`). */
+int sb_dispatch_raw(sb_client *c, const char *buf, size_t len, bool text);
+/* Either, by the client's gateway: for servers with raw gateways (the
+ * bridge picks the message hook, so that the JSON-only path does not
+ * look). */
+static inline int sb_dispatch_any(sb_client *c, const char *buf, size_t len,
+                                  bool text)
+{
+    if (sb_client_conf(c)->envelope != SB_ENVELOPE_JSON)
+        return sb_dispatch_raw(c, buf, len, text);
+    return sb_dispatch(c, buf, len, text);
+}
 
 /* Appends {"event":E[,"data":D][,"id":I]} to b, D encoded by jansson
  * (stolen; NULL: no data key). SB_OK, SB_ERR_JSON or SB_ERR_NOMEM. */

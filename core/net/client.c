@@ -30,8 +30,10 @@ static void over_budget(sb_server *s);
 /* After frames were appended: a client that does not read must not make
  * the server grow, so over max_send_queue (counting what lws still holds of
  * earlier writes) what it has not taken is dropped and it is closed; and
- * when all queues together pass send_queue_budget, the largest go.
- * Otherwise it is written at the end of the loop turn. */
+ * when all queues together pass send_queue_budget, the largest go, at the
+ * frame that passed it (a broadcast of big frames in one loop turn must not
+ * overshoot the budget until the flush). Otherwise it is written at the end
+ * of the loop turn (sb_client_flushed accounts what is left then). */
 static int queued(sb_client *c)
 {
     sb_server *s = c->server;
@@ -42,13 +44,26 @@ static int queued(sb_client *c)
         return SB_ERR_LIMIT;
     }
     size_t budget = s->config->server.send_queue_budget;
-    if (sb_client_account(c) > budget && budget && !s->shedding) {
+    if (budget && sb_client_account(c) > budget && !s->shedding) {
         over_budget(s);
         if (c->closing)
             return SB_ERR_LIMIT;
     }
     sb_client_mark_dirty(c);
     return SB_OK;
+}
+
+void sb_client_flushed(sb_client *c)
+{
+    /* Usually a queue written whole, as it was the last time: nothing
+     * changes. */
+    if ((c->tx.len > LWS_PRE ? c->tx.len - LWS_PRE : 0) + c->lws_held ==
+        c->accounted)
+        return;
+    sb_server *s = c->server;
+    size_t budget = s->config->server.send_queue_budget;
+    if (sb_client_account(c) > budget && budget && !s->shedding)
+        over_budget(s);
 }
 
 long sb_client_frame_begin(sb_client *c)

@@ -28,11 +28,17 @@
 long sb_client_frame_begin(sb_client *c);
 /* Finishes the frame whose payload starts at `start`: writes its header and
  * marks the client dirty. Returns SB_OK, SB_ERR_LIMIT when the queue went
- * over max_send_queue (the client is then closed with 1008). */
+ * over max_send_queue, or all queues over send_queue_budget and this one
+ * was among the largest (the client is then closed with 1008). */
 int sb_client_frame_end(sb_client *c, long start, int opcode);
 /* Brings the server's total of queued bytes up to date with this client's
  * queue and what lws holds of it; returns that total. */
 size_t sb_client_account(sb_client *c);
+/* For server.c, after a flush of the client's queue (written, or kept
+ * because the socket would not take it): accounts what is left (nothing to
+ * do when it is what was accounted) and, when all queues together are
+ * still over send_queue_budget, closes the largest. */
+void sb_client_flushed(sb_client *c);
 /* Drops a half-built frame (after an error while appending its payload). */
 void sb_client_frame_abort(sb_client *c, long start);
 /* Queues one whole text frame holding `len` bytes of `payload`. */

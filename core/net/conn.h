@@ -48,20 +48,8 @@ typedef struct sb_client {
     struct sb_client *dirty_prev, *dirty_next; /* queued, not yet written */
     sb_buf rx;         /* fragments of a message being reassembled */
     size_t rx_checked; /* of a text message's fragments: bytes known UTF-8 */
-    bool rx_binary;
-    bool rx_fragmented; /* the message came in more than one frame */
-    /* The reply to a fragmented message waits for a WRITEABLE callback, so
-     * that a pong lws owes for a ping among its fragments goes first. */
-    bool defer_flush;
-    sb_buf tx;                 /* LWS_PRE bytes of headroom, then frames */
-    bool dirty;                /* on the server's dirty list */
-    bool closing;              /* a close is under way: queue nothing more */
-    bool accepted;             /* connect hooks ran */
-    sb_slot_set seen;          /* plugins whose disconnect hooks it reaches */
-    int close_code;            /* code we closed with (0: none yet) */
-    bool close_sent;           /* our close frame is queued or sent */
-    bool killed;               /* dropped without a close handshake */
-    int peer_close_code;       /* code the client sent, 0 if none */
+    sb_buf tx;         /* LWS_PRE bytes of headroom, then frames */
+    sb_slot_set seen;  /* plugins whose disconnect hooks it reaches */
     uint64_t last_active_ms;   /* loop time of the last message received */
     uint64_t last_heard_ms;    /* ...of any frame, pongs too (keepalive) */
     uint64_t ping_sent_ms;     /* our unanswered ping, 0 if none */
@@ -69,22 +57,37 @@ typedef struct sb_client {
     uint64_t acked_bytes;      /* the peer's TCP acks when last looked at */
     size_t lws_held;           /* bytes of our last write lws may still hold */
     size_t accounted;          /* what it adds to the server's send_bytes */
-    uint32_t gateway;          /* index into the config's gateways */
     sb_room_links rooms;       /* the rooms it is in (rooms.c) */
     struct sb_client_slot *slots; /* per plugin slot, grown on demand */
-    uint32_t nslots;
-    json_t *identity; /* attached by a handshake hook, owned */
+    json_t *identity;             /* attached by a handshake hook, owned */
     /* The handshake as the client sent it, captured at the upgrade (lws
      * frees its header table afterwards): "path\0query\0remote\0" then
-     * "name\0value\0" per header. NULL when there was none to keep. */
+     * per header its lws token number in one byte and "value\0" (server.c
+     * has the names). NULL when there was none to keep. */
     char *handshake;
-    size_t handshake_len;
     char *subprotocol;      /* the one agreed at the upgrade, or NULL; owned */
     struct sb_ip_entry *ip; /* its address's entry (admission.c), or NULL */
     sb_rate rate;           /* token bucket of rate_limit (admission.c) */
     /* Its session token and first-message flag ([recovery], owned by
      * host/recovery.c), NULL without recovery. */
     struct sb_recovery_live *recovery;
+    /* The small fields together, so that the record has no padding: it is
+     * part of every idle connection's memory. */
+    uint32_t handshake_len;
+    uint32_t gateway; /* index into the config's gateways */
+    uint32_t nslots;
+    int close_code;      /* code we closed with (0: none yet) */
+    int peer_close_code; /* code the client sent, 0 if none */
+    bool rx_binary;
+    bool rx_fragmented; /* the message came in more than one frame */
+    /* The reply to a fragmented message waits for a WRITEABLE callback, so
+     * that a pong lws owes for a ping among its fragments goes first. */
+    bool defer_flush;
+    bool dirty;      /* on the server's dirty list */
+    bool closing;    /* a close is under way: queue nothing more */
+    bool accepted;   /* connect hooks ran */
+    bool close_sent; /* our close frame is queued or sent */
+    bool killed;     /* dropped without a close handshake */
 } sb_client;
 
 _Static_assert(offsetof(sb_client, id) == 0,

@@ -112,8 +112,9 @@ static void clients_unlink(sb_server *s, sb_client *c)
 /* Writes the client's queued frames in one raw write. lws keeps whatever the
  * kernel does not take and sends it before the next WRITEABLE callback;
  * while it holds such leftovers we must not write (the order would break),
- * so we wait for WRITEABLE instead. Returns -1 when the connection is
- * broken. */
+ * so we wait for WRITEABLE instead. Then what is left of the queue counts
+ * against max_send_queue and send_queue_budget (sb_client_flushed). Returns
+ * -1 when the connection is broken. */
 static int flush_client(sb_client *c)
 {
     bool stuck = lws_partial_buffered(c->wsi);
@@ -122,35 +123,32 @@ static int flush_client(sb_client *c)
      * max_send_queue; the sweep closes it after SB_SEND_STALL_MS. */
     if (!stuck) {
         c->stalled_since_ms = 0;
-        if (c->lws_held) {
-            c->lws_held = 0;
-            sb_client_account(c);
-        }
+        c->lws_held = 0;
     } else if (!c->stalled_since_ms) {
         c->stalled_since_ms = uv_now(c->server->loop);
     }
-    if (c->tx.len <= LWS_PRE)
-        return 0;
-    if (stuck) {
-        lws_callback_on_writable(c->wsi);
-        return 0;
+    if (c->tx.len > LWS_PRE) {
+        if (stuck) {
+            lws_callback_on_writable(c->wsi);
+        } else {
+            size_t n = c->tx.len - LWS_PRE;
+            int w = lws_write(c->wsi, (unsigned char *)c->tx.data + LWS_PRE, n,
+                              LWS_WRITE_RAW);
+            if (w < 0 || (size_t)w != n) {
+                sb_log_debug("server", "client %llu: write failed",
+                             (unsigned long long)c->id);
+                return -1;
+            }
+            c->tx.len = 0;
+            if (c->tx.cap > SB_KEEP_BUFFER_MAX)
+                sb_buf_free(&c->tx);
+            /* lws keeps what the kernel did not take: at most what we
+             * wrote. It counts against the client's max_send_queue and the
+             * budget until lws has sent it. */
+            c->lws_held = lws_partial_buffered(c->wsi) ? n : 0;
+        }
     }
-    size_t n = c->tx.len - LWS_PRE;
-    int w = lws_write(c->wsi, (unsigned char *)c->tx.data + LWS_PRE, n,
-                      LWS_WRITE_RAW);
-    if (w < 0 || (size_t)w != n) {
-        sb_log_debug("server", "client %llu: write failed",
-                     (unsigned long long)c->id);
-        return -1;
-    }
-    c->tx.len = 0;
-    if (c->tx.cap > SB_KEEP_BUFFER_MAX)
-        sb_buf_free(&c->tx);
-    /* lws keeps what the kernel did not take: at most what we wrote. It
-     * counts against the client's max_send_queue and the budget until lws
-     * has sent it. */
-    c->lws_held = lws_partial_buffered(c->wsi) ? n : 0;
-    sb_client_account(c);
+    sb_client_flushed(c);
     return 0;
 }
 
@@ -166,6 +164,7 @@ static void flush_dirty(sb_server *s)
             if (!c->stalled_since_ms)
                 c->stalled_since_ms = uv_now(s->loop);
             lws_callback_on_writable(c->wsi);
+            sb_client_flushed(c); /* its queue counts meanwhile */
             continue;
         }
         if (flush_client(c) < 0 && !c->close_code) {
@@ -587,13 +586,42 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
     return 0;
 }
 
+/* The names of lws' header tokens without their ':' (lws spells them
+ * "user-agent:"), filled once: a kept handshake names a header by its
+ * token's number, one byte, instead of the name (hundreds of bytes of
+ * names on a browser's request, for every connection's life). */
+static const char *header_names[WSI_TOKEN_COUNT];
+static char header_names_text[2048];
+
+static void header_names_init(void)
+{
+    if (header_names[WSI_TOKEN_HOST])
+        return;
+    size_t used = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        const char *name =
+            (const char *)lws_token_to_string((enum lws_token_indexes)t);
+        size_t nlen = name ? strlen(name) : 0;
+        /* Header tokens end with ':'; the others are request parts. */
+        if (nlen < 2 || name[nlen - 1] != ':' || name[0] == ':' ||
+            used + nlen > sizeof(header_names_text))
+            continue;
+        memcpy(header_names_text + used, name, nlen - 1);
+        header_names_text[used + nlen - 1] = '\0';
+        header_names[t] = header_names_text + used;
+        used += nlen;
+    }
+}
+
 /* Keeps path, query and the headers lws knows, for client_info(): lws
  * frees its header table once the connection is upgraded. */
 static void capture_handshake(sb_client *c, struct lws *wsi)
 {
+    _Static_assert(WSI_TOKEN_COUNT < 256, "a header's token is one byte");
     sb_buf b = {0};
     char value[1024];
     int bad = 0;
+    header_names_init();
     if (lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_GET_URI) < 0)
         value[0] = 0;
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
@@ -602,24 +630,19 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     /* The address too: the socket is gone by the disconnect log line. */
     sb_peer_address(wsi, value, sizeof(value));
     bad |= sb_buf_append(&b, value, strlen(value) + 1);
-    for (int t = 0; t < WSI_TOKEN_COUNT && !bad; t++) {
-        const char *name =
-            (const char *)lws_token_to_string((enum lws_token_indexes)t);
-        size_t nlen = name ? strlen(name) : 0;
-        /* Header tokens end with ':'; the others are request parts. The
-         * upgrade's own mechanics say nothing about the client and would
-         * cost every connection their bytes. */
-        if (nlen < 2 || name[nlen - 1] != ':' || name[0] == ':' ||
-            t == WSI_TOKEN_UPGRADE || t == WSI_TOKEN_CONNECTION ||
-            t == WSI_TOKEN_KEY || t == WSI_TOKEN_VERSION ||
-            t == WSI_TOKEN_EXTENSIONS)
+    for (int t = 1; t < WSI_TOKEN_COUNT && !bad; t++) {
+        /* The upgrade's own mechanics say nothing about the client and
+         * would cost every connection their bytes. */
+        if (!header_names[t] || t == WSI_TOKEN_UPGRADE ||
+            t == WSI_TOKEN_CONNECTION || t == WSI_TOKEN_KEY ||
+            t == WSI_TOKEN_VERSION || t == WSI_TOKEN_EXTENSIONS)
             continue;
         if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) <= 0)
             continue;
         if (lws_hdr_copy(wsi, value, sizeof(value), (enum lws_token_indexes)t) <
             0)
             continue;
-        bad |= sb_buf_append(&b, name, nlen - 1) || sb_buf_append_byte(&b, 0) ||
+        bad |= sb_buf_append_byte(&b, (char)t) ||
                sb_buf_append(&b, value, strlen(value) + 1);
     }
     if (bad) {
@@ -629,7 +652,8 @@ static void capture_handshake(sb_client *c, struct lws *wsi)
     /* Kept for the client's life: no slack. */
     char *fit = realloc(b.data, b.len);
     c->handshake = fit ? fit : b.data;
-    c->handshake_len = b.len;
+    /* A few KiB at most: lws' header table. */
+    c->handshake_len = (uint32_t)b.len;
 }
 
 bool sb_client_handshake(const sb_client *c, sb_handshake_view *v)
@@ -656,8 +680,8 @@ bool sb_handshake_next_header(const sb_handshake_view *v, const char **pos,
     const char *p = *pos ? *pos : v->headers;
     if (!p || p >= v->end)
         return false;
-    *name = p;
-    p += strlen(p) + 1;
+    *name = header_names[(unsigned char)*p];
+    p++;
     *value = p;
     *pos = p + strlen(p) + 1;
     return true;

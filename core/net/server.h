@@ -39,7 +39,9 @@ void sb_server_free(sb_server *s);
  * block server.c writes): path, query, the peer's address, then headers. */
 typedef struct sb_handshake_view {
     const char *path, *query, *remote;
-    const char *headers, *end; /* name\0value\0 pairs; NULL when none */
+    /* Per header its lws token number (one byte), then value\0; NULL
+     * when none. */
+    const char *headers, *end;
 } sb_handshake_view;
 /* Fills v. False when nothing was kept: then "" path and query, "?" for
  * the address and no headers. */

@@ -30,6 +30,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The string scan looks at 16 bytes at a time with SSE2, which every x86-64
+ * has; elsewhere (or with SB_SCAN_PORTABLE, which the unit tests build too)
+ * 8 at a time in a 64-bit word. */
+#if defined(__SSE2__) && !defined(SB_SCAN_PORTABLE)
+#include <emmintrin.h>
+#define SB_SCAN_SSE2 1
+#endif
+/* Finding the first flagged byte of a word by its lowest set bit needs a
+ * little-endian word and the compilers' count-trailing-zeros. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) &&                            \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SB_SCAN_CTZ 1
+#endif
+
 /* jansson's JSON_PARSER_MAX_DEPTH: it counts every value, scalars included,
  * so a container at this depth may only be empty. */
 #define JANSSON_MAX_DEPTH 2048
@@ -206,6 +220,82 @@ static inline uint64_t swar_special(uint64_t v)
     return t & high;
 }
 
+/* Nonzero when any of the 8 bytes in v is not ASCII. */
+static inline uint64_t swar_nonascii(uint64_t v)
+{
+    return v & 0x8080808080808080ull;
+}
+
+/* The first byte at or after p that needs a closer look inside a string
+ * ('"', '\\', a control or a non-ASCII byte), or end. Reads nothing outside
+ * [p, end). In a flagged word the lowest flag is exact: a false flag needs
+ * a borrow from a lower byte, which only a flagged byte gives. */
+static inline const uchar *skip_plain(const uchar *p, const uchar *end)
+{
+#ifdef SB_SCAN_SSE2
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* Signed: the non-ASCII bytes are negative, below ' ' too. */
+        __m128i m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+            _mm_cmplt_epi8(v, space));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t t = swar_special(v);
+        if (t) {
+#ifdef SB_SCAN_CTZ
+            return p + (__builtin_ctzll(t) >> 3);
+#else
+            break;
+#endif
+        }
+        p += 8;
+    }
+    while (p < end && !str_special[*p])
+        p++;
+    return p;
+}
+
+/* The first non-ASCII byte at or after p, or end (for the UTF-8 checks). */
+static inline const uchar *skip_ascii(const uchar *p, const uchar *end)
+{
+#ifdef SB_SCAN_SSE2
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned bits = (unsigned)_mm_movemask_epi8(v);
+        if (bits)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t t = swar_nonascii(v);
+        if (t) {
+#ifdef SB_SCAN_CTZ
+            return p + (__builtin_ctzll(t) >> 3);
+#else
+            break;
+#endif
+        }
+        p += 8;
+    }
+    while (p < end && *p < 0x80)
+        p++;
+    return p;
+}
+
 /* ---- strings ------------------------------------------------------------ */
 
 /* One UTF-8 sequence starting at the non-ASCII byte p, by jansson's rules
@@ -283,23 +373,14 @@ static const uchar *scan_escape(const uchar *p, const uchar *end, int key,
     return p + 6;
 }
 
-/* A string whose opening quote is just before p; returns the byte after the
- * closing quote. *escaped tells whether the raw bytes differ from the
- * decoded ones. */
-static const uchar *scan_string(const uchar *p, const uchar *end, int key,
-                                int *escaped, struct scan *s)
+/* The rest of a string from p, its first byte that needs a closer look
+ * (see scan_string). */
+static const uchar *scan_string_rest(const uchar *p, const uchar *end, int key,
+                                     int *escaped, struct scan *s)
 {
     for (;;) {
-        /* Plain ASCII runs 8 bytes at a time. */
-        while (end - p >= 8) {
-            uint64_t v;
-            memcpy(&v, p, 8);
-            if (swar_special(v))
-                break;
-            p += 8;
-        }
-        while (p < end && !str_special[*p])
-            p++;
+        /* Plain ASCII runs 16 or 8 bytes at a time, no per-byte work. */
+        p = skip_plain(p, end);
         if (p == end)
             return fail(s, E_EOF, end);
         uchar c = *p;
@@ -316,6 +397,19 @@ static const uchar *scan_string(const uchar *p, const uchar *end, int key,
         if (!p)
             return NULL;
     }
+}
+
+/* A string whose opening quote is just before p; returns the byte after the
+ * closing quote. *escaped tells whether the raw bytes differ from the
+ * decoded ones. The common string, plain ASCII up to its quote, is handled
+ * here, inline in the scan; escapes and UTF-8 go to scan_string_rest(). */
+static inline const uchar *scan_string(const uchar *p, const uchar *end,
+                                       int key, int *escaped, struct scan *s)
+{
+    p = skip_plain(p, end);
+    if (p < end && *p == '"')
+        return p + 1;
+    return scan_string_rest(p, end, key, escaped, s);
 }
 
 /* Decodes the body of an already validated string into out. Returns the
@@ -782,21 +876,29 @@ sb_env_status sb_envelope_parse(const char *buf, size_t len, unsigned max_depth,
         snprintf(env->error, sizeof env->error, "\"event\" must be a string");
         return SB_ENV_EVENT_NOT_STRING;
     }
-    size_t n =
-        decode_string(ev + 1, s.mend[M_EVENT] - 1, env->event, SB_EVENT_MAX);
-    if (n == (size_t)-1) {
-        snprintf(env->error, sizeof env->error,
-                 "\"event\" is longer than %d bytes", SB_EVENT_MAX);
-        env->event[0] = '\0';
-        return SB_ENV_EVENT_INVALID;
-    }
-    env->event[n] = '\0';
-    if (n == 0 || memchr(env->event, '\0', n)) {
-        snprintf(env->error, sizeof env->error,
-                 n ? "\"event\" must not contain NUL"
-                   : "\"event\" must not be empty");
-        env->event[0] = '\0';
-        return SB_ENV_EVENT_INVALID;
+    /* The usual name has no escape: copied as it is, and it cannot hold a
+     * NUL (a raw control byte is not valid in a JSON string). */
+    const uchar *name = ev + 1;
+    size_t n = (size_t)(s.mend[M_EVENT] - 1 - name);
+    if (n && n <= SB_EVENT_MAX && !memchr(name, '\\', n)) {
+        memcpy(env->event, name, n);
+        env->event[n] = '\0';
+    } else {
+        n = decode_string(name, s.mend[M_EVENT] - 1, env->event, SB_EVENT_MAX);
+        if (n == (size_t)-1) {
+            snprintf(env->error, sizeof env->error,
+                     "\"event\" is longer than %d bytes", SB_EVENT_MAX);
+            env->event[0] = '\0';
+            return SB_ENV_EVENT_INVALID;
+        }
+        env->event[n] = '\0';
+        if (n == 0 || memchr(env->event, '\0', n)) {
+            snprintf(env->error, sizeof env->error,
+                     n ? "\"event\" must not contain NUL"
+                       : "\"event\" must not be empty");
+            env->event[0] = '\0';
+            return SB_ENV_EVENT_INVALID;
+        }
     }
     env->event_len = n;
     if (bad_id) {
@@ -1027,10 +1129,9 @@ bool sb_utf8_valid(const char *buf, size_t len)
     struct scan s;
     memset(&s, 0, sizeof(s));
     while (p < end) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
+        p = skip_ascii(p, end);
+        if (p == end)
+            break;
         p = scan_utf8(p, end, &s);
         if (!p)
             return false;
@@ -1069,10 +1170,9 @@ bool sb_utf8_valid_prefix(const char *buf, size_t len, size_t *tail)
     const uchar *p = (const uchar *)buf, *end = p + len;
     *tail = 0;
     while (p < end) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
+        p = skip_ascii(p, end);
+        if (p == end)
+            break;
         uchar lo, hi;
         int n = utf8_lead(*p, &lo, &hi);
         if (!n)

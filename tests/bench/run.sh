@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Switchboard benchmark: one command that builds what is missing, runs every
 # server in turn pinned to one core with sb_loadgen on the other, and writes
-# a Markdown table (absolute figures and ratios to the raw libwebsockets
-# echo), a CSV file and a gnuplot chart. Each server is started fresh for the
-# idle-memory test and again for the echo tests, and every process the script
-# starts is killed when it exits, however it exits.
+# a Markdown table (absolute figures and ratios to the uWebSockets echo when
+# BENCH_UWS_SRC gives its source, else to the raw libwebsockets echo), a
+# CSV file and a gnuplot chart. Each server is started fresh for the
+# idle-memory test and again for the echo tests, and every process the
+# script starts is killed when it exits, however it exits.
 #
 # Usage: tests/bench/run.sh            (from anywhere; about 5 minutes)
 #        tests/bench/run.sh --report   (redraw table and chart from the last
@@ -16,7 +17,13 @@
 #   BENCH_BUILD_DIR    build folder (default: <repo>/build); results go to
 #                      $BENCH_BUILD_DIR/bench, npm packages to .../bench-node
 #   BENCH_SERVERS      which servers, in order (default: all of
-#                      "switchboard switchboard-lean lws ws nest epoll")
+#                      "switchboard switchboard-lean uws lws ws nest epoll")
+#   BENCH_UWS_SRC      a uWebSockets source folder with its uSockets/
+#                      subfolder (a git clone with submodules): the "uws"
+#                      echo (tests/bench/uws_echo.cpp) is built against it
+#                      into $BENCH_BUILD_DIR/bench/uws and the ratios are
+#                      taken against it. Unset: the uws row is skipped;
+#                      nothing is ever downloaded
 #   BENCH_DURATION     measured seconds per echo/broadcast run (10)
 #   BENCH_WARMUP       warm-up seconds before measuring (2)
 #   BENCH_CONNS        echo connections (100)
@@ -75,7 +82,9 @@ QUIET_PCT=${BENCH_QUIET_PCT:-15}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 OTHER_MAX=${BENCH_OTHER_MAX:-0.05}
 RETRIES=${BENCH_RETRIES:-2}
-SERVERS=${BENCH_SERVERS:-switchboard switchboard-lean lws ws nest epoll}
+SERVERS=${BENCH_SERVERS:-switchboard switchboard-lean uws lws ws nest epoll}
+UWS_SRC=${BENCH_UWS_SRC:-}
+UWS_BIN=$OUT/uws/uws_echo
 SB_BIN=${SB_BIN:-$BUILD/core/switchboard}
 SB_PLUGIN=${SB_PLUGIN:-$BUILD/plugins/nest-example.so}
 SB_LEAN=${BENCH_SB_LEAN-rx_buffer_size = 256}
@@ -228,6 +237,46 @@ build_tools() {
     fi
 }
 
+# Builds the uWebSockets echo from BENCH_UWS_SRC (uSockets' C files with
+# its epoll loop and no SSL, then uws_echo.cpp with the C++ standard
+# uWebSockets' own build uses, without zlib: no compression). Sets UWS_SKIP
+# and returns 1 when it cannot.
+build_uws() {
+    local dir=$OUT/uws f objs=() cxxstd=c++2b
+    UWS_SKIP=
+    if [[ -z $UWS_SRC ]]; then
+        UWS_SKIP="no source folder (BENCH_UWS_SRC)"
+        return 1
+    fi
+    if [[ ! -f $UWS_SRC/src/App.h || ! -f $UWS_SRC/uSockets/src/libusockets.h ]]; then
+        UWS_SKIP="$UWS_SRC has no src/App.h or no uSockets/src/libusockets.h"
+        return 1
+    fi
+    log "building the uWebSockets echo from $UWS_SRC"
+    mkdir -p "$dir"
+    : >"$OUT/logs/build-uws.log"
+    for f in "$UWS_SRC"/uSockets/src/*.c "$UWS_SRC"/uSockets/src/eventing/epoll_kqueue.c \
+        "$UWS_SRC"/uSockets/src/crypto/*.c; do
+        [[ -f $f ]] || continue
+        objs+=("$dir/$(basename "$f" .c).o")
+        ${CC:-cc} -std=c11 -O3 -DLIBUS_NO_SSL -I"$UWS_SRC/uSockets/src" \
+            -c "$f" -o "${objs[-1]}" >>"$OUT/logs/build-uws.log" 2>&1 || {
+            UWS_SKIP="building uSockets failed (see $OUT/logs/build-uws.log)"
+            return 1
+        }
+    done
+    # g++ 12 knows C++23 as c++2b; older compilers stop at c++20.
+    echo 'int main(){}' | ${CXX:-g++} -std=c++2b -x c++ - -o /dev/null 2>/dev/null ||
+        cxxstd=c++20
+    ${CXX:-g++} -std=$cxxstd -O3 -DLIBUS_NO_SSL -DUWS_NO_ZLIB \
+        -I"$UWS_SRC/src" -I"$UWS_SRC/uSockets/src" \
+        "$SRC/tests/bench/uws_echo.cpp" "${objs[@]}" -o "$UWS_BIN" \
+        >>"$OUT/logs/build-uws.log" 2>&1 || {
+        UWS_SKIP="building uws_echo failed (see $OUT/logs/build-uws.log)"
+        return 1
+    }
+}
+
 wants() {
     [[ " $SERVERS " == *" $1 "* ]]
 }
@@ -337,6 +386,19 @@ server_setup() {
         } >"$conf"
         CMD=("$SB_BIN" -c "$conf")
         EXPECT=$GATEWAY_REPLY
+        ;;
+    uws)
+        LABEL="uWebSockets echo (C++, epoll)"
+        if [[ $UWS_OK != 1 ]]; then
+            SKIP=$UWS_SKIP
+            return 1
+        fi
+        CMD=("$UWS_BIN" "$PORT")
+        EXPECT=$MESSAGE
+        if [[ $mode == broadcast ]]; then
+            SKIP="an echo server"
+            return 1
+        fi
         ;;
     lws)
         LABEL="libwebsockets raw echo"
@@ -578,13 +640,17 @@ ratio() {
 report() {
     local md=$OUT/results.md csv=$OUT/results.csv dat=$OUT/chart.dat
     local name label e1 e16 p99 kib bc ref_e1 ref_e16 ref_p99 ref_kib r
-    ref_e1=$(kv "$OUT/raw/lws-echo1.txt" msgs_per_s)
-    ref_e16=$(kv "$OUT/raw/lws-echo$INFLIGHT.txt" msgs_per_s)
-    ref_p99=$(kv "$OUT/raw/lws-echo1.txt" p99_us)
-    ref_kib=$(kv "$OUT/raw/lws-idle.txt" kib_per_conn)
+    # The ratios are taken against uWebSockets when it ran, else against
+    # the raw libwebsockets echo.
+    local ref=lws
+    [[ ! -f $OUT/raw/uws-echo1.txt ]] || ref=uws
+    ref_e1=$(kv "$OUT/raw/$ref-echo1.txt" msgs_per_s)
+    ref_e16=$(kv "$OUT/raw/$ref-echo$INFLIGHT.txt" msgs_per_s)
+    ref_p99=$(kv "$OUT/raw/$ref-echo1.txt" p99_us)
+    ref_kib=$(kv "$OUT/raw/$ref-idle.txt" kib_per_conn)
 
     {
-        echo "| server | msgs/s, 1 in flight | × lws | msgs/s, $INFLIGHT in flight | × lws | p99 µs, 1 in flight | × lws | KiB per idle connection | × lws | broadcast deliveries/s |"
+        echo "| server | msgs/s, 1 in flight | × $ref | msgs/s, $INFLIGHT in flight | × $ref | p99 µs, 1 in flight | × $ref | KiB per idle connection | × $ref | broadcast deliveries/s |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     } >"$md"
     echo "server,label,echo1_msgs_per_s,echo1_p50_us,echo1_p99_us,echo1_p999_us,echo1_max_us,echo${INFLIGHT}_msgs_per_s,echo${INFLIGHT}_p50_us,echo${INFLIGHT}_p99_us,idle_conns,idle_kib_per_conn,bcast_subscribers,bcast_deliveries_per_s,bcast_published_per_s,echo1_lg_busy,echo${INFLIGHT}_lg_busy,noisy" >"$csv"
@@ -618,6 +684,7 @@ report() {
         case $name in
         switchboard) short="Switchboard" colour=0x1f5fa8 ;;
         switchboard-lean) short="Switchboard\\nlean" colour=0x5b9bd5 ;;
+        uws) short="uWebSockets\\necho" colour=0x7b4ea3 ;;
         lws) short="lws raw\\necho" colour=0xe8872e ;;
         ws) short="Node ws\\necho" colour=0x4e9a47 ;;
         nest) short="NestJS\\ngateway" colour=0xc0504d ;;
@@ -651,7 +718,7 @@ report() {
             done <"$OUT/raw/skipped"
         fi
     } >>"$md"
-    [[ -n $ref_e1 ]] || echo "(No lws raw echo figures: ratios are blank.)" >>"$md"
+    [[ -n $ref_e1 ]] || echo "(No $ref echo figures: ratios are blank.)" >>"$md"
 }
 
 chart() {
@@ -720,6 +787,15 @@ build_tools
 
 if wants switchboard || wants switchboard-lean; then
     build_switchboard || log "Switchboard not available: $SB_BIN or $SB_PLUGIN missing (see $OUT/logs/build-switchboard.log)"
+fi
+UWS_OK=0
+UWS_SKIP=
+if wants uws; then
+    if build_uws; then
+        UWS_OK=1
+    else
+        log "uWebSockets: $UWS_SKIP, skipped"
+    fi
 fi
 NODE_OK=0
 if wants ws || wants nest; then

@@ -1430,6 +1430,145 @@ START_TEST(test_differential)
 }
 END_TEST
 
+/* ---- block boundaries ---------------------------------------------------- */
+
+/* The string scan looks at 16 or 8 bytes at a time (SSE2 or a 64-bit word;
+ * test_envelope_portable is this file built on the word path alone) and
+ * finds the first byte that needs a closer look in the block. Every
+ * sequence below is put at every offset across two blocks, with every
+ * length of plain text after it, so that it starts, straddles and ends
+ * each 8- and 16-byte boundary and the end of the frame; each frame sits in
+ * a buffer of its exact size (ASan sees a read past it). */
+static const struct {
+    const char *seq;
+    int valid;
+} boundary_seqs[] = {
+    {"\xc3\xa9", 1},         /* é */
+    {"\xe2\x82\xac", 1},     /* € */
+    {"\xf0\x9f\x98\x80", 1}, /* U+1F600 */
+    {"\xed\x9f\xbf", 1},     /* just below the surrogates */
+    {"\xee\x80\x80", 1},     /* just above them */
+    {"\xf4\x8f\xbf\xbf", 1}, /* U+10FFFF */
+    {"\xc2\x80\xdf\xbf", 1}, /* the 2-byte ends, back to back */
+    {"\\n", 1},
+    {"\\\"", 1},
+    {"\\u00e9", 1},
+    {"\\ud83d\\ude00", 1},
+    {"\x7f", 1}, /* DEL is plain */
+    {"\x80", 0}, /* a lone continuation byte */
+    {"\xbf", 0},
+    {"\xc0\xaf", 0},         /* overlong */
+    {"\xc1\xbf", 0},         /* overlong */
+    {"\xc3", 0},             /* cut: plain text or the quote follows */
+    {"\xe2\x82", 0},         /* cut */
+    {"\xf0\x9f\x98", 0},     /* cut */
+    {"\xe0\x80\x80", 0},     /* overlong */
+    {"\xed\xa0\x80", 0},     /* a surrogate */
+    {"\xf0\x80\x80\x80", 0}, /* overlong */
+    {"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
+    {"\xf8\x88\x80\x80\x80", 0},
+    {"\xff", 0},
+    {"\xc3\xa9\x80", 0}, /* a continuation too many */
+    {"\x01", 0},         /* controls */
+    {"\x1f", 0},
+    {"\t", 0},
+    {"\\x", 0},
+    {"\\ud800", 0}, /* a lone surrogate escape */
+};
+
+/* Is the raw sequence (no escapes) valid UTF-8 of plain characters? */
+static int seq_is_raw(const char *seq)
+{
+    return strchr(seq, '\\') == NULL;
+}
+
+START_TEST(test_block_boundaries)
+{
+    char body[128];
+    unsigned checked = 0;
+    for (size_t q = 0; q < sizeof boundary_seqs / sizeof boundary_seqs[0];
+         q++) {
+        const char *seq = boundary_seqs[q].seq;
+        int valid = boundary_seqs[q].valid;
+        size_t sl = strlen(seq);
+        for (size_t before = 0; before <= 40; before++) {
+            for (size_t after = 0; after <= 18; after++) {
+                size_t n = 0;
+                for (size_t i = 0; i < before; i++)
+                    body[n++] = (char)('a' + i % 26);
+                memcpy(body + n, seq, sl);
+                n += sl;
+                for (size_t i = 0; i < after; i++)
+                    body[n++] = (char)('A' + i % 26);
+                /* The string as data, as the event, and as a key. */
+                for (int where = 0; where < 3; where++) {
+                    char doc[256];
+                    int dn;
+                    if (where == 0)
+                        dn = snprintf(doc, sizeof doc,
+                                      "{\"event\":\"e\",\"data\":\"%.*s\"}",
+                                      (int)n, body);
+                    else if (where == 1)
+                        dn = snprintf(doc, sizeof doc, "{\"event\":\"%.*s\"}",
+                                      (int)n, body);
+                    else
+                        dn = snprintf(doc, sizeof doc,
+                                      "{\"%.*s\":1,\"event\":\"e\"}", (int)n,
+                                      body);
+                    ck_assert_int_gt(dn, 0);
+                    char *exact = malloc((size_t)dn);
+                    ck_assert_ptr_nonnull(exact);
+                    memcpy(exact, doc, (size_t)dn);
+                    sb_env_status st = parse_n(exact, (size_t)dn);
+                    int json_ok = scanner_accepts(exact, (size_t)dn);
+                    ck_assert_msg(json_ok == valid,
+                                  "seq %zu at %zu (+%zu after, where %d): "
+                                  "scanner says %d",
+                                  q, before, after, where, json_ok);
+                    if (where == 0) {
+                        ck_assert_msg((st == SB_ENV_OK) == valid,
+                                      "seq %zu at %zu (+%zu): status %d", q,
+                                      before, after, (int)st);
+                        if (valid)
+                            ck_assert_uint_eq(env.data.len, n + 2);
+                    }
+                    const char *why = sb_envelope_oracle(exact, (size_t)dn);
+                    ck_assert_msg(why == NULL, "seq %zu at %zu (+%zu): %s", q,
+                                  before, after, why);
+                    free(exact);
+                    checked++;
+                }
+                /* The UTF-8 checks on the bare bytes (escapes are plain
+                 * ASCII to them; controls are valid UTF-8). */
+                if (!seq_is_raw(seq))
+                    continue;
+                int utf8 = valid || (unsigned char)seq[0] < 0x20;
+                char *raw = malloc(n ? n : 1);
+                ck_assert_ptr_nonnull(raw);
+                memcpy(raw, body, n);
+                ck_assert_msg(sb_utf8_valid(raw, n) == utf8,
+                              "utf8_valid: seq %zu at %zu (+%zu)", q, before,
+                              after);
+                size_t tail = 99;
+                bool ok = sb_utf8_valid_prefix(raw, n, &tail);
+                /* A sequence cut at the very end is a valid prefix. */
+                int cut_at_end =
+                    !utf8 && after == 0 &&
+                    (strcmp(seq, "\xc3") == 0 || strcmp(seq, "\xe2\x82") == 0 ||
+                     strcmp(seq, "\xf0\x9f\x98") == 0);
+                ck_assert_msg(ok == (utf8 || cut_at_end),
+                              "utf8_valid_prefix: seq %zu at %zu (+%zu)", q,
+                              before, after);
+                if (ok)
+                    ck_assert_uint_eq(tail, cut_at_end ? sl : 0);
+                free(raw);
+            }
+        }
+    }
+    ck_assert_uint_gt(checked, 30000);
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -1459,6 +1598,11 @@ static Suite *envelope_suite(void)
     suite_add_tcase(s, tw);
 
     /* Seconds normally, longer under the sanitizers. */
+    /* Some 70,000 small documents, each also checked against jansson. */
+    TCase *tb = tcase_create("boundaries");
+    tcase_set_timeout(tb, 120);
+    tcase_add_test(tb, test_block_boundaries);
+    suite_add_tcase(s, tb);
     TCase *td = tcase_create("differential");
     tcase_set_timeout(td, 300);
     tcase_add_test(td, test_differential);
