@@ -18,144 +18,7 @@
 #include <jansson.h>
 
 #include "harness.h"
-
-#define CHAT     "[plugin.chat]\nfile = %P/chat.so\n"
-#define SESSIONS "[plugin.sessions]\nfile = %P/test-sessions.so\n"
-
-/* HS256 tokens of secret "sekret" for {"sub":"alice"} and {"sub":"bob"}. */
-#define ALICE                                                                  \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9."               \
-    "XJ1q7TOK53kSmeu1Z_W1SQa3rh9CsAUwK3Bf074b098"
-#define BOB                                                                    \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ."                 \
-    "opjMx2Wvab58U-JrePidW_pKFzDctAcduigE3PVK5mk"
-
-static json_t *recv_json(ws_client *c)
-{
-    ws_frame f;
-    int rc = ws_recv_message(c, SB_TIMEOUT, &f);
-    ck_assert_msg(rc == 1, "recv: %d %s", rc, ws_error(c));
-    ck_assert_int_eq(f.opcode, WS_OP_TEXT);
-    json_error_t err;
-    json_t *v = json_loadb((const char *)f.data, f.len, 0, &err);
-    ck_assert_msg(v != NULL, "not JSON: %s", f.data);
-    ws_frame_free(&f);
-    return v;
-}
-
-/* The next frame must be `event`; returns the whole frame (decref it). */
-static json_t *expect_event(ws_client *c, const char *event)
-{
-    json_t *v = recv_json(c);
-    const char *e = json_string_value(json_object_get(v, "event"));
-    char *dump = json_dumps(v, JSON_COMPACT);
-    ck_assert_msg(e && strcmp(e, event) == 0, "expected %s, got %s", event,
-                  dump);
-    free(dump);
-    return v;
-}
-
-typedef struct sess {
-    ws_client *ws;
-    json_int_t id;
-    char token[64];
-    char epoch[32];
-    json_int_t offset; /* of chat:lobby, as the client holds it */
-} sess;
-
-static void open_session(sess *s, const sb_srv *srv, const char *query)
-{
-    memset(s, 0, sizeof(*s));
-    char path[512];
-    snprintf(path, sizeof(path), "/%s%s", query ? "?token=" : "",
-             query ? query : "");
-    s->ws = ws_connect("127.0.0.1", srv->port, path, NULL, SB_TIMEOUT);
-    ck_assert_msg(s->ws != NULL, "connect: %s", ws_last_error());
-    json_t *v = expect_event(s->ws, "sb:session");
-    json_t *d = json_object_get(v, "data");
-    s->id = json_integer_value(json_object_get(d, "client"));
-    const char *t = json_string_value(json_object_get(d, "token"));
-    ck_assert_ptr_nonnull(t);
-    /* At least 128 random bits, URL-safe. */
-    ck_assert_uint_ge(strlen(t), 22);
-    ck_assert_uint_eq(strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
-                                "tuvwxyz0123456789-_"),
-                      strlen(t));
-    snprintf(s->token, sizeof(s->token), "%s", t);
-    ck_assert_int_gt(json_integer_value(json_object_get(d, "ttl")), 0);
-    json_decref(v);
-}
-
-static void join_lobby(sess *s)
-{
-    cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"lobby\"}}");
-    json_t *v = expect_event(s->ws, "sb:joined");
-    json_t *d = json_object_get(v, "data");
-    ck_assert_str_eq(json_string_value(json_object_get(d, "room")),
-                     "chat:lobby");
-    snprintf(s->epoch, sizeof(s->epoch), "%s",
-             json_string_value(json_object_get(d, "epoch")));
-    s->offset = json_integer_value(json_object_get(d, "offset"));
-    json_decref(v);
-    json_decref(expect_event(s->ws, "joined"));
-}
-
-static void say(ws_client *c, int n)
-{
-    char msg[128];
-    snprintf(
-        msg, sizeof(msg),
-        "{\"event\":\"say\",\"data\":{\"room\":\"lobby\",\"text\":\"m%d\"}}",
-        n);
-    cli_send(c, msg);
-}
-
-/* The next frame is `said` in chat:lobby at `offset` with text mN. */
-static void expect_said(sess *s, json_int_t offset, int n)
-{
-    json_t *v = expect_event(s->ws, "said");
-    ck_assert_str_eq(json_string_value(json_object_get(v, "room")),
-                     "chat:lobby");
-    ck_assert_int_eq(json_integer_value(json_object_get(v, "offset")), offset);
-    char text[16];
-    snprintf(text, sizeof(text), "m%d", n);
-    ck_assert_str_eq(
-        json_string_value(json_object_get(json_object_get(v, "data"), "text")),
-        text);
-    s->offset = offset;
-    json_decref(v);
-}
-
-/* Sends sb:resume for `old` on `s` (a new connection) and returns the
- * sb:resumed data (decref the frame it came in: returned as *frame). */
-static json_t *resume(sess *s, const sess *old, json_t **frame)
-{
-    json_t *req =
-        json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event", "sb:resume", "data",
-                  "token", old->token, "rooms", "chat:lobby", "epoch",
-                  old->epoch, "offset", old->offset);
-    char *text = json_dumps(req, JSON_COMPACT);
-    cli_send(s->ws, text);
-    free(text);
-    json_decref(req);
-    *frame = expect_event(s->ws, "sb:resumed");
-    json_t *d = json_object_get(*frame, "data");
-    ck_assert_int_eq(json_integer_value(json_object_get(d, "client")), s->id);
-    ck_assert_str_eq(json_string_value(json_object_get(d, "token")), s->token);
-    return d;
-}
-
-static json_t *lobby_of(json_t *resumed)
-{
-    return json_object_get(json_object_get(resumed, "rooms"), "chat:lobby");
-}
-
-static void drop(sess *s)
-{
-    ws_close(s->ws); /* no close frame: 1006 */
-    s->ws = NULL;
-    usleep(100 * 1000);
-}
+#include "session_client.h"
 
 START_TEST(test_off_is_unchanged)
 {
@@ -200,36 +63,38 @@ START_TEST(test_recover_no_gap)
     srv_start(&srv, NULL, sections);
     ck_assert_int_eq(sb_test_wait_port(admin, 30000), 0);
     sess a, b, a2;
-    open_session(&a, &srv, NULL);
-    join_lobby(&a);
+    sess_open(&a, &srv, NULL);
+    /* One process: 24 URL-safe characters (144 bits), no ".NODE". */
+    ck_assert_uint_eq(strlen(a.token), 24);
+    sess_join_lobby(&a, false);
     ck_assert_int_eq(a.offset, 0);
     cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":7},\"id\":1}");
-    json_decref(expect_event(a.ws, "kept"));
-    open_session(&b, &srv, NULL);
-    join_lobby(&b);
+    json_decref(sess_expect(a.ws, "kept"));
+    sess_open(&b, &srv, NULL);
+    sess_join_lobby(&b, false);
     ck_assert_str_eq(a.epoch, b.epoch);
-    say(b.ws, 1);
-    expect_said(&a, 1, 1);
-    expect_said(&b, 1, 1);
-    drop(&a);
+    sess_say(b.ws, 1);
+    sess_expect_said(&a, 1, 1);
+    sess_expect_said(&b, 1, 1);
+    sess_drop(&a, 100);
     for (int i = 2; i <= 4; i++) {
-        say(b.ws, i);
-        expect_said(&b, i, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, i, i);
     }
-    open_session(&a2, &srv, NULL);
+    sess_open(&a2, &srv, NULL);
     json_t *frame;
-    json_t *d = resume(&a2, &a, &frame);
+    json_t *d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    json_t *l = lobby_of(d);
+    json_t *l = sess_lobby(d);
     ck_assert(json_is_true(json_object_get(l, "recovered")));
     ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
     ck_assert_str_eq(json_string_value(json_object_get(l, "epoch")), a.epoch);
     json_decref(frame);
     /* Exactly the missing messages, in order. */
     for (int i = 2; i <= 4; i++)
-        expect_said(&a2, i, i);
+        sess_expect_said(&a2, i, i);
     /* The plugin's hook: the previous id, its state, the rooms. */
-    json_t *h = expect_event(a2.ws, "resumed_hook");
+    json_t *h = sess_expect(a2.ws, "resumed_hook");
     json_t *hd = json_object_get(h, "data");
     ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")), a.id);
     ck_assert_int_eq(json_integer_value(json_object_get(
@@ -241,13 +106,13 @@ START_TEST(test_recover_no_gap)
     json_decref(h);
     cli_expect_nothing(a2.ws, 200);
     /* Still a member: live traffic follows the replay. */
-    say(b.ws, 5);
-    expect_said(&b, 5, 5);
-    expect_said(&a2, 5, 5);
+    sess_say(b.ws, 5);
+    sess_expect_said(&b, 5, 5);
+    sess_expect_said(&a2, 5, 5);
     /* The token was single-use. */
     sess c;
-    open_session(&c, &srv, NULL);
-    d = resume(&c, &a, &frame);
+    sess_open(&c, &srv, NULL);
+    d = sess_resume(&c, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     ck_assert_uint_eq(json_object_size(json_object_get(d, "rooms")), 0);
     json_decref(frame);
@@ -275,23 +140,23 @@ static json_t *miss(const sb_srv *srv, int missed, int wait_ms, sess *a2,
                     json_t **frame)
 {
     sess a, b;
-    open_session(&a, srv, NULL);
-    join_lobby(&a);
-    open_session(&b, srv, NULL);
-    join_lobby(&b);
-    say(b.ws, 0);
-    expect_said(&a, a.offset + 1, 0);
-    expect_said(&b, b.offset + 1, 0);
-    drop(&a);
+    sess_open(&a, srv, NULL);
+    sess_join_lobby(&a, false);
+    sess_open(&b, srv, NULL);
+    sess_join_lobby(&b, false);
+    sess_say(b.ws, 0);
+    sess_expect_said(&a, a.offset + 1, 0);
+    sess_expect_said(&b, b.offset + 1, 0);
+    sess_drop(&a, 100);
     for (int i = 1; i <= missed; i++) {
-        say(b.ws, i);
-        expect_said(&b, b.offset + 1, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, b.offset + 1, i);
     }
     usleep((useconds_t)wait_ms * 1000);
-    open_session(a2, srv, NULL);
-    json_t *d = resume(a2, &a, frame);
+    sess_open(a2, srv, NULL);
+    json_t *d = sess_resume(a2, &a, frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    json_t *l = lobby_of(d);
+    json_t *l = sess_lobby(d);
     ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")),
                      b.offset);
     ws_close(b.ws);
@@ -311,8 +176,8 @@ START_TEST(test_unrecoverable)
     ck_assert(json_is_true(json_object_get(l, "recovered")));
     json_int_t top = json_integer_value(json_object_get(l, "offset"));
     json_decref(frame);
-    expect_said(&a2, top - 1, 1);
-    expect_said(&a2, top, 2);
+    sess_expect_said(&a2, top - 1, 1);
+    sess_expect_said(&a2, top, 2);
     cli_expect_nothing(a2.ws, 100);
     ws_close(a2.ws);
     /* Three missed: over max_recover (still in history). */
@@ -333,19 +198,19 @@ START_TEST(test_unrecoverable)
      * epoch, and the client's position is worth nothing. */
     srv_start(&srv, NULL, "[recovery]\nhistory_ttl = 1\n" CHAT);
     sess a, b;
-    open_session(&a, &srv, NULL);
-    join_lobby(&a);
-    drop(&a);
+    sess_open(&a, &srv, NULL);
+    sess_join_lobby(&a, false);
+    sess_drop(&a, 100);
     usleep(2500 * 1000);
-    open_session(&b, &srv, NULL);
-    join_lobby(&b);
+    sess_open(&b, &srv, NULL);
+    sess_join_lobby(&b, false);
     ck_assert_str_ne(b.epoch, a.epoch);
     ck_assert_int_eq(b.offset, 0);
-    say(b.ws, 1);
-    expect_said(&b, 1, 1);
-    open_session(&a2, &srv, NULL);
-    json_t *d = resume(&a2, &a, &frame);
-    l = lobby_of(d);
+    sess_say(b.ws, 1);
+    sess_expect_said(&b, 1, 1);
+    sess_open(&a2, &srv, NULL);
+    json_t *d = sess_resume(&a2, &a, &frame);
+    l = sess_lobby(d);
     ck_assert(json_is_false(json_object_get(l, "recovered")));
     ck_assert_str_eq(json_string_value(json_object_get(l, "epoch")), b.epoch);
     ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 1);
@@ -376,11 +241,11 @@ START_TEST(test_tokens)
     sess a, x, a2;
     json_t *frame;
     /* An unknown token: a fresh session. */
-    open_session(&x, &srv, ALICE);
+    sess_open(&x, &srv, ALICE);
     sess fake = {0};
     snprintf(fake.token, sizeof(fake.token), "AAAAAAAAAAAAAAAAAAAAAAAA");
     snprintf(fake.epoch, sizeof(fake.epoch), "e");
-    json_t *d = resume(&x, &fake, &frame);
+    json_t *d = sess_resume(&x, &fake, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(x.ws);
@@ -388,47 +253,47 @@ START_TEST(test_tokens)
     /* A resume that is not one: data of the wrong shape is a fresh
      * session too; a first frame that is not JSON goes to the plugins
      * (and gets their exception), and resumes nothing. */
-    open_session(&x, &srv, ALICE);
+    sess_open(&x, &srv, ALICE);
     cli_send(x.ws, "{\"event\":\"sb:resume\",\"data\":[1,{}]}");
-    json_t *v = expect_event(x.ws, "sb:resumed");
+    json_t *v = sess_expect(x.ws, "sb:resumed");
     ck_assert(
         json_is_null(json_object_get(json_object_get(v, "data"), "previous")));
     json_decref(v);
     ws_close(x.ws);
-    open_session(&x, &srv, ALICE);
+    sess_open(&x, &srv, ALICE);
     cli_send(x.ws, "{\"event\":\"sb:resume\",\"data\":");
-    json_decref(expect_event(x.ws, "exception"));
+    json_decref(sess_expect(x.ws, "exception"));
     ws_close(x.ws);
 
     /* A clean close by the client keeps nothing. */
-    open_session(&a, &srv, ALICE);
-    join_lobby(&a);
+    sess_open(&a, &srv, ALICE);
+    sess_join_lobby(&a, false);
     ws_send_close(a.ws, 1000, "bye");
     int code = 0;
     ws_expect_close(a.ws, SB_TIMEOUT, &code, NULL, 0);
     ws_close(a.ws);
     usleep(100 * 1000);
-    open_session(&a2, &srv, ALICE);
-    d = resume(&a2, &a, &frame);
+    sess_open(&a2, &srv, ALICE);
+    d = sess_resume(&a2, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(a2.ws);
 
     /* Alice drops; Bob's credentials with Alice's token resume nothing,
      * and leave the session to Alice. */
-    open_session(&a, &srv, ALICE);
-    join_lobby(&a);
-    drop(&a);
-    open_session(&x, &srv, BOB);
-    d = resume(&x, &a, &frame);
+    sess_open(&a, &srv, ALICE);
+    sess_join_lobby(&a, false);
+    sess_drop(&a, 100);
+    sess_open(&x, &srv, BOB);
+    d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     cli_expect_nothing(x.ws, 100);
     ws_close(x.ws);
-    open_session(&a2, &srv, ALICE);
-    d = resume(&a2, &a, &frame);
+    sess_open(&a2, &srv, ALICE);
+    d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
     ws_close(a2.ws);
     srv_stop(&srv);
@@ -479,8 +344,8 @@ START_TEST(test_resume_races_live_traffic)
     srv_start(&srv, NULL, "[recovery]\nhistory_size = 1000\n" CHAT);
     for (int round = 0; round < 10; round++) {
         sess a, a2;
-        open_session(&a, &srv, NULL);
-        join_lobby(&a);
+        sess_open(&a, &srv, NULL);
+        sess_join_lobby(&a, false);
         json_int_t start = a.offset;
         struct publisher p = {srv.port, 300};
         pthread_t t;
@@ -489,7 +354,7 @@ START_TEST(test_resume_races_live_traffic)
          * resume at once while the publisher goes on. */
         int seen = 0;
         while (seen < 5 + round * 3) {
-            json_t *v = recv_json(a.ws);
+            json_t *v = sess_recv(a.ws, "a frame");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -500,16 +365,16 @@ START_TEST(test_resume_races_live_traffic)
             }
             json_decref(v);
         }
-        drop(&a);
-        open_session(&a2, &srv, NULL);
+        sess_drop(&a, 100);
+        sess_open(&a2, &srv, NULL);
         json_t *frame;
-        json_t *d = resume(&a2, &a, &frame);
-        ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+        json_t *d = sess_resume(&a2, &a, &frame);
+        ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
         json_decref(frame);
         /* Every offset up to the last, once each and in order. */
         json_int_t last = a.offset;
         while (last < start + p.count) {
-            json_t *v = recv_json(a2.ws);
+            json_t *v = sess_recv(a2.ws, "a frame");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -536,8 +401,8 @@ START_TEST(test_restart_1012_fresh_session)
     sb_srv srv;
     srv_start(&srv, "shutdown_timeout = 1\n", "[recovery]\n" CHAT);
     sess a, a2;
-    open_session(&a, &srv, NULL);
-    join_lobby(&a);
+    sess_open(&a, &srv, NULL);
+    sess_join_lobby(&a, false);
     /* The close frame waits in our socket while the server gives up on
      * the close handshake and exits. */
     srv_stop(&srv);
@@ -546,9 +411,9 @@ START_TEST(test_restart_1012_fresh_session)
     ck_assert_int_eq(code, 1012);
     ws_close(a.ws);
     srv_start(&srv, NULL, "[recovery]\n" CHAT);
-    open_session(&a2, &srv, NULL);
+    sess_open(&a2, &srv, NULL);
     json_t *frame;
-    json_t *d = resume(&a2, &a, &frame);
+    json_t *d = sess_resume(&a2, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(a2.ws);

@@ -29,18 +29,9 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "session_client.h"
 
-#define CHAT     "[plugin.chat]\nfile = %P/chat.so\n"
-#define SESSIONS "[plugin.sessions]\nfile = %P/test-sessions.so\n"
-#define AUTH     "[plugin.auth]\nfile = %P/auth.so\nsecret = sekret\n"
-
-/* HS256 tokens of secret "sekret" for {"sub":"alice"} and {"sub":"bob"}. */
-#define ALICE                                                                  \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9."               \
-    "XJ1q7TOK53kSmeu1Z_W1SQa3rh9CsAUwK3Bf074b098"
-#define BOB                                                                    \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ."                 \
-    "opjMx2Wvab58U-JrePidW_pKFzDctAcduigE3PVK5mk"
+#define AUTH "[plugin.auth]\nfile = %P/auth.so\nsecret = sekret\n"
 
 static sb_redis redis;
 static sb_srv n1, n2;
@@ -54,8 +45,16 @@ static void start_node(sb_srv *s)
 }
 
 /* Redis and two nodes with `recovery` ([recovery] keys) and `plugins`. */
+/* Before a receive fails: what both nodes logged. */
+static void print_logs(void)
+{
+    fprintf(stderr, "node 1:\n%s\n", srv_logtail(&n1));
+    fprintf(stderr, "node 2:\n%s\n", srv_logtail(&n2));
+}
+
 static void up(const char *recovery, const char *plugins)
 {
+    sess_on_failure(print_logs);
     redis_start(&redis);
     snprintf(conf_text, sizeof(conf_text),
              "[cluster]\nredis = unix:%s\nnode_ttl = 3s\nprobe_interval = "
@@ -73,149 +72,19 @@ static void down(void)
     redis_free(&redis);
 }
 
-static json_t *recv_json(ws_client *c, const char *what)
-{
-    ws_frame f;
-    int rc = ws_recv_message(c, SB_TIMEOUT, &f);
-    if (rc != 1) {
-        fprintf(stderr, "node 1:\n%s\n", srv_logtail(&n1));
-        fprintf(stderr, "node 2:\n%s\n", srv_logtail(&n2));
-        ck_abort_msg("no %s: %d %s", what, rc, ws_error(c));
-    }
-    ck_assert_int_eq(f.opcode, WS_OP_TEXT);
-    json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
-    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len, (char *)f.data);
-    ws_frame_free(&f);
-    return v;
-}
-
-static json_t *expect_event(ws_client *c, const char *event)
-{
-    json_t *v = recv_json(c, event);
-    const char *e = json_string_value(json_object_get(v, "event"));
-    char *dump = json_dumps(v, JSON_COMPACT);
-    ck_assert_msg(e && strcmp(e, event) == 0, "expected %s, got %s", event,
-                  dump);
-    free(dump);
-    return v;
-}
-
-typedef struct sess {
-    ws_client *ws;
-    json_int_t id;
-    char token[64];
-    char epoch[32];
-    json_int_t offset; /* of chat:lobby, as the client holds it */
-} sess;
-
-static void open_session(sess *s, const sb_srv *srv, const char *jwt)
-{
-    memset(s, 0, sizeof(*s));
-    char path[512];
-    snprintf(path, sizeof(path), "/%s%s", jwt ? "?token=" : "", jwt ? jwt : "");
-    s->ws = ws_connect("127.0.0.1", srv->port, path, NULL, SB_TIMEOUT);
-    ck_assert_msg(s->ws != NULL, "connect: %s", ws_last_error());
-    json_t *v = expect_event(s->ws, "sb:session");
-    json_t *d = json_object_get(v, "data");
-    s->id = json_integer_value(json_object_get(d, "client"));
-    snprintf(s->token, sizeof(s->token), "%s",
-             json_string_value(json_object_get(d, "token")));
-    json_decref(v);
-}
-
-/* Joins chat:lobby: sb:joined (the position) and the plugin's joined, in
- * either order (the position may wait for the node's subscription). */
-static void join_lobby(sess *s)
-{
-    cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"lobby\"}}");
-    bool pos = false, joined = false;
-    while (!pos || !joined) {
-        json_t *v = recv_json(s->ws, "sb:joined and joined");
-        const char *e = json_string_value(json_object_get(v, "event"));
-        ck_assert_ptr_nonnull(e);
-        if (strcmp(e, "sb:joined") == 0) {
-            json_t *d = json_object_get(v, "data");
-            ck_assert_str_eq(json_string_value(json_object_get(d, "room")),
-                             "chat:lobby");
-            snprintf(s->epoch, sizeof(s->epoch), "%s",
-                     json_string_value(json_object_get(d, "epoch")));
-            s->offset = json_integer_value(json_object_get(d, "offset"));
-            pos = true;
-        } else {
-            ck_assert_str_eq(e, "joined");
-            joined = true;
-        }
-        json_decref(v);
-    }
-}
-
-static void say(ws_client *c, int n)
-{
-    char msg[128];
-    snprintf(
-        msg, sizeof(msg),
-        "{\"event\":\"say\",\"data\":{\"room\":\"lobby\",\"text\":\"m%d\"}}",
-        n);
-    cli_send(c, msg);
-}
-
-static void expect_said(sess *s, json_int_t offset, int n)
-{
-    json_t *v = expect_event(s->ws, "said");
-    ck_assert_str_eq(json_string_value(json_object_get(v, "room")),
-                     "chat:lobby");
-    ck_assert_int_eq(json_integer_value(json_object_get(v, "offset")), offset);
-    char text[16];
-    snprintf(text, sizeof(text), "m%d", n);
-    ck_assert_str_eq(
-        json_string_value(json_object_get(json_object_get(v, "data"), "text")),
-        text);
-    s->offset = offset;
-    json_decref(v);
-}
-
-static json_t *resume(sess *s, const sess *old, json_t **frame)
-{
-    json_t *req =
-        json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event", "sb:resume", "data",
-                  "token", old->token, "rooms", "chat:lobby", "epoch",
-                  old->epoch, "offset", old->offset);
-    char *text = json_dumps(req, JSON_COMPACT);
-    cli_send(s->ws, text);
-    free(text);
-    json_decref(req);
-    *frame = expect_event(s->ws, "sb:resumed");
-    json_t *d = json_object_get(*frame, "data");
-    ck_assert_int_eq(json_integer_value(json_object_get(d, "client")), s->id);
-    ck_assert_str_eq(json_string_value(json_object_get(d, "token")), s->token);
-    return d;
-}
-
-static json_t *lobby_of(json_t *resumed)
-{
-    return json_object_get(json_object_get(resumed, "rooms"), "chat:lobby");
-}
-
-static void drop(sess *s)
-{
-    ws_close(s->ws); /* no close frame: 1006 */
-    s->ws = NULL;
-    usleep(150 * 1000);
-}
-
 START_TEST(test_recover_on_the_other_node)
 {
     up("", CHAT SESSIONS);
     sess a, b, a2, c;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
     ck_assert_int_eq(a.offset, 0);
     cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":7},\"id\":1}");
-    json_decref(expect_event(a.ws, "kept"));
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
+    json_decref(sess_expect(a.ws, "kept"));
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
     ck_assert_str_eq(a.epoch, b.epoch);
-    say(b.ws, 1);
+    sess_say(b.ws, 1);
     /* Byte for byte the frame of one process. */
     ws_frame f;
     ck_assert_int_eq(ws_recv_message(a.ws, SB_TIMEOUT, &f), 1);
@@ -228,25 +97,25 @@ START_TEST(test_recover_on_the_other_node)
     ck_assert(memcmp(f.data, want, f.len) == 0);
     ws_frame_free(&f);
     a.offset = 1;
-    expect_said(&b, 1, 1);
-    drop(&a);
+    sess_expect_said(&b, 1, 1);
+    sess_drop(&a, 150);
     for (int i = 2; i <= 4; i++) {
-        say(b.ws, i);
-        expect_said(&b, i, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, i, i);
     }
     /* On node 2. */
-    open_session(&a2, &n2, NULL);
+    sess_open(&a2, &n2, NULL);
     json_t *frame;
-    json_t *d = resume(&a2, &a, &frame);
+    json_t *d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    json_t *l = lobby_of(d);
+    json_t *l = sess_lobby(d);
     ck_assert(json_is_true(json_object_get(l, "recovered")));
     ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
     ck_assert_str_eq(json_string_value(json_object_get(l, "epoch")), a.epoch);
     json_decref(frame);
     for (int i = 2; i <= 4; i++)
-        expect_said(&a2, i, i);
-    json_t *h = expect_event(a2.ws, "resumed_hook");
+        sess_expect_said(&a2, i, i);
+    json_t *h = sess_expect(a2.ws, "resumed_hook");
     json_t *hd = json_object_get(h, "data");
     ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")), a.id);
     ck_assert_int_eq(json_integer_value(json_object_get(
@@ -254,18 +123,18 @@ START_TEST(test_recover_on_the_other_node)
                      7);
     json_decref(h);
     cli_expect_nothing(a2.ws, 200);
-    say(b.ws, 5);
-    expect_said(&b, 5, 5);
-    expect_said(&a2, 5, 5);
+    sess_say(b.ws, 5);
+    sess_expect_said(&b, 5, 5);
+    sess_expect_said(&a2, 5, 5);
     /* What a client sends right after its sb:resume waits for the answer,
      * then runs in order, in the rooms given back. */
     a2.offset = 5;
     snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
-    drop(&a2);
-    say(b.ws, 6);
-    expect_said(&b, 6, 6);
+    sess_drop(&a2, 150);
+    sess_say(b.ws, 6);
+    sess_expect_said(&b, 6, 6);
     sess a3;
-    open_session(&a3, &n1, NULL);
+    sess_open(&a3, &n1, NULL);
     json_t *req = json_pack("{s:s,s:{s:s,s:{s:{s:s,s:I}}}}", "event",
                             "sb:resume", "data", "token", a2.token, "rooms",
                             "chat:lobby", "epoch", a2.epoch, "offset", 5);
@@ -274,14 +143,14 @@ START_TEST(test_recover_on_the_other_node)
     cli_send(a3.ws, text);
     free(text);
     cli_send(a3.ws, "{\"event\":\"rooms\"}");
-    frame = expect_event(a3.ws, "sb:resumed");
+    frame = sess_expect(a3.ws, "sb:resumed");
     d = json_object_get(frame, "data");
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
-    expect_said(&a3, 6, 6);
-    json_decref(expect_event(a3.ws, "resumed_hook"));
-    json_t *rooms = expect_event(a3.ws, "rooms");
+    sess_expect_said(&a3, 6, 6);
+    json_decref(sess_expect(a3.ws, "resumed_hook"));
+    json_t *rooms = sess_expect(a3.ws, "rooms");
     char *dump = json_dumps(json_object_get(rooms, "data"), JSON_COMPACT);
     ck_assert_msg(strstr(dump, "lobby"), "%s", dump);
     free(dump);
@@ -289,8 +158,8 @@ START_TEST(test_recover_on_the_other_node)
     ws_close(a3.ws);
     /* Single use, on either node, twice. */
     for (int i = 0; i < 2; i++) {
-        open_session(&c, i ? &n2 : &n1, NULL);
-        d = resume(&c, &a, &frame);
+        sess_open(&c, i ? &n2 : &n1, NULL);
+        d = sess_resume(&c, &a, &frame);
         ck_assert(json_is_null(json_object_get(d, "previous")));
         ck_assert_uint_eq(json_object_size(json_object_get(d, "rooms")), 0);
         json_decref(frame);
@@ -312,27 +181,27 @@ static json_t *miss(int missed, int wait_ms, void (*between)(void), sess *a2,
                     json_t **frame)
 {
     sess a, b;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
-    say(b.ws, 0);
-    expect_said(&a, a.offset + 1, 0);
-    expect_said(&b, b.offset + 1, 0);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
+    sess_say(b.ws, 0);
+    sess_expect_said(&a, a.offset + 1, 0);
+    sess_expect_said(&b, b.offset + 1, 0);
     snprintf(missed_epoch, sizeof(missed_epoch), "%s", a.epoch);
-    drop(&a);
+    sess_drop(&a, 150);
     for (int i = 1; i <= missed; i++) {
-        say(b.ws, i);
-        expect_said(&b, b.offset + 1, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, b.offset + 1, i);
     }
     usleep((useconds_t)wait_ms * 1000);
     if (between)
         between();
-    open_session(a2, &n2, NULL);
-    json_t *d = resume(a2, &a, frame);
+    sess_open(a2, &n2, NULL);
+    json_t *d = sess_resume(a2, &a, frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
     ws_close(b.ws);
-    return lobby_of(d);
+    return sess_lobby(d);
 }
 
 static void drop_history(void)
@@ -355,8 +224,8 @@ START_TEST(test_unrecoverable)
     ck_assert(json_is_true(json_object_get(l, "recovered")));
     json_int_t top = json_integer_value(json_object_get(l, "offset"));
     json_decref(frame);
-    expect_said(&a2, top - 1, 1);
-    expect_said(&a2, top, 2);
+    sess_expect_said(&a2, top - 1, 1);
+    sess_expect_said(&a2, top, 2);
     cli_expect_nothing(a2.ws, 100);
     ws_close(a2.ws);
     /* Over max_recover (within history_size). */
@@ -391,12 +260,12 @@ START_TEST(test_unrecoverable)
     /* Redis emptied (FLUSHALL, or restarted empty): the sessions went with
      * it, a fresh session. */
     sess a, x;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
-    drop(&a);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
+    sess_drop(&a, 150);
     flushall();
-    open_session(&x, &n2, NULL);
-    json_t *d = resume(&x, &a, &frame);
+    sess_open(&x, &n2, NULL);
+    json_t *d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     cli_expect_nothing(x.ws, 200);
@@ -409,25 +278,25 @@ START_TEST(test_epoch_change_is_a_resync)
 {
     up("", CHAT);
     sess a, b;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
-    say(b.ws, 1);
-    expect_said(&a, 1, 1);
-    expect_said(&b, 1, 1);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
+    sess_say(b.ws, 1);
+    sess_expect_said(&a, 1, 1);
+    sess_expect_said(&b, 1, 1);
     flushall();
-    say(b.ws, 2);
-    json_t *v = expect_event(a.ws, "sb:resync");
+    sess_say(b.ws, 2);
+    json_t *v = sess_expect(a.ws, "sb:resync");
     json_t *d = json_object_get(v, "data");
     ck_assert_str_eq(json_string_value(json_object_get(d, "room")),
                      "chat:lobby");
     ck_assert_str_ne(json_string_value(json_object_get(d, "epoch")), a.epoch);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "offset")), 0);
     json_decref(v);
-    expect_said(&a, 1, 2);
-    json_decref(expect_event(b.ws, "sb:resync"));
-    expect_said(&b, 1, 2);
+    sess_expect_said(&a, 1, 2);
+    json_decref(sess_expect(b.ws, "sb:resync"));
+    sess_expect_said(&b, 1, 2);
     ws_close(a.ws);
     ws_close(b.ws);
     down();
@@ -439,34 +308,34 @@ START_TEST(test_tokens)
     up("", AUTH CHAT);
     sess a, x, a2;
     json_t *frame;
-    open_session(&x, &n1, ALICE);
+    sess_open(&x, &n1, ALICE);
     sess fake = {0};
     snprintf(fake.token, sizeof(fake.token), "AAAAAAAAAAAAAAAAAAAAAAAA");
     snprintf(fake.epoch, sizeof(fake.epoch), "e");
-    json_t *d = resume(&x, &fake, &frame);
+    json_t *d = sess_resume(&x, &fake, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(x.ws);
     /* Alice drops on node 1; Bob with her token on node 2 resumes nothing
      * and leaves the session to her. */
-    open_session(&a, &n1, ALICE);
-    join_lobby(&a);
-    drop(&a);
-    open_session(&x, &n2, BOB);
-    d = resume(&x, &a, &frame);
+    sess_open(&a, &n1, ALICE);
+    sess_join_lobby(&a, true);
+    sess_drop(&a, 150);
+    sess_open(&x, &n2, BOB);
+    d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     cli_expect_nothing(x.ws, 100);
     ws_close(x.ws);
-    open_session(&a2, &n2, ALICE);
-    d = resume(&a2, &a, &frame);
+    sess_open(&a2, &n2, ALICE);
+    d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
     ws_close(a2.ws);
     /* Used: a fresh session on node 1. */
-    open_session(&x, &n1, ALICE);
-    d = resume(&x, &a, &frame);
+    sess_open(&x, &n1, ALICE);
+    d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(x.ws);
@@ -513,15 +382,15 @@ START_TEST(test_resume_races_live_traffic)
     up("history_size = 1000\nmax_recover = 1000\n", CHAT);
     for (int round = 0; round < 20; round++) {
         sess a, a2;
-        open_session(&a, &n1, NULL);
-        join_lobby(&a);
+        sess_open(&a, &n1, NULL);
+        sess_join_lobby(&a, true);
         json_int_t start = a.offset;
         struct publisher p = {n2.port, 200};
         pthread_t t;
         ck_assert_int_eq(pthread_create(&t, NULL, publish, &p), 0);
         int seen = 0;
         while (seen < 3 + round * 2) {
-            json_t *v = recv_json(a.ws, "said");
+            json_t *v = sess_recv(a.ws, "said");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -532,17 +401,17 @@ START_TEST(test_resume_races_live_traffic)
             }
             json_decref(v);
         }
-        drop(&a);
+        sess_drop(&a, 150);
         /* Resume on node 1 again (even rounds) or node 2 (odd ones). */
-        open_session(&a2, round % 2 ? &n2 : &n1, NULL);
+        sess_open(&a2, round % 2 ? &n2 : &n1, NULL);
         json_t *frame;
-        json_t *d = resume(&a2, &a, &frame);
-        ck_assert_msg(json_is_true(json_object_get(lobby_of(d), "recovered")),
+        json_t *d = sess_resume(&a2, &a, &frame);
+        ck_assert_msg(json_is_true(json_object_get(sess_lobby(d), "recovered")),
                       "round %d", round);
         json_decref(frame);
         json_int_t last = a.offset;
         while (last < start + p.count) {
-            json_t *v = recv_json(a2.ws, "the rest");
+            json_t *v = sess_recv(a2.ws, "the rest");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -568,30 +437,30 @@ START_TEST(test_sigterm_then_resume_elsewhere)
 {
     up("", CHAT);
     sess a, b, a2;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
-    say(b.ws, 1);
-    expect_said(&a, 1, 1);
-    expect_said(&b, 1, 1);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
+    sess_say(b.ws, 1);
+    sess_expect_said(&a, 1, 1);
+    sess_expect_said(&b, 1, 1);
     srv_stop(&n1);
     int code = 0;
     ck_assert_int_eq(ws_expect_close(a.ws, SB_TIMEOUT, &code, NULL, 0), 0);
     ck_assert_int_eq(code, 1012);
     ws_close(a.ws);
     for (int i = 2; i <= 3; i++) {
-        say(b.ws, i);
-        expect_said(&b, i, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, i, i);
     }
-    open_session(&a2, &n2, NULL);
+    sess_open(&a2, &n2, NULL);
     json_t *frame;
-    json_t *d = resume(&a2, &a, &frame);
+    json_t *d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
-    expect_said(&a2, 2, 2);
-    expect_said(&a2, 3, 3);
+    sess_expect_said(&a2, 2, 2);
+    sess_expect_said(&a2, 3, 3);
     ws_close(a2.ws);
     ws_close(b.ws);
     start_node(&n1); /* for down() */
@@ -606,18 +475,18 @@ START_TEST(test_redis_down_during_resume)
     up("", CHAT);
     for (int pass = 0; pass < 2; pass++) {
         sess a, a2;
-        open_session(&a, &n1, NULL);
-        join_lobby(&a);
-        drop(&a);
+        sess_open(&a, &n1, NULL);
+        sess_join_lobby(&a, true);
+        sess_drop(&a, 150);
         if (pass)
             redis_kill(&redis);
         else
             ck_assert_int_eq(kill(redis.pid, SIGSTOP), 0);
-        open_session(&a2, &n2, NULL);
+        sess_open(&a2, &n2, NULL);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         json_t *frame;
-        json_t *d = resume(&a2, &a, &frame);
+        json_t *d = sess_resume(&a2, &a, &frame);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ck_assert(json_is_null(json_object_get(d, "previous")));
         json_decref(frame);
@@ -626,7 +495,7 @@ START_TEST(test_redis_down_during_resume)
         ck_assert_msg(ms < 4000, "answered after %ld ms", ms);
         /* The client is served meanwhile (local rooms). */
         cli_send(a2.ws, "{\"event\":\"rooms\"}");
-        json_decref(recv_json(a2.ws, "rooms"));
+        json_decref(sess_recv(a2.ws, "rooms"));
         ck_assert(srv_log_wait(&n2, "a fresh session", pass + 1, 3000));
         ws_close(a2.ws);
         if (!pass) {
@@ -667,8 +536,8 @@ static void kill_node1_subscriber(void)
 static void join_side(sess *s)
 {
     cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
-    json_decref(recv_json(s->ws, "sb:joined or joined"));
-    json_decref(recv_json(s->ws, "sb:joined or joined"));
+    json_decref(sess_recv(s->ws, "sb:joined or joined"));
+    json_decref(sess_recv(s->ws, "sb:joined or joined"));
 }
 
 /* Node 1 misses messages while its subscription is away: it fills them
@@ -679,22 +548,22 @@ START_TEST(test_node_fills_a_gap)
     for (int pass = 0; pass < 2; pass++) {
         up(pass ? "history_size = 2\n" : "", CHAT);
         sess a, b;
-        open_session(&a, &n1, NULL);
-        join_lobby(&a);
+        sess_open(&a, &n1, NULL);
+        sess_join_lobby(&a, true);
         join_side(&a);
-        open_session(&b, &n2, NULL);
-        join_lobby(&b);
+        sess_open(&b, &n2, NULL);
+        sess_join_lobby(&b, true);
         kill_node1_subscriber();
         for (int i = 1; i <= 5; i++) {
-            say(b.ws, i);
-            expect_said(&b, i, i);
+            sess_say(b.ws, i);
+            sess_expect_said(&b, i, i);
         }
         if (!pass) {
             for (int i = 1; i <= 5; i++)
-                expect_said(&a, i, i);
+                sess_expect_said(&a, i, i);
             ck_assert(srv_log_wait(&n1, "filled from the stream", 1, 1000));
         } else {
-            json_t *v = expect_event(a.ws, "sb:resync");
+            json_t *v = sess_expect(a.ws, "sb:resync");
             json_t *d = json_object_get(v, "data");
             ck_assert_str_eq(json_string_value(json_object_get(d, "epoch")),
                              a.epoch);
@@ -702,9 +571,9 @@ START_TEST(test_node_fills_a_gap)
                              5);
             json_decref(v);
         }
-        say(b.ws, 6);
-        expect_said(&b, 6, 6);
-        expect_said(&a, 6, 6);
+        sess_say(b.ws, 6);
+        sess_expect_said(&b, 6, 6);
+        sess_expect_said(&a, 6, 6);
         cli_expect_nothing(a.ws, 100);
         ws_close(a.ws);
         ws_close(b.ws);
@@ -720,18 +589,18 @@ START_TEST(test_gap_fill_or_resync)
 {
     up("history_size = 1000\n", CHAT);
     sess a, b;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
     join_side(&a);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
     struct publisher p = {n2.port, 400};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, publish, &p), 0);
     json_int_t last = a.offset;
     int kills = 0, resyncs = 0;
     while (last < p.count) {
-        json_t *v = recv_json(a.ws, "said");
+        json_t *v = sess_recv(a.ws, "said");
         const char *e = json_string_value(json_object_get(v, "event"));
         json_int_t off = json_integer_value(json_object_get(v, "offset"));
         if (e && strcmp(e, "sb:resync") == 0) {
@@ -819,12 +688,12 @@ static void keep_state(sess *s, int score)
     snprintf(msg, sizeof(msg),
              "{\"event\":\"keep\",\"data\":{\"score\":%d},\"id\":1}", score);
     cli_send(s->ws, msg);
-    json_decref(expect_event(s->ws, "kept"));
+    json_decref(sess_expect(s->ws, "kept"));
 }
 
 static void expect_hook_state(sess *s, json_int_t previous, int score)
 {
-    json_t *h = expect_event(s->ws, "resumed_hook");
+    json_t *h = sess_expect(s->ws, "resumed_hook");
     json_t *hd = json_object_get(h, "data");
     ck_assert_int_eq(json_integer_value(json_object_get(hd, "previous")),
                      previous);
@@ -861,25 +730,25 @@ START_TEST(test_live_record_writes)
 {
     up("", CHAT SESSIONS);
     sess a, b;
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
     join_side(&b); /* the rooms' positions are made (an HSET of their own) */
     ck_assert(live_record_has(&b, "chat:side"));
     long h0 = redis_calls("hset");
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
     ck_assert(live_record_has(&a, "chat:lobby"));
     ck_assert_int_eq(redis_calls("hset") - h0, 1);
     keep_state(&a, 1);
     ck_assert(live_record_has(&a, "\"score\":1"));
     ck_assert_int_eq(redis_calls("hset") - h0, 2);
     cli_send(a.ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
-    json_decref(recv_json(a.ws, "sb:joined or joined"));
-    json_decref(recv_json(a.ws, "sb:joined or joined"));
+    json_decref(sess_recv(a.ws, "sb:joined or joined"));
+    json_decref(sess_recv(a.ws, "sb:joined or joined"));
     ck_assert(live_record_has(&a, "chat:side"));
     ck_assert_int_eq(redis_calls("hset") - h0, 3);
     cli_send(a.ws, "{\"event\":\"leave\",\"data\":{\"room\":\"side\"}}");
-    json_decref(recv_json(a.ws, "left"));
+    json_decref(sess_recv(a.ws, "left"));
     char args[256];
     snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(a.id), a.token);
     ck_assert(redis_wait(args, "chat:side", false, 5000));
@@ -888,16 +757,16 @@ START_TEST(test_live_record_writes)
     for (int i = 2; i <= 4; i++)
         cli_send(a.ws, "{\"event\":\"keep\",\"data\":{\"score\":9},\"id\":2}");
     for (int i = 2; i <= 4; i++)
-        json_decref(expect_event(a.ws, "kept"));
+        json_decref(sess_expect(a.ws, "kept"));
     ck_assert(live_record_has(&a, "\"score\":9"));
     usleep(100 * 1000);
     long h1 = redis_calls("hset");
     ck_assert_msg(h1 - h0 <= 7 && h1 - h0 >= 5, "%ld writes", h1 - h0);
     /* Room messages: no write. */
     for (int i = 1; i <= 20; i++) {
-        say(b.ws, i);
-        expect_said(&b, i, i);
-        expect_said(&a, i, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, i, i);
+        sess_expect_said(&a, i, i);
     }
     usleep(100 * 1000);
     ck_assert_int_eq(redis_calls("hset"), h1);
@@ -914,23 +783,23 @@ START_TEST(test_killed_node_sessions_live_on)
 {
     up("", CHAT SESSIONS);
     sess a, c, b, a2, c2, x;
-    open_session(&a, &n1, NULL);
+    sess_open(&a, &n1, NULL);
     /* A cluster's token names the node of its live record. */
     char suffix[16];
     snprintf(suffix, sizeof(suffix), ".%u", node_of(a.id));
     ck_assert_uint_eq(strlen(a.token), 24 + strlen(suffix));
     ck_assert_str_eq(a.token + 24, suffix);
-    join_lobby(&a);
+    sess_join_lobby(&a, true);
     keep_state(&a, 7);
-    open_session(&c, &n1, NULL);
-    join_lobby(&c);
+    sess_open(&c, &n1, NULL);
+    sess_join_lobby(&c, true);
     keep_state(&c, 8);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
-    say(b.ws, 1);
-    expect_said(&a, 1, 1);
-    expect_said(&c, 1, 1);
-    expect_said(&b, 1, 1);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
+    sess_say(b.ws, 1);
+    sess_expect_said(&a, 1, 1);
+    sess_expect_said(&c, 1, 1);
+    sess_expect_said(&b, 1, 1);
     ck_assert_msg(live_record_has(&a, "\"score\":7"), "no live record");
     ck_assert(live_record_has(&a, "chat:lobby"));
     ck_assert(live_record_has(&c, "\"score\":8"));
@@ -945,34 +814,34 @@ START_TEST(test_killed_node_sessions_live_on)
     ws_close(a.ws);
     ws_close(c.ws);
     for (int i = 2; i <= 4; i++) {
-        say(b.ws, i);
-        expect_said(&b, i, i);
+        sess_say(b.ws, i);
+        sess_expect_said(&b, i, i);
     }
     /* Both come back on node 2: recovered whole, the state back. */
     sess *olds[] = {&a, &c}, *news[] = {&a2, &c2};
     for (int k = 0; k < 2; k++) {
-        open_session(news[k], &n2, NULL);
+        sess_open(news[k], &n2, NULL);
         json_t *frame;
-        json_t *d = resume(news[k], olds[k], &frame);
+        json_t *d = sess_resume(news[k], olds[k], &frame);
         ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")),
                          olds[k]->id);
-        json_t *l = lobby_of(d);
+        json_t *l = sess_lobby(d);
         ck_assert(json_is_true(json_object_get(l, "recovered")));
         ck_assert_int_eq(json_integer_value(json_object_get(l, "offset")), 4);
         json_decref(frame);
         for (int i = 2; i <= 4; i++)
-            expect_said(news[k], i, i);
+            sess_expect_said(news[k], i, i);
         expect_hook_state(news[k], olds[k]->id, 7 + k);
         cli_expect_nothing(news[k]->ws, 150);
     }
-    say(b.ws, 5);
-    expect_said(&b, 5, 5);
-    expect_said(&a2, 5, 5);
-    expect_said(&c2, 5, 5);
+    sess_say(b.ws, 5);
+    sess_expect_said(&b, 5, 5);
+    sess_expect_said(&a2, 5, 5);
+    sess_expect_said(&c2, 5, 5);
     /* Single use. */
-    open_session(&x, &n2, NULL);
+    sess_open(&x, &n2, NULL);
     json_t *frame;
-    json_t *d = resume(&x, &a, &frame);
+    json_t *d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(x.ws);
@@ -1000,17 +869,17 @@ START_TEST(test_resume_takes_over_an_open_connection)
 {
     up("", CHAT SESSIONS);
     sess a, b, a2, x, a3;
-    open_session(&a, &n1, NULL);
-    join_lobby(&a);
+    sess_open(&a, &n1, NULL);
+    sess_join_lobby(&a, true);
     keep_state(&a, 3);
-    open_session(&b, &n2, NULL);
-    join_lobby(&b);
+    sess_open(&b, &n2, NULL);
+    sess_join_lobby(&b, true);
     ck_assert(live_record_has(&a, "\"score\":3"));
-    open_session(&a2, &n2, NULL);
+    sess_open(&a2, &n2, NULL);
     json_t *frame;
-    json_t *d = resume(&a2, &a, &frame);
+    json_t *d = sess_resume(&a2, &a, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
     expect_hook_state(&a2, a.id, 3);
     int code = 0;
@@ -1027,13 +896,13 @@ START_TEST(test_resume_takes_over_an_open_connection)
     ck_assert(live_record_gone(&a));
     ck_assert(!kept_session_exists(&a));
     /* The room's messages reach the new connection, once. */
-    say(b.ws, 1);
-    expect_said(&b, 1, 1);
-    expect_said(&a2, 1, 1);
+    sess_say(b.ws, 1);
+    sess_expect_said(&b, 1, 1);
+    sess_expect_said(&a2, 1, 1);
     cli_expect_nothing(a2.ws, 100);
     /* The token cannot be used again. */
-    open_session(&x, &n1, NULL);
-    d = resume(&x, &a, &frame);
+    sess_open(&x, &n1, NULL);
+    d = sess_resume(&x, &a, &frame);
     ck_assert(json_is_null(json_object_get(d, "previous")));
     json_decref(frame);
     ws_close(x.ws);
@@ -1041,10 +910,10 @@ START_TEST(test_resume_takes_over_an_open_connection)
      * there. */
     snprintf(a2.epoch, sizeof(a2.epoch), "%s", a.epoch);
     ck_assert(live_record_has(&a2, "\"score\":3"));
-    open_session(&a3, &n2, NULL);
-    d = resume(&a3, &a2, &frame);
+    sess_open(&a3, &n2, NULL);
+    d = sess_resume(&a3, &a2, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(d, "previous")), a2.id);
-    ck_assert(json_is_true(json_object_get(lobby_of(d), "recovered")));
+    ck_assert(json_is_true(json_object_get(sess_lobby(d), "recovered")));
     json_decref(frame);
     expect_hook_state(&a3, a2.id, 3);
     ck_assert_int_eq(ws_expect_close(a2.ws, SB_TIMEOUT, &code, NULL, 0), 0);
@@ -1052,9 +921,9 @@ START_TEST(test_resume_takes_over_an_open_connection)
     ws_close(a2.ws);
     usleep(200 * 1000);
     ck_assert(!kept_session_exists(&a2));
-    say(b.ws, 2);
-    expect_said(&b, 2, 2);
-    expect_said(&a3, 2, 2);
+    sess_say(b.ws, 2);
+    sess_expect_said(&b, 2, 2);
+    sess_expect_said(&a3, 2, 2);
     cli_expect_nothing(a3.ws, 100);
     ws_close(a3.ws);
     /* The old connection drops without a close (1006, which keeps a
@@ -1062,16 +931,16 @@ START_TEST(test_resume_takes_over_an_open_connection)
      * meanwhile, and its subscriptions killed): the record was taken, so
      * the drop writes nothing. */
     sess o, o2;
-    open_session(&o, &n1, NULL);
-    join_lobby(&o);
+    sess_open(&o, &n1, NULL);
+    sess_join_lobby(&o, true);
     keep_state(&o, 4);
     ck_assert(live_record_has(&o, "\"score\":4"));
     ck_assert_int_eq(kill(n1.pid, SIGSTOP), 0);
     /* The subscriptions go too, so that node 1 never hears of it: its
      * client's drop (1006) is what it sees. */
     ck_assert_int_eq(redis_cli(&redis, "CLIENT KILL TYPE pubsub"), 0);
-    open_session(&o2, &n2, NULL);
-    json_t *dd = resume(&o2, &o, &frame);
+    sess_open(&o2, &n2, NULL);
+    json_t *dd = sess_resume(&o2, &o, &frame);
     ck_assert_int_eq(json_integer_value(json_object_get(dd, "previous")), o.id);
     json_decref(frame);
     expect_hook_state(&o2, o.id, 4);
@@ -1087,8 +956,8 @@ START_TEST(test_resume_takes_over_an_open_connection)
     ck_assert(live_record_gone(&o));
     usleep(100 * 1000);
     ck_assert(!kept_session_exists(&o));
-    open_session(&x, &n1, NULL);
-    dd = resume(&x, &o, &frame);
+    sess_open(&x, &n1, NULL);
+    dd = sess_resume(&x, &o, &frame);
     ck_assert(json_is_null(json_object_get(dd, "previous")));
     json_decref(frame);
     ws_close(x.ws);
