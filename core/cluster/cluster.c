@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <sys/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +47,7 @@
 #include "frame.h"
 #include "hash.h"
 #include "log.h"
+#include "random.h"
 #include "rooms.h"
 #include "table.h"
 
@@ -1102,24 +1102,6 @@ static const char position_script[] =
 
 #define EPOCH_LEN 12 /* 72 random bits */
 
-static int random_epoch(char *out)
-{
-    static const char b64url[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char bytes[EPOCH_LEN];
-    size_t got = 0;
-    while (got < sizeof(bytes)) {
-        ssize_t r = getrandom(bytes + got, sizeof(bytes) - got, 0);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    for (size_t i = 0; i < EPOCH_LEN; i++)
-        out[i] = b64url[bytes[i] & 63];
-    out[EPOCH_LEN] = 0;
-    return 0;
-}
-
 /* PREFIX KIND ROOM into out; -1 when too long. */
 static int hkey(const sb_cluster *cl, char *out, size_t size, const char *kind,
                 const char *room)
@@ -1267,7 +1249,7 @@ static int append(sb_cluster *cl, const char *room, const char *prefix,
         hkey(cl, stream, sizeof(stream), "hs:", room) < 0 ||
         hkey(cl, chn, sizeof(chn), "r:", room) < 0)
         return SB_ERR_INVALID;
-    if (random_epoch(cand) < 0)
+    if (sb_random_text(cand, EPOCH_LEN) < 0)
         return SB_ERR_NOMEM;
     snprintf(head, sizeof(head), "sb1 r %" PRIu64 " ", except);
     snprintf(exc, sizeof(exc), "%" PRIu64, except);
@@ -1678,7 +1660,7 @@ static void read_position(sb_cluster *cl, chan *ch)
     char *room = strdup(ch->room);
     if (!room || hkey(cl, meta, sizeof(meta), "hm:", ch->room) < 0 ||
         hkey(cl, stream, sizeof(stream), "hs:", ch->room) < 0 ||
-        random_epoch(cand) < 0) {
+        sb_random_text(cand, EPOCH_LEN) < 0) {
         free(room);
         tell_waiters(cl, ch, ch->has_pos);
         return;
@@ -1708,7 +1690,7 @@ int sb_cluster_read_room(const char *room, uint64_t after, unsigned count,
     if (hkey(cl, meta, sizeof(meta), "hm:", room) < 0 ||
         hkey(cl, stream, sizeof(stream), "hs:", room) < 0)
         return SB_ERR_INVALID;
-    if (random_epoch(cand) < 0)
+    if (sb_random_text(cand, EPOCH_LEN) < 0)
         return SB_ERR_NOMEM;
     snprintf(ttl, sizeof(ttl), "%u", cl->history_ttl_ms);
     snprintf(from, sizeof(from), "%" PRIu64 "-0", after + 1);

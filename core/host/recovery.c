@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "client.h"
 #include "clients.h"
@@ -15,6 +14,7 @@
 #include "envelope.h"
 #include "hash.h"
 #include "log.h"
+#include "random.h"
 #include "rooms.h"
 #include "table.h"
 
@@ -102,31 +102,6 @@ static uint64_t now_ms(void)
     return uv_now(sb_recovery_instance->server->loop);
 }
 
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* `n` random URL-safe characters (6 bits each) and a NUL into out. */
-static int random_text(char *out, size_t n)
-{
-    unsigned char bytes[64];
-    size_t need = (n * 6 + 7) / 8;
-    size_t got = 0;
-    while (got < need) {
-        ssize_t r = getrandom(bytes + got, need - got, 0);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t bit = i * 6;
-        unsigned v = (unsigned)bytes[bit / 8] << 8 |
-                     (bit / 8 + 1 < need ? bytes[bit / 8 + 1] : 0);
-        out[i] = b64url[(v >> (10 - bit % 8)) & 63];
-    }
-    out[n] = 0;
-    return 0;
-}
-
 static bool session_eq(const void *item, const void *key)
 {
     return strcmp(((const session *)item)->token, key) == 0;
@@ -196,7 +171,7 @@ static history *history_of(const char *room, bool create)
         return h;
     h = calloc(1, sizeof(*h));
     if (!h || !(h->name = strdup(room)) ||
-        random_text(h->epoch, EPOCH_LEN) < 0 ||
+        sb_random_text(h->epoch, EPOCH_LEN) < 0 ||
         sb_table_add(&r->rooms, hash, h) < 0) {
         if (h)
             free(h->name);
@@ -1236,7 +1211,7 @@ void sb_recovery_connect(sb_client *c)
     if (!r || sb_client_conf(c)->envelope != SB_ENVELOPE_JSON || c->recovery)
         return;
     struct sb_recovery_live *live = calloc(1, sizeof(*live));
-    if (!live || random_text(live->token, TOKEN_LEN) < 0) {
+    if (!live || sb_random_text(live->token, TOKEN_LEN) < 0) {
         free(live);
         sb_log_warn("recovery", "client %llu: no session token",
                     (unsigned long long)c->id);
