@@ -186,6 +186,10 @@ static history *history_of(const char *room, bool create)
 /* ---- in a cluster: sessions and history in Redis ------------------------- */
 
 static void send_event(sb_client *c, const char *event, json_t *data);
+static void send_joined(sb_client *c, const char *room, const char *epoch,
+                        uint64_t offset);
+static void send_resumed(sb_client *c, bool found, sb_client_id previous,
+                         json_t *rooms);
 
 static bool cluster_keeps(const char *room)
 {
@@ -207,9 +211,7 @@ static void cluster_position(uint64_t client, const char *room,
                     (unsigned long long)client, room);
         return;
     }
-    send_event(c, "sb:joined",
-               json_pack("{s:s,s:s,s:I}", "room", room, "epoch", epoch,
-                         "offset", (json_int_t)offset));
+    send_joined(c, room, epoch, offset);
 }
 
 /* What a session must match to be resumed: "GATEWAY\nIDENTITY\n", the
@@ -658,12 +660,9 @@ static void op_finish(resume_op *op)
     }
     json_t *rooms = op->answer ? op->answer : json_object();
     op->answer = NULL;
-    json_int_t previous = json_integer_value(json_object_get(op->session, "p"));
-    send_event(c, "sb:resumed",
-               json_pack("{s:I,s:o,s:s,s:O}", "client", (json_int_t)c->id,
-                         "previous",
-                         op->session ? json_integer(previous) : json_null(),
-                         "token", c->recovery->token, "rooms", rooms));
+    sb_client_id previous =
+        (sb_client_id)json_integer_value(json_object_get(op->session, "p"));
+    send_resumed(c, op->session != NULL, previous, rooms);
     const char *room;
     json_t *texts;
     json_object_foreach(op->replay, room, texts)
@@ -680,7 +679,7 @@ static void op_finish(resume_op *op)
         r->stats.unavailable++;
     else
         r->stats.fresh++;
-    sb_resumed out = {.previous = (sb_client_id)previous, .rooms = rooms};
+    sb_resumed out = {.previous = previous, .rooms = rooms};
     if (op->session)
         out.states = json_incref(json_object_get(op->session, "s"));
     else
@@ -1205,6 +1204,27 @@ static void send_event(sb_client *c, const char *event, json_t *data)
         sb_client_send_text(c, b->data, b->len);
 }
 
+/* {"event":"sb:joined","data":{"room":R,"epoch":E,"offset":N}} */
+static void send_joined(sb_client *c, const char *room, const char *epoch,
+                        uint64_t offset)
+{
+    send_event(c, "sb:joined",
+               json_pack("{s:s,s:s,s:I}", "room", room, "epoch", epoch,
+                         "offset", (json_int_t)offset));
+}
+
+/* {"event":"sb:resumed","data":{"client":ID,"previous":OLD or null,
+ * "token":T2,"rooms":ROOMS}}; rooms borrowed. */
+static void send_resumed(sb_client *c, bool found, sb_client_id previous,
+                         json_t *rooms)
+{
+    send_event(
+        c, "sb:resumed",
+        json_pack("{s:I,s:o,s:s,s:O}", "client", (json_int_t)c->id, "previous",
+                  found ? json_integer((json_int_t)previous) : json_null(),
+                  "token", c->recovery->token, "rooms", rooms));
+}
+
 void sb_recovery_connect(sb_client *c)
 {
     struct sb_recovery *r = sb_recovery_instance;
@@ -1335,9 +1355,7 @@ void sb_recovery_joined(sb_client *c, const char *room)
     if (!h)
         return;
     h->last_ms = now_ms();
-    send_event(c, "sb:joined",
-               json_pack("{s:s,s:s,s:I}", "room", room, "epoch", h->epoch,
-                         "offset", (json_int_t)h->offset));
+    send_joined(c, room, h->epoch, h->offset);
 }
 
 /* ---- resume -------------------------------------------------------------- */
@@ -1457,11 +1475,7 @@ bool sb_recovery_first(sb_client *c, const char *buf, size_t len,
             }
         }
     }
-    json_t *answer =
-        json_pack("{s:I,s:o,s:s,s:O}", "client", (json_int_t)c->id, "previous",
-                  se ? json_integer((json_int_t)se->previous) : json_null(),
-                  "token", c->recovery->token, "rooms", rooms);
-    send_event(c, "sb:resumed", answer);
+    send_resumed(c, se != NULL, se ? se->previous : 0, rooms);
     /* In one process nothing can arrive between the answer and the replay:
      * the replay is queued now, and live messages after it. */
     for (size_t i = 0; i < ntodo; i++)
