@@ -271,6 +271,52 @@ void cli_expect_nothing(ws_client *c, int ms)
                   rc == 1 ? (char *)f.data : "a closed connection");
 }
 
+static void (*cli_failure_fn)(void);
+
+void cli_on_failure(void (*fn)(void))
+{
+    cli_failure_fn = fn;
+}
+
+json_t *cli_recv_json(ws_client *c, int ms, const char *what)
+{
+    ws_frame f;
+    int rc = ws_recv_message(c, ms, &f);
+    if (rc != 1) {
+        if (cli_failure_fn)
+            cli_failure_fn();
+        ck_abort_msg("no %s: %d %s", what, rc, ws_error(c));
+    }
+    ck_assert_msg(f.opcode == WS_OP_TEXT, "%s: opcode %d", what, f.opcode);
+    json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
+    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len, (char *)f.data);
+    ws_frame_free(&f);
+    return v;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *cli_expect_event(ws_client *c, const char *event)
+{
+    long long end = mono_ms() + SB_TIMEOUT;
+    for (long long left; (left = end - mono_ms()) > 0;) {
+        json_t *v = cli_recv_json(c, (int)left, event);
+        const char *e = json_string_value(json_object_get(v, "event"));
+        if (e && strcmp(e, event) == 0)
+            return v;
+        json_decref(v);
+    }
+    if (cli_failure_fn)
+        cli_failure_fn();
+    ck_abort_msg("no '%s' event", event);
+    return NULL;
+}
+
 /* ---- a private Redis ------------------------------------------------------
  */
 

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "proc.h"
 #include "wsclient.h"
 
@@ -62,6 +64,15 @@ void cli_send(ws_client *c, const char *text);
 void cli_expect(ws_client *c, const char *want);
 /* Asserts that nothing arrives within ms. */
 void cli_expect_nothing(ws_client *c, int ms);
+/* Called before a cli_recv_json or cli_expect_event fails (e.g. to print
+ * the servers' logs); NULL: nothing. */
+void cli_on_failure(void (*fn)(void));
+/* The next data message within ms, a JSON text (decref it); `what` names
+ * what was awaited in a failure. */
+json_t *cli_recv_json(ws_client *c, int ms, const char *what);
+/* The next message whose event is `event` within SB_TIMEOUT, others
+ * skipped (decref it). */
+json_t *cli_expect_event(ws_client *c, const char *event);
 
 /* A private Redis for the cluster tests: redis-server on a unix socket in
  * a temporary folder, no persistence. */

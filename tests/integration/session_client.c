@@ -9,32 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static void (*failure_fn)(void);
-
-void sess_on_failure(void (*fn)(void))
-{
-    failure_fn = fn;
-}
-
-json_t *sess_recv(ws_client *c, const char *what)
-{
-    ws_frame f;
-    int rc = ws_recv_message(c, SB_TIMEOUT, &f);
-    if (rc != 1) {
-        if (failure_fn)
-            failure_fn();
-        ck_abort_msg("no %s: %d %s", what, rc, ws_error(c));
-    }
-    ck_assert_int_eq(f.opcode, WS_OP_TEXT);
-    json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
-    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len, (char *)f.data);
-    ws_frame_free(&f);
-    return v;
-}
-
 json_t *sess_expect(ws_client *c, const char *event)
 {
-    json_t *v = sess_recv(c, event);
+    json_t *v = cli_recv_json(c, SB_TIMEOUT, event);
     const char *e = json_string_value(json_object_get(v, "event"));
     char *dump = json_dumps(v, JSON_COMPACT);
     ck_assert_msg(e && strcmp(e, event) == 0, "expected %s, got %s", event,
@@ -74,7 +51,7 @@ void sess_join_lobby(sess *s, bool any_order)
     cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"lobby\"}}");
     bool pos = false, joined = false;
     while (!pos || !joined) {
-        json_t *v = sess_recv(s->ws, "sb:joined and joined");
+        json_t *v = cli_recv_json(s->ws, SB_TIMEOUT, "sb:joined and joined");
         const char *e = json_string_value(json_object_get(v, "event"));
         ck_assert_ptr_nonnull(e);
         if (strcmp(e, "sb:joined") == 0) {

@@ -3,7 +3,8 @@
  * 13), shared by the one-process and the cluster tests: a session opened
  * (sb:session), chat:lobby joined with its position (sb:joined), `say`
  * messages sent and checked by offset, a resume (sb:resume / sb:resumed),
- * and a drop without a close frame (1006). Failures are Check assertions.
+ * and a drop without a close frame (1006). Failures are Check assertions
+ * (cli_on_failure in harness.h adds what the servers logged).
  */
 #ifndef SB_TEST_SESSION_CLIENT_H
 #define SB_TEST_SESSION_CLIENT_H
@@ -35,11 +36,6 @@ typedef struct sess {
     json_int_t offset; /* of chat:lobby, as the client holds it */
 } sess;
 
-/* Called before a receive fails (e.g. to print the servers' logs). */
-void sess_on_failure(void (*fn)(void));
-
-/* The next frame, a JSON text (decref it); `what` names it in a failure. */
-json_t *sess_recv(ws_client *c, const char *what);
 /* The next frame must be `event`; returns the whole frame (decref it). */
 json_t *sess_expect(ws_client *c, const char *event);
 

@@ -48,8 +48,17 @@ static void start_node(sb_srv *s)
                   srv_logtail(s));
 }
 
+/* Before a receive fails: what both nodes logged. */
+static void print_logs(void)
+{
+    char n1log[4000];
+    snprintf(n1log, sizeof(n1log), "%s", srv_logtail(&n1));
+    fprintf(stderr, "node 1:\n%s\nnode 2:\n%s\n", n1log, srv_logtail(&n2));
+}
+
 static void setup(void)
 {
+    cli_on_failure(print_logs);
     redis_start(&redis);
     start_node(&n1);
     start_node(&n2);
@@ -62,45 +71,10 @@ static void teardown(void)
     redis_free(&redis);
 }
 
-/* The next text message, parsed; fails the test after ms (what for: the
- * event awaited). */
-static json_t *next_json(ws_client *c, int ms, const char *what)
-{
-    ws_frame f;
-    int rc = ws_recv_message(c, ms, &f);
-    if (rc != 1) {
-        char n1log[4000];
-        snprintf(n1log, sizeof(n1log), "%s", srv_logtail(&n1));
-        ck_abort_msg("no '%s': %s\nnode 1:\n%s\nnode 2:\n%s", what, ws_error(c),
-                     n1log, srv_logtail(&n2));
-    }
-    json_error_t err;
-    json_t *v = json_loadb((const char *)f.data, f.len, 0, &err);
-    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len,
-                  (const char *)f.data);
-    ws_frame_free(&f);
-    return v;
-}
-
-/* The next message whose event is `event` (others are skipped). */
-static json_t *expect_event(ws_client *c, const char *event)
-{
-    long long end = now_ms() + SB_TIMEOUT;
-    while (now_ms() < end) {
-        json_t *v = next_json(c, (int)(end - now_ms()) + 1, event);
-        const char *e = json_string_value(json_object_get(v, "event"));
-        if (e && strcmp(e, event) == 0)
-            return v;
-        json_decref(v);
-    }
-    ck_abort_msg("no '%s' event", event);
-    return NULL;
-}
-
 static json_int_t whoami(ws_client *c)
 {
     cli_send(c, "{\"event\":\"whoami\"}");
-    json_t *v = expect_event(c, "whoami");
+    json_t *v = cli_expect_event(c, "whoami");
     json_int_t id =
         json_integer_value(json_object_get(json_object_get(v, "data"), "id"));
     json_decref(v);
@@ -113,7 +87,7 @@ static void join(ws_client *c, const char *room)
     snprintf(msg, sizeof(msg),
              "{\"event\":\"join\",\"data\":{\"room\":\"%s\"}}", room);
     cli_send(c, msg);
-    json_decref(expect_event(c, "joined"));
+    json_decref(cli_expect_event(c, "joined"));
 }
 
 static void say(ws_client *c, const char *room, const char *text)
@@ -128,7 +102,7 @@ static void say(ws_client *c, const char *room, const char *text)
 /* The text of the next `said`. */
 static char *said(ws_client *c)
 {
-    json_t *v = expect_event(c, "said");
+    json_t *v = cli_expect_event(c, "said");
     char *t = strdup(
         json_string_value(json_object_get(json_object_get(v, "data"), "text")));
     json_decref(v);
@@ -155,7 +129,7 @@ static json_t *who(ws_client *c, const char *room)
     snprintf(msg, sizeof(msg), "{\"event\":\"who\",\"data\":{\"room\":\"%s\"}}",
              room);
     cli_send(c, msg);
-    json_t *v = expect_event(c, "who");
+    json_t *v = cli_expect_event(c, "who");
     json_t *m =
         json_incref(json_object_get(json_object_get(v, "data"), "members"));
     json_decref(v);
@@ -293,7 +267,7 @@ START_TEST(test_presence_spans_nodes_and_forgets_a_dead_one)
 
     /* A leave is seen at once. */
     cli_send(b, "{\"event\":\"leave\",\"data\":{\"room\":\"p\"}}");
-    json_decref(expect_event(b, "left"));
+    json_decref(cli_expect_event(b, "left"));
     m = who_until(a, "p", 1, 1000);
     ck_assert_int_eq(json_array_size(m), 1);
     json_decref(m);
@@ -362,7 +336,7 @@ START_TEST(test_redis_killed_and_restarted)
     expect_echo(a);
     expect_echo(b);
     say(a, "f", "lost");
-    json_t *e = expect_event(a, "exception");
+    json_t *e = cli_expect_event(a, "exception");
     const char *text = json_string_value(
         json_object_get(json_object_get(e, "data"), "message"));
     ck_assert_msg(strstr(text, "unavailable"), "%s", text);

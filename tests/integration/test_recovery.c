@@ -354,7 +354,7 @@ START_TEST(test_resume_races_live_traffic)
          * resume at once while the publisher goes on. */
         int seen = 0;
         while (seen < 5 + round * 3) {
-            json_t *v = sess_recv(a.ws, "a frame");
+            json_t *v = cli_recv_json(a.ws, SB_TIMEOUT, "a frame");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -374,7 +374,7 @@ START_TEST(test_resume_races_live_traffic)
         /* Every offset up to the last, once each and in order. */
         json_int_t last = a.offset;
         while (last < start + p.count) {
-            json_t *v = sess_recv(a2.ws, "a frame");
+            json_t *v = cli_recv_json(a2.ws, SB_TIMEOUT, "a frame");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =

@@ -54,7 +54,7 @@ static void print_logs(void)
 
 static void up(const char *recovery, const char *plugins)
 {
-    sess_on_failure(print_logs);
+    cli_on_failure(print_logs);
     redis_start(&redis);
     snprintf(conf_text, sizeof(conf_text),
              "[cluster]\nredis = unix:%s\nnode_ttl = 3s\nprobe_interval = "
@@ -390,7 +390,7 @@ START_TEST(test_resume_races_live_traffic)
         ck_assert_int_eq(pthread_create(&t, NULL, publish, &p), 0);
         int seen = 0;
         while (seen < 3 + round * 2) {
-            json_t *v = sess_recv(a.ws, "said");
+            json_t *v = cli_recv_json(a.ws, SB_TIMEOUT, "said");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -411,7 +411,7 @@ START_TEST(test_resume_races_live_traffic)
         json_decref(frame);
         json_int_t last = a.offset;
         while (last < start + p.count) {
-            json_t *v = sess_recv(a2.ws, "the rest");
+            json_t *v = cli_recv_json(a2.ws, SB_TIMEOUT, "the rest");
             const char *e = json_string_value(json_object_get(v, "event"));
             if (e && strcmp(e, "said") == 0) {
                 json_int_t off =
@@ -495,7 +495,7 @@ START_TEST(test_redis_down_during_resume)
         ck_assert_msg(ms < 4000, "answered after %ld ms", ms);
         /* The client is served meanwhile (local rooms). */
         cli_send(a2.ws, "{\"event\":\"rooms\"}");
-        json_decref(sess_recv(a2.ws, "rooms"));
+        json_decref(cli_recv_json(a2.ws, SB_TIMEOUT, "rooms"));
         ck_assert(srv_log_wait(&n2, "a fresh session", pass + 1, 3000));
         ws_close(a2.ws);
         if (!pass) {
@@ -536,8 +536,8 @@ static void kill_node1_subscriber(void)
 static void join_side(sess *s)
 {
     cli_send(s->ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
-    json_decref(sess_recv(s->ws, "sb:joined or joined"));
-    json_decref(sess_recv(s->ws, "sb:joined or joined"));
+    json_decref(cli_recv_json(s->ws, SB_TIMEOUT, "sb:joined or joined"));
+    json_decref(cli_recv_json(s->ws, SB_TIMEOUT, "sb:joined or joined"));
 }
 
 /* Node 1 misses messages while its subscription is away: it fills them
@@ -600,7 +600,7 @@ START_TEST(test_gap_fill_or_resync)
     json_int_t last = a.offset;
     int kills = 0, resyncs = 0;
     while (last < p.count) {
-        json_t *v = sess_recv(a.ws, "said");
+        json_t *v = cli_recv_json(a.ws, SB_TIMEOUT, "said");
         const char *e = json_string_value(json_object_get(v, "event"));
         json_int_t off = json_integer_value(json_object_get(v, "offset"));
         if (e && strcmp(e, "sb:resync") == 0) {
@@ -743,12 +743,12 @@ START_TEST(test_live_record_writes)
     ck_assert(live_record_has(&a, "\"score\":1"));
     ck_assert_int_eq(redis_calls("hset") - h0, 2);
     cli_send(a.ws, "{\"event\":\"join\",\"data\":{\"room\":\"side\"}}");
-    json_decref(sess_recv(a.ws, "sb:joined or joined"));
-    json_decref(sess_recv(a.ws, "sb:joined or joined"));
+    json_decref(cli_recv_json(a.ws, SB_TIMEOUT, "sb:joined or joined"));
+    json_decref(cli_recv_json(a.ws, SB_TIMEOUT, "sb:joined or joined"));
     ck_assert(live_record_has(&a, "chat:side"));
     ck_assert_int_eq(redis_calls("hset") - h0, 3);
     cli_send(a.ws, "{\"event\":\"leave\",\"data\":{\"room\":\"side\"}}");
-    json_decref(sess_recv(a.ws, "left"));
+    json_decref(cli_recv_json(a.ws, SB_TIMEOUT, "left"));
     char args[256];
     snprintf(args, sizeof(args), "HGET sb:ls:%u %s", node_of(a.id), a.token);
     ck_assert(redis_wait(args, "chat:side", false, 5000));

@@ -81,8 +81,15 @@ static int free_port_run(int n)
     return -1;
 }
 
+/* Before a receive fails: what the master and its workers logged. */
+static void print_log(void)
+{
+    fprintf(stderr, "%s\n", srv_logtail(&srv));
+}
+
 static void setup(void)
 {
+    cli_on_failure(print_log);
     redis_start(&redis);
 
     admin_port = free_port_run(NWORKERS + 1);
@@ -156,32 +163,11 @@ static json_t *status_worker(json_t *st, pid_t pid)
     return NULL;
 }
 
-/* The next message whose event is `event` (others are skipped). */
-static json_t *expect_event(ws_client *c, const char *event)
-{
-    long long end = now_ms() + SB_TIMEOUT;
-    while (now_ms() < end) {
-        ws_frame f;
-        int rc = ws_recv_message(c, (int)(end - now_ms()) + 1, &f);
-        ck_assert_msg(rc == 1, "no '%s': %s\n%s", event, ws_error(c),
-                      srv_logtail(&srv));
-        json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
-        ws_frame_free(&f);
-        ck_assert_ptr_nonnull(v);
-        const char *e = json_string_value(json_object_get(v, "event"));
-        if (e && strcmp(e, event) == 0)
-            return v;
-        json_decref(v);
-    }
-    ck_abort_msg("no '%s' event", event);
-    return NULL;
-}
-
 /* The client's id; its upper bits are the node (worker) that holds it. */
 static json_int_t whoami(ws_client *c)
 {
     cli_send(c, "{\"event\":\"whoami\"}");
-    json_t *v = expect_event(c, "whoami");
+    json_t *v = cli_expect_event(c, "whoami");
     json_int_t id =
         json_integer_value(json_object_get(json_object_get(v, "data"), "id"));
     json_decref(v);
@@ -387,7 +373,7 @@ START_TEST(test_room_spans_workers_and_sighup_reaches_all)
             i++;
         m[k] = f.c[i];
         cli_send(m[k], "{\"event\":\"join\",\"data\":{\"room\":\"w\"}}");
-        json_decref(expect_event(m[k], "joined"));
+        json_decref(cli_expect_event(m[k], "joined"));
     }
     /* Each node subscribes when its first member joins: once Redis counts
      * three subscribers the room reaches every worker. */
@@ -404,7 +390,7 @@ START_TEST(test_room_spans_workers_and_sighup_reaches_all)
     cli_send(m[0], "{\"event\":\"say\",\"data\":{\"room\":\"w\",\"text\":"
                    "\"hi\"}}");
     for (int k = 0; k < NWORKERS; k++) {
-        json_t *v = expect_event(m[k], "said");
+        json_t *v = cli_expect_event(m[k], "said");
         ck_assert_str_eq(json_string_value(json_object_get(
                              json_object_get(v, "data"), "text")),
                          "hi");
@@ -574,6 +560,7 @@ static int side_port;
 
 static void setup_ports(void)
 {
+    cli_on_failure(print_log);
     redis_start(&redis);
     side_port = sb_test_free_port();
     ck_assert_int_gt(side_port, 0);
@@ -620,7 +607,7 @@ static void setup_ports(void)
 static unsigned served_by(ws_client *c, const char *plugin, const char *gateway)
 {
     cli_send(c, "{\"event\":\"whoami\"}");
-    json_t *v = expect_event(c, "whoami");
+    json_t *v = cli_expect_event(c, "whoami");
     json_t *d = json_object_get(v, "data");
     ck_assert_str_eq(json_string_value(json_object_get(d, "plugin")), plugin);
     ck_assert_str_eq(json_string_value(json_object_get(d, "gateway")), gateway);
@@ -673,9 +660,9 @@ START_TEST(test_gateways_on_two_ports)
         cli_expect(sc[i], NO_HANDLER("join"));
         cli_send(sc[i], "{\"event\":\"hash\",\"data\":{\"text\":\"a\","
                         "\"rounds\":1}}");
-        json_decref(expect_event(sc[i], "hash"));
+        json_decref(cli_expect_event(sc[i], "hash"));
         cli_send(dc[i], "{\"event\":\"join\",\"data\":{\"room\":\"r\"}}");
-        json_decref(expect_event(dc[i], "joined"));
+        json_decref(cli_expect_event(dc[i], "joined"));
     }
     /* Both workers serve both ports. */
     ck_assert_msg(nd == 2 && ns == 2, "workers serving: %d on P, %d on Q", nd,
@@ -764,6 +751,7 @@ END_TEST
 
 static void setup_recovery(void)
 {
+    cli_on_failure(print_log);
     redis_start(&redis);
     char sections[1024];
     snprintf(sections, sizeof(sections),
@@ -782,13 +770,7 @@ static void setup_recovery(void)
 /* The next frame of c, which must be `event` (nothing skipped). */
 static json_t *next_event(ws_client *c, const char *event)
 {
-    ws_frame f;
-    int rc = ws_recv_message(c, SB_TIMEOUT, &f);
-    ck_assert_msg(rc == 1, "no '%s': %s\n%s", event, ws_error(c),
-                  srv_logtail(&srv));
-    json_t *v = json_loadb((const char *)f.data, f.len, 0, NULL);
-    ck_assert_msg(v != NULL, "not JSON: %.*s", (int)f.len, (char *)f.data);
-    ws_frame_free(&f);
+    json_t *v = cli_recv_json(c, SB_TIMEOUT, event);
     const char *e = json_string_value(json_object_get(v, "event"));
     char *dump = json_dumps(v, JSON_COMPACT);
     ck_assert_msg(e && strcmp(e, event) == 0, "expected '%s', got %s", event,
