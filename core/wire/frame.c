@@ -3,6 +3,8 @@
  */
 #include "frame.h"
 
+#include <string.h>
+
 size_t sb_ws_header_len(size_t len)
 {
     if (len < 126)
@@ -29,4 +31,169 @@ size_t sb_ws_header_write(unsigned char *out, int opcode, size_t len)
     for (int i = 0; i < 8; i++)
         out[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
     return 10;
+}
+
+/* ---- reading clients' frames ------------------------------------------ */
+
+unsigned sb_ws_unmask(unsigned char *buf, size_t len, const uint8_t mask[4],
+                      unsigned at)
+{
+    size_t i = 0;
+    /* Byte by byte up to a whole mask, then eight bytes at a time with the
+     * mask rotated to where it stands. */
+    while (i < len && (at & 3)) {
+        buf[i++] ^= mask[at & 3];
+        at++;
+    }
+    if (len - i >= 8) {
+        uint8_t m8[8];
+        for (int k = 0; k < 8; k++)
+            m8[k] = mask[k & 3];
+        uint64_t m;
+        memcpy(&m, m8, 8);
+        for (; len - i >= 8; i += 8) {
+            uint64_t w;
+            memcpy(&w, buf + i, 8);
+            w ^= m;
+            memcpy(buf + i, &w, 8);
+        }
+    }
+    for (; i < len; i++, at++)
+        buf[i] ^= mask[at & 3];
+    return at & 3;
+}
+
+bool sb_ws_close_code_valid(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* The header's length once its first two bytes are known. */
+static unsigned header_need(const uint8_t *h)
+{
+    unsigned n = 2 + ((h[1] & 0x80) ? 4 : 0);
+    if ((h[1] & 0x7f) == 126)
+        n += 2;
+    else if ((h[1] & 0x7f) == 127)
+        n += 8;
+    return n;
+}
+
+/* Checks a whole header and sets the frame up; NULL, or what is wrong. */
+static const char *header_take(sb_ws_parser *p, const uint8_t *h)
+{
+    int op = h[0] & 0x0f;
+    if (h[0] & 0x70)
+        return "Reserved bits set";
+    if (!(h[1] & 0x80))
+        return "Unmasked client frame";
+    bool fin = (h[0] & 0x80) != 0;
+    uint64_t len = h[1] & 0x7f;
+    unsigned o = 2;
+    if (len == 126) {
+        len = ((uint64_t)h[2] << 8) | h[3];
+        o = 4;
+    } else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | h[2 + i];
+        o = 10;
+        if (len >> 63)
+            return "Frame length over 2^63";
+    }
+    switch (op) {
+    case SB_WS_CONT:
+        if (!p->message)
+            return "Continuation frame without a message";
+        break;
+    case SB_WS_TEXT:
+    case SB_WS_BINARY:
+        if (p->message)
+            return "New message inside a fragmented one";
+        break;
+    case SB_WS_CLOSE:
+    case SB_WS_PING:
+    case SB_WS_PONG:
+        if (!fin)
+            return "Fragmented control frame";
+        if (len > 125)
+            return "Control frame over 125 bytes";
+        break;
+    default:
+        return "Reserved opcode";
+    }
+    memcpy(p->mask, h + o, 4);
+    p->mpos = 0;
+    p->opcode = (uint8_t)op;
+    p->fin = fin;
+    p->remaining = len;
+    return NULL;
+}
+
+int sb_ws_parse(sb_ws_parser *p, unsigned char *buf, size_t len, size_t *pos,
+                sb_ws_chunk *out, const char **why)
+{
+    size_t i = *pos;
+    uint64_t frame_len = 0;
+    bool first = false;
+    if (!p->in_payload) {
+        const uint8_t *h;
+        size_t avail = len - i;
+        if (p->hlen == 0 && avail >= 2 && avail >= header_need(buf + i)) {
+            /* The common case: the whole header is in this read. */
+            h = buf + i;
+            i += header_need(h);
+        } else {
+            /* Gather it across reads. */
+            while (i < len) {
+                p->hdr[p->hlen++] = buf[i++];
+                if (p->hlen >= 2 && p->hlen == header_need(p->hdr))
+                    break;
+            }
+            if (p->hlen < 2 || p->hlen < header_need(p->hdr)) {
+                *pos = i;
+                return SB_WS_MORE;
+            }
+            h = p->hdr;
+            p->hlen = 0;
+        }
+        *why = header_take(p, h);
+        if (*why) {
+            *pos = i;
+            return SB_WS_ERROR;
+        }
+        p->in_payload = true;
+        first = true;
+        frame_len = p->remaining;
+    }
+    size_t take = len - i;
+    if (take > p->remaining)
+        take = (size_t)p->remaining;
+    if (take == 0 && p->remaining) {
+        *pos = i;
+        return SB_WS_MORE; /* the header came; the payload is to come */
+    }
+    out->data = buf + i;
+    out->len = take;
+    out->first = first;
+    out->frame_len = first ? frame_len : 0;
+    out->opcode = p->opcode;
+    out->fin = p->fin;
+    out->message = 0;
+    p->mpos = (uint8_t)sb_ws_unmask(buf + i, take, p->mask, p->mpos);
+    p->remaining -= take;
+    i += take;
+    if (p->opcode < SB_WS_CLOSE) {
+        if (p->opcode != SB_WS_CONT && first)
+            p->message = p->opcode; /* open until a frame with FIN */
+        out->message = p->message;
+        if (p->fin && p->remaining == 0)
+            p->message = 0;
+    }
+    out->remaining = p->remaining;
+    if (p->remaining == 0)
+        p->in_payload = false;
+    *pos = i;
+    return SB_WS_CHUNK;
 }
