@@ -170,9 +170,12 @@ int sb_ws_parse(sb_ws_parser *p, unsigned char *buf, size_t len, size_t *pos,
     size_t take = len - i;
     if (take > p->remaining)
         take = (size_t)p->remaining;
-    if (take == 0 && p->remaining) {
+    /* A frame's first chunk comes even when the read ended with its header
+     * (then empty, with all of the frame to come): it alone says first,
+     * frame_len and, for a data frame, opens the message. */
+    if (take == 0 && p->remaining && !first) {
         *pos = i;
-        return SB_WS_MORE; /* the header came; the payload is to come */
+        return SB_WS_MORE; /* the payload is to come */
     }
     out->data = buf + i;
     out->len = take;
