@@ -302,7 +302,8 @@ enum server_key_id {
     SK_STATIC,
     SK_ENVELOPE,
     SK_SUBPROTOCOLS,
-    SK_WORKERS
+    SK_WORKERS,
+    SK_OWN_DATA_PATH
 };
 
 /* Keys that only [server] may set: they are process-wide. */
@@ -311,7 +312,8 @@ enum server_key_id {
      (1u << SK_RX_BUFFER_SIZE) | (1u << SK_HANDSHAKE_TIMEOUT) |                \
      (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH) |                       \
      (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS) |                      \
-     (1u << SK_SEND_QUEUE_BUDGET) | (1u << SK_WORKERS))
+     (1u << SK_SEND_QUEUE_BUDGET) | (1u << SK_WORKERS) |                       \
+     (1u << SK_OWN_DATA_PATH))
 
 enum value_kind {
     V_TEXT,
@@ -379,6 +381,8 @@ static const struct server_key {
     {"watch", SK_WATCH, V_BOOL, 0, 0, "true/false, yes/no, on/off or 1/0"},
     {"log_format", SK_LOG_FORMAT, V_WORD, 0, 0, "'text' or 'json'"},
     {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
+     "true/false, yes/no, on/off or 1/0"},
+    {"own_data_path", SK_OWN_DATA_PATH, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
     {"workers", SK_WORKERS, V_WORD, 0, 0,
      "an integer 1..256 or 'auto' (one per core)"},
@@ -621,6 +625,9 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         break;
     case SK_LOG_CONNECTIONS:
         srv->log_connections = flag;
+        break;
+    case SK_OWN_DATA_PATH:
+        srv->own_data_path = flag;
         break;
     case SK_SEND_QUEUE_BUDGET:
         srv->send_queue_budget = (size_t)n;
@@ -1694,6 +1701,7 @@ static void set_defaults(sb_server_conf *srv)
     srv->watch = false;
     srv->log_format = SB_LOG_TEXT;
     srv->log_connections = false;
+    srv->own_data_path = true;
     srv->workers = 1;
 }
 

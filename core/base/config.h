@@ -69,11 +69,14 @@ typedef struct sb_server_conf {
     bool watch;                 /* global: reload plugins when replaced */
     int log_format;             /* global: sb_log_format, default text */
     bool log_connections;       /* global: connects/disconnects at info */
-    size_t send_queue_budget;   /* global: bytes of all send queues, 0 = off;
-                                   default 256 MiB */
-    unsigned workers;           /* global: worker processes, 1..SB_MAX_WORKERS
-                                   (`auto` = online cores); default 1 = one
-                                   process, no master */
+    /* global: after the upgrade, plain connections are read and written by
+     * the server itself (net/wsio.c), not libwebsockets */
+    bool own_data_path;
+    size_t send_queue_budget; /* global: bytes of all send queues, 0 = off;
+                                 default 256 MiB */
+    unsigned workers;         /* global: worker processes, 1..SB_MAX_WORKERS
+                                 (`auto` = online cores); default 1 = one
+                                 process, no master */
     /* `static`: the real path of the folder this listener serves over plain
      * HTTP (static.c), NULL = none. Not inherited from [server]. */
     char *static_dir;

@@ -190,21 +190,29 @@ void sb_client_close(sb_client *c, int code, const char *reason)
     c->close_code = code;
     if (start < 0 || sb_buf_append(&c->tx, payload, 2 + rlen) < 0) {
         /* No memory even for a close frame: just drop the connection. */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+        sb_client_kill(c, code);
         return;
     }
     c->close_sent = true;
     sb_client_frame_end(c, start, SB_WS_CLOSE);
-    if (!c->killed) /* queueing the close may have dropped it */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
-                        (int)c->server->config->server.shutdown_timeout + 1);
+    if (c->killed) /* queueing the close may have dropped it */
+        return;
+    /* How long the client has to answer before it is dropped. */
+    unsigned wait = c->server->config->server.shutdown_timeout + 1;
+    if (c->wsi)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, (int)wait);
+    else
+        c->path.close_by_ms = uv_now(c->server->loop) + wait * 1000ull;
 }
 
 /* Drops the connection without a close handshake (its socket would not
- * take a close frame): lws frees it, and what it held, on its next pass.
- * The hooks see `code`. */
+ * take a close frame): lws frees it, and what it held, on its next pass;
+ * a connection the server took over is closed at the end of the loop turn
+ * (the server finds it on the dirty list). The hooks see `code`. */
 void sb_client_kill(sb_client *c, int code)
 {
+    if (c->killed)
+        return;
     c->killed = true;
     c->closing = true;
     if (!c->close_code)
@@ -213,8 +221,12 @@ void sb_client_kill(sb_client *c, int code)
     c->tx.len = 0;
     c->lws_held = 0;
     sb_client_account(c);
-    sb_client_undirty(c);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+    if (c->wsi) {
+        sb_client_undirty(c);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+    } else {
+        sb_client_mark_dirty(c);
+    }
 }
 
 void sb_client_drop_queue(sb_client *c, int code, const char *reason)
@@ -228,7 +240,9 @@ void sb_client_drop_queue(sb_client *c, int code, const char *reason)
     c->tx.len = 0;
     if (c->tx.cap > SB_KEEP_BUFFER_MAX)
         sb_buf_free(&c->tx);
-    if (c->closing || lws_partial_buffered(c->wsi)) {
+    /* Bytes of a frame already half written: the rest cannot be dropped
+     * without breaking the stream. */
+    if (c->closing || (c->wsi ? lws_partial_buffered(c->wsi) : c->tx_blocked)) {
         sb_client_kill(c, code);
         return;
     }

@@ -39,10 +39,16 @@ struct sb_plugin_host;
 struct sb_client_slot;
 struct sb_admin;
 struct sb_recovery_live;
+struct sb_wsio;
+struct sb_wsio_shared;
 
 typedef struct sb_client {
     sb_client_id id; /* first: the client table reads only this */
+    /* Who reads and writes its socket: lws (wsi) until the server takes the
+     * connection over after the upgrade (wsio.c; wsi is then NULL), or for
+     * its whole life over TLS. */
     struct lws *wsi;
+    struct sb_wsio *io;
     struct sb_server *server;                  /* the server it belongs to */
     struct sb_client *prev, *next;             /* all clients */
     struct sb_client *dirty_prev, *dirty_next; /* queued, not yet written */
@@ -56,8 +62,21 @@ typedef struct sb_client {
     uint64_t stalled_since_ms; /* the kernel took none of our bytes since */
     uint64_t acked_bytes;      /* the peer's TCP acks when last looked at */
     size_t lws_held;           /* bytes of our last write lws may still hold */
-    size_t accounted;          /* what it adds to the server's send_bytes */
-    sb_room_links rooms;       /* the rooms it is in (rooms.c) */
+    union {
+        /* While lws reads it: the bytes lws has read of it that the server
+         * can account for (the upgrade request, then every frame lws
+         * handed over), and the payload of a frame lws has yet to hand
+         * over. The takeover needs the kernel's count to match. */
+        struct {
+            uint64_t read;
+            uint64_t frame_left;
+        } lws;
+        /* Once taken over: loop time when a close under way gives up
+         * waiting for the client's answer (0: none under way). */
+        uint64_t close_by_ms;
+    } path;
+    size_t accounted;             /* what it adds to the server's send_bytes */
+    sb_room_links rooms;          /* the rooms it is in (rooms.c) */
     struct sb_client_slot *slots; /* per plugin slot, grown on demand */
     json_t *identity;             /* attached by a handshake hook, owned */
     /* The handshake as the client sent it, captured at the upgrade (lws
@@ -88,6 +107,11 @@ typedef struct sb_client {
     bool accepted;   /* connect hooks ran */
     bool close_sent; /* our close frame is queued or sent */
     bool killed;     /* dropped without a close handshake */
+    /* Taken over: the kernel refused part of the queue; the rest waits for
+     * the socket to take it (the head frame may be half written). */
+    bool tx_blocked;
+    bool lws_msg_open; /* lws handed over a frame without FIN */
+    uint8_t takeover;  /* SB_TAKEOVER_* (server.c) */
 } sb_client;
 
 _Static_assert(offsetof(sb_client, id) == 0,
@@ -136,6 +160,7 @@ typedef struct sb_pending {
     size_t gateway;
     json_t *identity;
     char *subprotocol; /* agreed (owned), or NULL */
+    uint64_t read;     /* bytes lws had read of it at the decision */
 } sb_pending;
 
 /* What the connections call up through: the layers above hand these
@@ -199,6 +224,8 @@ typedef struct sb_server {
     size_t send_bytes;      /* all send queues plus what lws holds of them */
     bool shedding;          /* closing the largest queues (send_queue_budget) */
     unsigned long fd_limit; /* the descriptor limit (fdlimit.c) */
+    unsigned long fd_base;  /* descriptors held before any client */
+    unsigned lws_conns;     /* connections lws holds (its wsis) */
     uv_timer_t accept_timer;              /* ends a pause of the listeners */
     struct sb_listen_watch *listen_watch; /* lws' listen sockets' polls */
     size_t nlisten_watch;
@@ -214,6 +241,13 @@ typedef struct sb_server {
      * Host header, falling back to the first one (server.c,
      * create_listeners()). */
     struct lws_context **listener_lws;
+    /* The own data path (wsio.c): the loop's read buffer and the closes
+     * under way; NULL when libwebsockets reads every connection. */
+    struct sb_wsio_shared *wsio;
+    /* Clients to take over from lws: established this loop turn, and in
+     * the previous one (taken over at this turn's check). By id. */
+    sb_client_id *takeover_next, *takeover_now;
+    size_t ntakeover_next, ntakeover_now, takeover_next_cap, takeover_now_cap;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;

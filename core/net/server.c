@@ -24,13 +24,15 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -40,6 +42,7 @@
 #include "log.h"
 #include "sockstat.h"
 #include "static.h"
+#include "wsio.h"
 
 /* A client whose socket takes no bytes for this long is dropped. */
 #define SB_SEND_STALL_MS 10000
@@ -107,6 +110,19 @@ static void clients_unlink(sb_server *s, sb_client *c)
     s->nclients--;
 }
 
+/* How many descriptors are taken, about, when one numbered `fd` was just
+ * accepted. accept() hands out the lowest free one, so a high number means
+ * nearly all below it are taken; but a connection taken over moves to a
+ * descriptor of its own and lws frees its first one, which the next
+ * accept() gets again: so the connections are counted too (lws' and the
+ * own path's, on top of what the process had open when it started). */
+static unsigned long fds_in_use(const sb_server *s, int fd)
+{
+    unsigned long counted =
+        s->fd_base + s->lws_conns + (unsigned long)sb_wsio_count(s);
+    return fd > 0 && (unsigned long)fd > counted ? (unsigned long)fd : counted;
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
 /* Writes the client's queued frames in one raw write. lws keeps whatever the
@@ -117,6 +133,8 @@ static void clients_unlink(sb_server *s, sb_client *c)
  * -1 when the connection is broken. */
 static int flush_client(sb_client *c)
 {
+    if (!c->wsi)
+        return sb_wsio_flush(c);
     bool stuck = lws_partial_buffered(c->wsi);
     /* How long the kernel has refused this client's bytes: a client that
      * reads nothing stops lws reading it too, so its queue may never pass
@@ -157,6 +175,10 @@ static void flush_dirty(sb_server *s)
     while (s->dirty) {
         sb_client *c = s->dirty;
         sb_client_undirty(c);
+        if (!c->wsi && c->killed) {
+            sb_wsio_drop(c); /* sb_client_kill() on the own path */
+            continue;
+        }
         if (c->defer_flush) {
             /* After lws' own frames (a pong): WRITEABLE writes it. Until
              * then the socket counts as not taking our bytes, so a peer
@@ -168,20 +190,32 @@ static void flush_dirty(sb_server *s)
             continue;
         }
         if (flush_client(c) < 0 && !c->close_code) {
-            /* The socket is broken: let lws drop it. */
+            /* The socket is broken: drop it. */
             c->closing = true;
             c->close_code = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
             c->tx.len = 0;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
-                            LWS_TO_KILL_ASYNC);
+            if (c->wsi)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+                                LWS_TO_KILL_ASYNC);
+            else
+                sb_client_kill(c, LWS_CLOSE_STATUS_ABNORMAL_CLOSE);
         }
     }
 }
 
-/* After the poll phase: the replies to what it read, posts, completions. */
+static void takeover_turn(sb_server *s);
+
+/* After the poll phase: the replies to what it read, posts, completions;
+ * then the connections to take over from lws, and the closes of those
+ * taken over. */
 static void on_flush_check(uv_check_t *h)
 {
-    flush_dirty(h->data);
+    sb_server *s = h->data;
+    flush_dirty(s);
+    takeover_turn(s);
+    if (s->dirty)
+        flush_dirty(s); /* what a takeover's first read queued: none yet */
+    sb_wsio_reap(s);
 }
 
 /* Before the loop blocks: what timers and other callbacks that run
@@ -191,12 +225,18 @@ static void on_flush_prepare(uv_prepare_t *h)
     sb_server *s = h->data;
     if (s->dirty)
         flush_dirty(s);
+    sb_wsio_reap(s);
 }
 
-/* Sends the close frame with our code. Called from lws callbacks only; the
- * caller returns -1 so that lws sends it and completes the close. */
+/* Sends the close frame with our code. From lws callbacks, the caller
+ * returns -1 so that lws sends it and completes the close; on the own path
+ * the connection fails (our close, then TCP closes). */
 static int close_now(sb_client *c, int code, const char *reason)
 {
+    if (!c->wsi) {
+        sb_wsio_fail(c, code, reason);
+        return -1;
+    }
     c->closing = true;
     c->close_code = code;
     lws_close_reason(c->wsi, (enum lws_close_status)code,
@@ -274,32 +314,35 @@ static int bad_utf8(sb_client *c)
     return close_now(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "Invalid UTF-8");
 }
 
-static int on_receive(sb_client *c, const char *in, size_t len)
+/* A piece of a data frame, from lws or the own path: `frame_fin` is the
+ * frame's FIN bit, `remaining` what the frame still has to come, `binary`
+ * the message's type. */
+static int receive(sb_client *c, const char *in, size_t len, bool frame_fin,
+                   uint64_t remaining, bool binary)
 {
     if (c->closing)
         return 0;
     size_t max = sb_client_conf(c)->max_message_size;
-    size_t remaining = lws_remaining_packet_payload(c->wsi);
-    bool final = lws_is_final_fragment(c->wsi) && remaining == 0;
+    bool final = frame_fin && remaining == 0;
 
     c->last_active_ms = c->last_heard_ms = uv_now(c->server->loop);
     if (c->rx.len == 0 && final) {
         /* The common case: a whole message in one piece, handled in place. */
         if (len > max)
             return too_big(c);
-        if (admit(c) && dispatch(c, in, len, !lws_frame_is_binary(c->wsi)))
+        if (admit(c) && dispatch(c, in, len, !binary))
             return bad_utf8(c);
         return 0;
     }
     if (c->rx.len == 0) {
-        c->rx_binary = lws_frame_is_binary(c->wsi);
+        c->rx_binary = binary;
         c->rx_checked = 0;
         c->rx_fragmented = false;
     }
     /* A frame without FIN: the message has more frames, and a ping may
      * come between them (one large frame in several reads has no room for
      * one). */
-    if (!lws_is_final_fragment(c->wsi))
+    if (!frame_fin)
         c->rx_fragmented = true;
     if (c->rx.len + len + remaining > max)
         return too_big(c);
@@ -326,8 +369,8 @@ static int on_receive(sb_client *c, const char *in, size_t len)
     if (final) {
         /* The reply to a message of several frames waits for lws to answer
          * any ping that came among them (lws answers pings itself, in
-         * WRITEABLE). */
-        c->defer_flush = c->rx_fragmented;
+         * WRITEABLE). The own path queued its pongs in order already. */
+        c->defer_flush = c->rx_fragmented && c->wsi;
         bool bad =
             admit(c) && dispatch(c, c->rx.data, c->rx.len, !c->rx_binary);
         c->rx.len = 0;
@@ -338,6 +381,135 @@ static int on_receive(sb_client *c, const char *in, size_t len)
     }
     return 0;
 }
+
+/* ---- taking connections over from lws ----------------------------------- */
+
+/* How many times a connection is looked at before it is left to lws: each
+ * look that finds lws holding bytes of it (a frame it has begun, a ping it
+ * owes a pong for) waits for the next frame lws hands over. */
+#define SB_TAKEOVER_TRIES  8
+#define SB_TAKEOVER_LISTED 0x80
+
+static void takeover_list(sb_server *s, sb_client *c)
+{
+    if (c->takeover & SB_TAKEOVER_LISTED)
+        return;
+    if (s->ntakeover_next == s->takeover_next_cap) {
+        size_t cap = s->takeover_next_cap ? s->takeover_next_cap * 2 : 64;
+        sb_client_id *grown = realloc(s->takeover_next, cap * sizeof(*grown));
+        if (!grown) {
+            c->takeover = 0; /* lws keeps it */
+            return;
+        }
+        s->takeover_next = grown;
+        s->takeover_next_cap = cap;
+    }
+    c->takeover |= SB_TAKEOVER_LISTED;
+    s->takeover_next[s->ntakeover_next++] = c->id;
+}
+
+/* What lws read of a client is exactly what the server has accounted for
+ * (the upgrade request, then every frame lws handed over): lws holds no
+ * byte of it, so the next byte on the socket starts a frame. A frame lws
+ * read without handing it over (a ping) or a frame it has begun makes the
+ * counts differ, and the connection is looked at again later. */
+static bool lws_holds_nothing(sb_client *c)
+{
+    uint64_t read;
+    return !c->lws_msg_open && !c->path.lws.frame_left && !c->rx.len &&
+           !c->defer_flush && !lws_partial_buffered(c->wsi) &&
+           sb_sockstat_bytes_read(lws_get_socket_fd(c->wsi), &read) == 0 &&
+           read == c->path.lws.read;
+}
+
+static void takeover(sb_server *s, sb_client *c)
+{
+    c->takeover &= (uint8_t)~SB_TAKEOVER_LISTED;
+    if (c->closing || !c->takeover)
+        return;
+    if (!lws_holds_nothing(c)) {
+        c->takeover--; /* the next frame lists it again */
+        return;
+    }
+    struct lws *wsi = c->wsi;
+    int lfd = lws_get_socket_fd(wsi);
+    int fd = fcntl(lfd, F_DUPFD_CLOEXEC, lfd); /* above: see the upgrade */
+    if (fd < 0 || sb_wsio_adopt(c, fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        c->takeover = 0;
+        return;
+    }
+    c->takeover = 0;
+    c->wsi = NULL;
+    c->lws_held = 0;
+    c->path.close_by_ms = 0;
+    /* lws lets go: with this reason it neither sends a close frame nor
+     * shuts the socket down (lib/core-net/close.c, 4.1.6); it closes its
+     * own descriptor, and its callbacks see no client any more. */
+    lws_set_wsi_user(wsi, NULL);
+    lws_close_free_wsi(wsi, LWS_CLOSE_STATUS_NOSTATUS_CONTEXT_DESTROY,
+                       "taken over");
+    if (c->tx.len > LWS_PRE)
+        sb_client_mark_dirty(c);
+}
+
+/* The clients established in the previous loop turn: lws has had its pass
+ * at whatever came with their upgrade requests. */
+static void takeover_turn(sb_server *s)
+{
+    for (size_t i = 0; i < s->ntakeover_now; i++) {
+        sb_client *c = sb_clients_find(&s->table, s->takeover_now[i]);
+        if (c && c->wsi)
+            takeover(s, c);
+    }
+    sb_client_id *ids = s->takeover_now;
+    size_t cap = s->takeover_now_cap;
+    s->takeover_now = s->takeover_next;
+    s->takeover_now_cap = s->takeover_next_cap;
+    s->ntakeover_now = s->ntakeover_next;
+    s->takeover_next = ids;
+    s->takeover_next_cap = cap;
+    s->ntakeover_next = 0;
+}
+
+/* A piece of a data frame from lws: counted for the takeover, then
+ * received. */
+static int on_receive(sb_client *c, const char *in, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    bool fin = lws_is_final_fragment(c->wsi);
+    if (c->takeover) {
+        if (!c->path.lws.frame_left) {
+            /* A frame's first piece: its header, as a client writes it
+             * (masked, the shortest length); one written otherwise makes
+             * the counts differ, and the takeover waits. */
+            uint64_t total = len + remaining;
+            c->path.lws.read += 6 + (total > 0xffff ? 8 : total > 125 ? 2 : 0);
+        }
+        c->path.lws.read += len;
+        c->path.lws.frame_left = remaining;
+        c->lws_msg_open = !fin;
+        if (!remaining && fin)
+            takeover_list(c->server, c);
+    }
+    return receive(c, in, len, fin, remaining, lws_frame_is_binary(c->wsi));
+}
+
+static void own_data(sb_client *c, const char *p, size_t len, bool frame_fin,
+                     uint64_t remaining, bool binary)
+{
+    (void)receive(c, p, len, frame_fin, remaining, binary);
+}
+
+static void on_closed(sb_server *s, sb_client *c);
+
+static void own_closed(sb_client *c)
+{
+    on_closed(c->server, c);
+}
+
+static const sb_wsio_ops own_ops = {own_data, own_closed};
 
 /* ---- connection lifecycle ---------------------------------------------- */
 
@@ -506,10 +678,9 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
     if (s->stopping)
         return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
                               "Shutting down");
-    /* accept() hands out the lowest free descriptor: one this high means
-     * nearly all below it are taken. The last ones are kept for the admin
-     * listener and the process itself. */
-    if (lws_get_socket_fd(wsi) >= (int)(s->fd_limit - SB_FD_HEADROOM)) {
+    /* Near the descriptor limit (see fds_in_use()), the last ones are kept
+     * for the admin listener and the process itself. */
+    if (fds_in_use(s, lws_get_socket_fd(wsi)) >= s->fd_limit - SB_FD_HEADROOM) {
         static sb_log_limit lim = SB_LOG_LIMIT_INIT;
         s->stats.fd_refused++;
         sb_log_limited(&lim, SB_LOG_WARN, "server",
@@ -582,7 +753,12 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         s->pending = grown;
         s->pending_cap = cap;
     }
-    s->pending[s->npending++] = (sb_pending){wsi, g, hs.identity, subprotocol};
+    /* What lws has read of it so far: the request, for the takeover. */
+    uint64_t read = UINT64_MAX;
+    if (sb_sockstat_bytes_read(lws_get_socket_fd(wsi), &read) != 0)
+        read = UINT64_MAX; /* it stays with lws */
+    s->pending[s->npending++] =
+        (sb_pending){wsi, g, hs.identity, subprotocol, read};
     return 0;
 }
 
@@ -719,17 +895,27 @@ static void log_connection(sb_server *s, const sb_client *c, int code)
                       (unsigned long long)c->id, remote, gw);
 }
 
-static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
+static int on_established(sb_server *s, struct lws *wsi)
 {
-    sb_pending pend = {NULL, 0, NULL, NULL};
+    sb_pending pend = {NULL, 0, NULL, NULL, 0};
     pending_drop(s, wsi, &pend);
-    memset(c, 0, sizeof(*c));
     if (!pend.wsi) {
         /* Every upgrade passes CONFIRM_UPGRADE first; never expected. */
         sb_log_error("server", "a connection was established without a "
                                "handshake decision; dropping it");
         return -1;
     }
+    /* The record is ours, not lws' per-session memory: it outlives the
+     * wsi when the connection is taken over (freed at WSI_DESTROY, or by
+     * wsio.c). */
+    sb_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        json_decref(pend.identity);
+        free(pend.subprotocol);
+        sb_log_error("server", "out of memory for a client; dropping it");
+        return -1;
+    }
+    lws_set_wsi_user(wsi, c);
     c->id = ++s->next_id;
     c->wsi = wsi;
     c->server = s;
@@ -765,6 +951,13 @@ static int on_established(sb_server *s, sb_client *c, struct lws *wsi)
         return close_now(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                          "Connection refused");
     }
+    /* A plain connection is taken over at the next turn's check, once lws
+     * has had its pass at anything that came with the request. */
+    if (s->wsio && !lws_is_ssl(wsi) && pend.read != UINT64_MAX) {
+        c->path.lws.read = pend.read;
+        c->takeover = SB_TAKEOVER_TRIES;
+        takeover_list(s, c);
+    }
     return 0;
 }
 
@@ -775,8 +968,8 @@ static void on_trim(uv_timer_t *t)
 
 static void on_closed(sb_server *s, sb_client *c)
 {
-    if (!c->server)
-        return; /* never established */
+    if (!c || !c->server)
+        return; /* never established, or taken over */
     /* Whoever closed first named the code; no close at all is 1006. */
     int code = c->close_code        ? c->close_code
                : c->peer_close_code ? c->peer_close_code
@@ -1121,7 +1314,7 @@ int sb_server_gateway_port(const sb_server *s, size_t g)
  * the request arrives), and the gateways pause. */
 static int on_filter_connection(sb_server *s, int fd)
 {
-    if (fd < (int)(s->fd_limit - SB_FD_CUTOFF))
+    if (fds_in_use(s, fd) < s->fd_limit - SB_FD_CUTOFF)
         return 0;
     s->stats.fd_refused++;
     pause_accepting(s, false, "out of descriptors for clients");
@@ -1137,6 +1330,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         return on_filter_connection(server_of(wsi), (int)(intptr_t)in);
     case LWS_CALLBACK_RECEIVE_PONG:
         c->last_heard_ms = uv_now(c->server->loop);
+        if (c->takeover) {
+            c->path.lws.read += 6 + len; /* a whole frame, under 126 */
+            takeover_list(c->server, c);
+        }
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return on_confirm_upgrade(server_of(wsi), wsi);
@@ -1146,7 +1343,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         /* A static file sent whole: keep the connection for the next. */
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_ESTABLISHED:
-        return on_established(server_of(wsi), c, wsi);
+        return on_established(server_of(wsi), wsi);
     case LWS_CALLBACK_RECEIVE:
         return on_receive(c, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -1162,10 +1359,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_CLOSED:
         on_closed(server_of(wsi), c);
         return 0;
+    case LWS_CALLBACK_WSI_CREATE: /* an accepted connection */
+        server_of(wsi)->lws_conns++;
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         /* An upgrade that was accepted but never established. */
-        if (server_of(wsi))
+        if (server_of(wsi)) {
             pending_drop(server_of(wsi), wsi, NULL);
+            if (server_of(wsi)->lws_conns) /* listeners were not counted */
+                server_of(wsi)->lws_conns--;
+        }
+        free(c); /* after CLOSED; NULL once taken over */
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -1194,9 +1398,14 @@ static void send_ping(sb_client *c, uint64_t now)
  * unacknowledged in the kernel) and its TCP acknowledged more of them
  * since the last look. Its pong cannot come before it reads that far, so
  * it is alive; a peer that takes nothing is left to the stall rule. */
+static int client_fd(const sb_client *c)
+{
+    return c->wsi ? lws_get_socket_fd(c->wsi) : sb_wsio_fd(c);
+}
+
 static bool still_reading(sb_client *c)
 {
-    int fd = lws_get_socket_fd(c->wsi);
+    int fd = client_fd(c);
     uint64_t unacked = 0, acked;
     bool pending = c->tx.len > LWS_PRE || c->lws_held ||
                    (sb_sockstat_unacked(fd, &unacked) == 0 && unacked > 0);
@@ -1246,7 +1455,7 @@ static bool stalled(sb_client *c, uint64_t now)
     if (!c->stalled_since_ms || c->killed)
         return false;
     uint64_t acked;
-    if (sb_sockstat_bytes_acked(lws_get_socket_fd(c->wsi), &acked) == 0 &&
+    if (sb_sockstat_bytes_acked(client_fd(c), &acked) == 0 &&
         acked != c->acked_bytes) {
         c->acked_bytes = acked;
         c->stalled_since_ms = now; /* still reading */
@@ -1271,6 +1480,12 @@ static void on_sweep(uv_timer_t *t)
     for (sb_client *c = s->clients; c; c = c->next) {
         if (stalled(c, now))
             continue;
+        if (!c->wsi && c->closing && c->path.close_by_ms &&
+            now >= c->path.close_by_ms && !c->killed) {
+            /* No answer to our close in time (lws' close-ack timeout). */
+            sb_client_kill(c, c->close_code);
+            continue;
+        }
         keepalive(c, now);
         uint64_t limit = (uint64_t)sb_client_conf(c)->idle_timeout * 1000;
         if (limit && !c->closing && now - c->last_active_ms >= limit) {
@@ -1330,7 +1545,7 @@ static void on_lws_log(int level, const char *line)
 static struct lws_protocols protocols[] = {
     {.name = "switchboard",
      .callback = callback,
-     .per_session_data_size = sizeof(sb_client),
+     .per_session_data_size = 0, /* the client record is ours */
      .rx_buffer_size = 0,
      .tx_packet_size = 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
@@ -1648,6 +1863,10 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     s->flush_prepare.data = s;
     uv_prepare_start(&s->flush_prepare, on_flush_prepare);
     uv_unref((uv_handle_t *)&s->flush_prepare);
+    /* The own data path, unless lws is to read every connection. */
+    if (cfg->server.own_data_path && sb_wsio_init(s, &own_ops) < 0)
+        sb_log_warn("server", "out of memory for the own data path: "
+                              "libwebsockets reads every connection");
 
     uv_timer_init(loop, &s->sweep_timer);
     s->sweep_timer.data = s;
@@ -1660,6 +1879,12 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     uv_timer_init(loop, &s->accept_timer);
     s->accept_timer.data = s;
     uv_unref((uv_handle_t *)&s->accept_timer);
+    /* What the process holds before any client: the lowest free number. */
+    int lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    if (lowest >= 0) {
+        s->fd_base = (unsigned long)lowest;
+        close(lowest);
+    }
     return 0;
 }
 
@@ -1691,6 +1916,7 @@ static void finish(sb_server *s)
     free(s->listen_watch);
     s->listen_watch = NULL;
     s->nlisten_watch = 0;
+    sb_wsio_shutdown(s); /* the taken-over clients lws does not know */
     if (s->hooks.stopped)
         s->hooks.stopped(s->hooks.ctx, s);
     /* First of the two destroys: from inside the loop, so lws can close its
@@ -1754,6 +1980,9 @@ void sb_server_free(sb_server *s)
 {
     destroy_contexts(s); /* the second destroy, after uv_run */
     s->lws = NULL;
+    sb_wsio_free(s);
+    free(s->takeover_next);
+    free(s->takeover_now);
     free(s->listener_lws);
     free(s->listen_watch);
     free(s->adopt);

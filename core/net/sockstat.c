@@ -39,3 +39,20 @@ int sb_sockstat_unacked(int fd, uint64_t *out)
     *out = (uint64_t)n;
     return 0;
 }
+
+int sb_sockstat_bytes_read(int fd, uint64_t *out)
+{
+    int inq = 0;
+    if (fd < 0 || ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0)
+        return -1;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) +
+                  sizeof(ti.tcpi_bytes_received) ||
+        ti.tcpi_bytes_received < (uint64_t)inq)
+        return -1;
+    *out = ti.tcpi_bytes_received - (uint64_t)inq;
+    return 0;
+}

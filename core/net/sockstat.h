@@ -1,8 +1,9 @@
 /*
  * sockstat — what the kernel says about a client's socket.
  *
- * Owns nothing: two questions to the TCP stack, so that the server can
- * tell a slow reader that is reading from one that takes nothing. Never touches
+ * Owns nothing: questions to the TCP stack, so that the server can tell a
+ * slow reader that is reading from one that takes nothing, and how much a
+ * connection's reader has taken in. Never touches
  * libwebsockets or the send queues.
  */
 #ifndef SB_SOCKSTAT_H
@@ -20,5 +21,12 @@ int sb_sockstat_bytes_acked(int fd, uint64_t *out);
  * (SIOCOUTQ): 0 once everything we wrote reached the peer's buffer.
  * Returns 0 and sets *out, or -1 when the kernel cannot tell. */
 int sb_sockstat_unacked(int fd, uint64_t *out);
+
+/* The bytes of the peer that have been read from TCP socket `fd` so far:
+ * what it received in order (Linux's tcpi_bytes_received) less what still
+ * waits to be read (SIOCINQ). The queue is asked first, so data arriving
+ * meanwhile can only make the count too high, never too low. Returns 0 and
+ * sets *out, or -1 when the kernel cannot tell. */
+int sb_sockstat_bytes_read(int fd, uint64_t *out);
 
 #endif

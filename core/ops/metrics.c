@@ -360,6 +360,14 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
            "Times the listeners stopped accepting for 250 ms: out of "
            "descriptors, or accept() failed.")
     SAMPLE("switchboard_accept_pauses_total", NULL, 0, s->stats.accept_pauses)
+    FAMILY("switchboard_connections_own_path", "gauge",
+           "Clients whose connection the server reads and writes itself "
+           "since their upgrade; libwebsockets reads the others (TLS, or "
+           "own_data_path = false).")
+    uint64_t own = 0;
+    for (const sb_client *c = s->clients; c; c = c->next)
+        own += c->io != NULL;
+    SAMPLE("switchboard_connections_own_path", NULL, 0, own)
     FAMILY("switchboard_reloads_total", "counter",
            "Reloads (SIGHUP, POST /reload, file watches), by result: ok (per "
            "plugin loaded, replaced or removed), failed (the old version kept "

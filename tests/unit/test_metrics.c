@@ -196,6 +196,7 @@ START_TEST(test_page)
     c.gateway = 0;
     ck_assert_int_eq(sb_buf_reserve(&c.tx, LWS_PRE + 100), 0);
     c.tx.len = LWS_PRE + 77;
+    c.io = (struct sb_wsio *)&c; /* taken over: only tested for NULL */
     srv.clients = &c;
 
     sb_buf b = {0};
@@ -244,8 +245,9 @@ START_TEST(test_page)
     ASSERT_HAS(page, "switchboard_send_memory_bytes 123456");
     ASSERT_HAS(page, "switchboard_fd_refused_total 7");
     ASSERT_HAS(page, "switchboard_accept_pauses_total 3");
-    ck_assert_uint_eq(helps, 12);
-    ck_assert_uint_eq(types, 12);
+    ASSERT_HAS(page, "switchboard_connections_own_path 1");
+    ck_assert_uint_eq(helps, 13);
+    ck_assert_uint_eq(types, 13);
     ck_assert(page[b.len - 1] == '\n');
 
     sb_buf_free(&b);

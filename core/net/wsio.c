@@ -1,0 +1,482 @@
+/*
+ * wsio — see wsio.h.
+ *
+ * A connection taken over is one uv_poll_t on a descriptor of its own (a
+ * duplicate of lws' made just before lws let go of it), a frame parser's
+ * state, and the client record the server already had. Reading goes into
+ * one buffer for the whole loop: a frame that ends in the read is handed to
+ * the server in place, unmasked; only a control frame split between reads
+ * is gathered (at most 125 bytes, for as long as it takes). A data frame
+ * split between reads goes up piece by piece, as lws handed it over, and
+ * the server reassembles it as before.
+ *
+ * Writing is the server's send queue as before, written with send(); what
+ * the kernel does not take stays at the head of the queue and waits for the
+ * socket to become writable.
+ *
+ * Closing: a close frame from the client is answered (or, when it answers
+ * ours, completes the handshake), a protocol error is answered with our
+ * close; either way the TCP connection closes once our close frame is
+ * written. It closes with shutdown() first and then waits, reading and
+ * dropping, for the client's FIN (at most SB_WSIO_LINGER_MS): a close() with
+ * unread bytes resets the connection, and a reset can destroy our close
+ * frame before the client has read it. The client record is gone by then.
+ */
+#include "wsio.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h> /* LWS_PRE: the send queue's headroom */
+
+#include "client.h"
+#include "envelope.h"
+#include "frame.h"
+#include "log.h"
+
+/* How long a closed connection waits for the client's FIN. */
+#define SB_WSIO_LINGER_MS 2000
+
+typedef struct sb_wsio {
+    uv_poll_t poll; /* data: this */
+    sb_client *c;   /* NULL once the client is gone (lingering) */
+    sb_server *s;   /* for a lingering one */
+    sb_ws_parser parser;
+    unsigned char *ctl; /* a control frame split between reads */
+    uint64_t linger_until;
+    struct sb_wsio *next, *prev; /* in the reap or linger list */
+    int fd;
+    int events; /* what the poll handle waits for */
+    uint8_t ctl_len;
+    bool want_write; /* waiting for the socket to take the rest */
+    bool finish;     /* close TCP once the queue is written */
+    bool failed;     /* drop what the client sends from now on */
+    bool reaping;    /* on the reap list */
+    bool clean;      /* ...to close with shutdown() and a linger */
+} sb_wsio;
+
+typedef struct sb_wsio_shared {
+    unsigned char *buf; /* SB_WSIO_READ_SIZE */
+    const sb_wsio_ops *ops;
+    struct sb_wsio *reap;   /* to close at the end of the turn */
+    struct sb_wsio *linger; /* closed, waiting for the client's FIN */
+    uv_timer_t linger_timer;
+    size_t count; /* poll handles open */
+} sb_wsio_shared;
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void set_events(sb_wsio *io, int events)
+{
+    if (io->events == events)
+        return;
+    io->events = events;
+    if (events)
+        uv_poll_start(&io->poll, events, on_poll);
+    else
+        uv_poll_stop(&io->poll);
+}
+
+static void on_io_closed(uv_handle_t *h)
+{
+    sb_wsio *io = h->data;
+    close(io->fd);
+    io->s->wsio->count--;
+    free(io->ctl);
+    free(io);
+}
+
+static void close_io(sb_wsio *io)
+{
+    uv_close((uv_handle_t *)&io->poll, on_io_closed);
+}
+
+/* ---- lingering ---------------------------------------------------------- */
+
+static void linger_unlink(sb_wsio_shared *w, sb_wsio *io)
+{
+    if (io->prev)
+        io->prev->next = io->next;
+    else
+        w->linger = io->next;
+    if (io->next)
+        io->next->prev = io->prev;
+    io->next = io->prev = NULL;
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    sb_server *s = t->data;
+    sb_wsio_shared *w = s->wsio;
+    uint64_t now = uv_now(s->loop);
+    for (sb_wsio *io = w->linger, *next; io; io = next) {
+        next = io->next;
+        if (now >= io->linger_until) {
+            linger_unlink(w, io);
+            close_io(io);
+        }
+    }
+    if (!w->linger)
+        uv_timer_stop(t);
+}
+
+/* A closed connection's socket is readable: drop what came, and close it
+ * at the client's FIN (or an error). */
+static void linger_read(sb_wsio *io)
+{
+    sb_wsio_shared *w = io->s->wsio;
+    ssize_t n = recv(io->fd, w->buf, SB_WSIO_READ_SIZE, 0);
+    if (n > 0 ||
+        (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return;
+    linger_unlink(w, io);
+    close_io(io);
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void reap_later(sb_wsio *io, bool clean)
+{
+    if (io->reaping)
+        return;
+    sb_wsio_shared *w = io->s->wsio;
+    io->reaping = true;
+    io->clean = clean;
+    io->next = w->reap;
+    w->reap = io;
+}
+
+void sb_wsio_drop(sb_client *c)
+{
+    reap_later(c->io, false);
+}
+
+/* The socket failed or the client went away without a close handshake:
+ * the hooks see our code, the client's, or 1006. */
+static void lost(sb_client *c)
+{
+    c->closing = true;
+    c->killed = true;
+    sb_client_undirty(c);
+    sb_wsio_drop(c);
+}
+
+void sb_wsio_reap(sb_server *s)
+{
+    sb_wsio_shared *w = s->wsio;
+    if (!w)
+        return;
+    while (w->reap) {
+        sb_wsio *io = w->reap;
+        w->reap = io->next;
+        io->next = NULL;
+        sb_client *c = io->c;
+        io->c = NULL;
+        free(io->ctl);
+        io->ctl = NULL;
+        w->ops->closed(c);
+        c->io = NULL;
+        free(c);
+        if (io->clean && !s->destroyed && shutdown(io->fd, SHUT_WR) == 0) {
+            io->linger_until = uv_now(s->loop) + SB_WSIO_LINGER_MS;
+            io->prev = NULL;
+            io->next = w->linger;
+            if (w->linger)
+                w->linger->prev = io;
+            w->linger = io;
+            set_events(io, UV_READABLE);
+            if (!uv_is_active((uv_handle_t *)&w->linger_timer))
+                uv_timer_start(&w->linger_timer, on_linger_timer, 250, 250);
+        } else {
+            close_io(io);
+        }
+    }
+}
+
+void sb_wsio_fail(sb_client *c, int code, const char *reason)
+{
+    sb_wsio *io = c->io;
+    if (!c->closing)
+        sb_client_close(c, code, reason);
+    io->failed = true;
+    io->finish = true;
+    if (!c->killed)
+        sb_client_mark_dirty(c); /* the flush closes it once written */
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int sb_wsio_flush(sb_client *c)
+{
+    sb_wsio *io = c->io;
+    if (io->reaping)
+        return 0;
+    size_t n = c->tx.len > LWS_PRE ? c->tx.len - LWS_PRE : 0;
+    if (n && !io->want_write) {
+        ssize_t w = send(io->fd, c->tx.data + LWS_PRE, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return -1;
+            w = 0;
+        }
+        if ((size_t)w == n) {
+            c->tx.len = 0;
+            if (c->tx.cap > SB_KEEP_BUFFER_MAX)
+                sb_buf_free(&c->tx);
+            n = 0;
+        } else {
+            memmove(c->tx.data + LWS_PRE, c->tx.data + LWS_PRE + w,
+                    n - (size_t)w);
+            c->tx.len -= (size_t)w;
+            n -= (size_t)w;
+            io->want_write = true;
+        }
+    }
+    /* As with lws' leftovers: a client whose socket takes none of our
+     * bytes meets the stall rule (server.c) even below max_send_queue. */
+    c->tx_blocked = n > 0;
+    if (!n)
+        c->stalled_since_ms = 0;
+    else if (!c->stalled_since_ms)
+        c->stalled_since_ms = uv_now(c->server->loop);
+    set_events(io, UV_READABLE | (io->want_write ? UV_WRITABLE : 0));
+    sb_client_flushed(c);
+    if (!n && io->finish && !c->killed)
+        reap_later(io, true);
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void pong(sb_client *c, const unsigned char *p, size_t n)
+{
+    long start = sb_client_frame_begin(c);
+    if (start < 0)
+        return; /* closing: no answer is owed any more */
+    if (sb_buf_append(&c->tx, p, n) < 0) {
+        sb_client_frame_abort(c, start);
+        return;
+    }
+    sb_client_frame_end(c, start, SB_WS_PONG);
+}
+
+/* A close from the client (RFC 6455 5.5.1, 7.4): the answer to ours
+ * completes the handshake; otherwise we echo it (code and reason, as lws
+ * did), or fail the
+ * connection when its payload cannot be (1002; 1007 for a reason that is
+ * not UTF-8). Either way TCP closes once our close frame is written. */
+static void peer_close(sb_wsio *io, sb_client *c, const unsigned char *p,
+                       size_t n)
+{
+    int code = n >= 2 ? (p[0] << 8) | p[1] : 1005;
+    if (c->close_sent) {
+        c->peer_close_code = code;
+        io->finish = true;
+        io->failed = true;
+        sb_client_mark_dirty(c);
+        return;
+    }
+    const char *bad = NULL;
+    int answer = 1002;
+    if (n == 1)
+        bad = "Close payload of one byte";
+    else if (n >= 2 && !sb_ws_close_code_valid(code))
+        bad = "Invalid close code";
+    else if (n > 2 && !sb_utf8_valid((const char *)p + 2, n - 2)) {
+        bad = "Close reason is not UTF-8";
+        answer = 1007;
+    }
+    if (bad) {
+        sb_log_debug("server", "client %llu: %s, closing with %d",
+                     (unsigned long long)c->id, bad, answer);
+        sb_wsio_fail(c, answer, bad);
+        return;
+    }
+    c->peer_close_code = code;
+    long start = sb_client_frame_begin(c);
+    if (start >= 0) {
+        if (sb_buf_append(&c->tx, p, n) < 0)
+            sb_client_frame_abort(c, start);
+        else
+            sb_client_frame_end(c, start, SB_WS_CLOSE);
+    }
+    c->closing = true;
+    c->close_sent = true;
+    io->finish = true;
+    io->failed = true;
+    if (!c->killed)
+        sb_client_mark_dirty(c);
+}
+
+static void control(sb_wsio *io, sb_client *c, const sb_ws_chunk *ch)
+{
+    const unsigned char *p = ch->data;
+    size_t n = ch->len;
+    if (!ch->first || ch->remaining) {
+        /* Split between reads: gather it (at most 125 bytes). */
+        if (ch->first) {
+            free(io->ctl);
+            io->ctl = malloc(125);
+            io->ctl_len = 0;
+        }
+        if (!io->ctl) {
+            lost(c);
+            return;
+        }
+        memcpy(io->ctl + io->ctl_len, p, n);
+        io->ctl_len = (uint8_t)(io->ctl_len + n);
+        if (ch->remaining)
+            return;
+        p = io->ctl;
+        n = io->ctl_len;
+    }
+    c->last_heard_ms = uv_now(c->server->loop);
+    if (ch->opcode == SB_WS_PING)
+        pong(c, p, n);
+    else if (ch->opcode == SB_WS_CLOSE)
+        peer_close(io, c, p, n);
+    free(io->ctl);
+    io->ctl = NULL;
+}
+
+static void read_some(sb_wsio *io, sb_client *c)
+{
+    sb_wsio_shared *w = c->server->wsio;
+    ssize_t got = recv(io->fd, w->buf, SB_WSIO_READ_SIZE, 0);
+    if (got <= 0) {
+        if (got < 0 &&
+            (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        lost(c); /* the client's FIN, or a reset */
+        return;
+    }
+    if (io->failed)
+        return; /* closing after an error or a close: dropped */
+    size_t len = (size_t)got, pos = 0;
+    while (pos < len) {
+        sb_ws_chunk ch;
+        const char *why = NULL;
+        int r = sb_ws_parse(&io->parser, w->buf, len, &pos, &ch, &why);
+        if (r == SB_WS_MORE)
+            break;
+        if (r == SB_WS_ERROR) {
+            sb_log_debug("server",
+                         "client %llu: protocol error (%s), closing with "
+                         "1002",
+                         (unsigned long long)c->id, why);
+            sb_wsio_fail(c, 1002, why);
+            return;
+        }
+        if (ch.opcode >= SB_WS_CLOSE)
+            control(io, c, &ch);
+        else if (!c->closing)
+            w->ops->data(c, (const char *)ch.data, ch.len, ch.fin, ch.remaining,
+                         ch.message == SB_WS_BINARY);
+        if (io->failed || io->reaping || c->killed)
+            return;
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    sb_wsio *io = h->data;
+    sb_client *c = io->c;
+    if (!c) {
+        linger_read(io);
+        return;
+    }
+    if (io->reaping)
+        return;
+    if (status < 0) {
+        lost(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        io->want_write = false;
+        if (sb_wsio_flush(c) < 0) {
+            lost(c);
+            return;
+        }
+    }
+    if (events & UV_READABLE)
+        read_some(io, c);
+}
+
+/* ---- setting up --------------------------------------------------------- */
+
+int sb_wsio_adopt(sb_client *c, int fd)
+{
+    sb_server *s = c->server;
+    sb_wsio *io = calloc(1, sizeof(*io));
+    if (!io)
+        return -1;
+    if (uv_poll_init(s->loop, &io->poll, fd) != 0) {
+        free(io);
+        return -1;
+    }
+    io->poll.data = io;
+    io->c = c;
+    io->s = s;
+    io->fd = fd;
+    c->io = io;
+    s->wsio->count++;
+    set_events(io, UV_READABLE);
+    return 0;
+}
+
+int sb_wsio_fd(const sb_client *c)
+{
+    return c->io->fd;
+}
+
+size_t sb_wsio_count(const sb_server *s)
+{
+    return s->wsio ? s->wsio->count : 0;
+}
+
+int sb_wsio_init(sb_server *s, const sb_wsio_ops *ops)
+{
+    sb_wsio_shared *w = calloc(1, sizeof(*w));
+    if (!w || !(w->buf = malloc(SB_WSIO_READ_SIZE))) {
+        free(w);
+        return -1;
+    }
+    w->ops = ops;
+    uv_timer_init(s->loop, &w->linger_timer);
+    w->linger_timer.data = s;
+    uv_unref((uv_handle_t *)&w->linger_timer);
+    s->wsio = w;
+    return 0;
+}
+
+void sb_wsio_shutdown(sb_server *s)
+{
+    sb_wsio_shared *w = s->wsio;
+    if (!w)
+        return;
+    for (sb_client *c = s->clients; c; c = c->next)
+        if (c->io) {
+            c->killed = true;
+            c->closing = true;
+            sb_wsio_drop(c);
+        }
+    sb_wsio_reap(s); /* s->destroyed: no linger */
+    while (w->linger) {
+        sb_wsio *io = w->linger;
+        linger_unlink(w, io);
+        close_io(io);
+    }
+    uv_close((uv_handle_t *)&w->linger_timer, NULL);
+}
+
+void sb_wsio_free(sb_server *s)
+{
+    if (!s->wsio)
+        return;
+    free(s->wsio->buf);
+    free(s->wsio);
+    s->wsio = NULL;
+}
