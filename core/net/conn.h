@@ -65,8 +65,9 @@ typedef struct sb_client {
     union {
         /* While lws reads it: the bytes lws has read of it that the server
          * can account for (the upgrade request, then every frame lws
-         * handed over), and the payload of a frame lws has yet to hand
-         * over. The takeover needs the kernel's count to match. */
+         * handed over; UINT64_MAX until the first look), and the payload
+         * of a frame lws has yet to hand over. The takeover needs the
+         * kernel's count to match. */
         struct {
             uint64_t read;
             uint64_t frame_left;
@@ -160,7 +161,6 @@ typedef struct sb_pending {
     size_t gateway;
     json_t *identity;
     char *subprotocol; /* agreed (owned), or NULL */
-    uint64_t read;     /* bytes lws had read of it at the decision */
 } sb_pending;
 
 /* What the connections call up through: the layers above hand these
@@ -244,10 +244,10 @@ typedef struct sb_server {
     /* The own data path (wsio.c): the loop's read buffer and the closes
      * under way; NULL when libwebsockets reads every connection. */
     struct sb_wsio_shared *wsio;
-    /* Clients to take over from lws: established this loop turn, and in
-     * the previous one (taken over at this turn's check). By id. */
-    sb_client_id *takeover_next, *takeover_now;
-    size_t ntakeover_next, ntakeover_now, takeover_next_cap, takeover_now_cap;
+    /* Clients to take over from lws at this loop turn's check: just
+     * established, or lws just handed a whole frame of theirs over. By id. */
+    sb_client_id *takeover;
+    size_t ntakeover, takeover_cap;
     sb_pending *pending; /* accepted handshakes not yet established */
     size_t npending, pending_cap;
     unsigned nclients;

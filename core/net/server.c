@@ -394,18 +394,18 @@ static void takeover_list(sb_server *s, sb_client *c)
 {
     if (c->takeover & SB_TAKEOVER_LISTED)
         return;
-    if (s->ntakeover_next == s->takeover_next_cap) {
-        size_t cap = s->takeover_next_cap ? s->takeover_next_cap * 2 : 64;
-        sb_client_id *grown = realloc(s->takeover_next, cap * sizeof(*grown));
+    if (s->ntakeover == s->takeover_cap) {
+        size_t cap = s->takeover_cap ? s->takeover_cap * 2 : 64;
+        sb_client_id *grown = realloc(s->takeover, cap * sizeof(*grown));
         if (!grown) {
             c->takeover = 0; /* lws keeps it */
             return;
         }
-        s->takeover_next = grown;
-        s->takeover_next_cap = cap;
+        s->takeover = grown;
+        s->takeover_cap = cap;
     }
     c->takeover |= SB_TAKEOVER_LISTED;
-    s->takeover_next[s->ntakeover_next++] = c->id;
+    s->takeover[s->ntakeover++] = c->id;
 }
 
 /* What lws read of a client is exactly what the server has accounted for
@@ -427,6 +427,21 @@ static void takeover(sb_server *s, sb_client *c)
     c->takeover &= (uint8_t)~SB_TAKEOVER_LISTED;
     if (c->closing || !c->takeover)
         return;
+    if (c->path.lws.read == UINT64_MAX) {
+        /* The turn it was established in. lws has read the request, and
+         * with it whatever the client sent before it had our 101 (RFC 6455
+         * 4.1 forbids that, some do it): lws keeps such bytes for its next
+         * pass ("forced service"). With nothing of the kind pending, what
+         * lws read is the request alone, and the count starts there; else
+         * the request's length is unknown and lws keeps the connection. */
+        uint64_t read;
+        if (!lws_service_adjust_timeout(lws_get_context(c->wsi), 1, 0) ||
+            sb_sockstat_bytes_read(lws_get_socket_fd(c->wsi), &read) != 0) {
+            c->takeover = 0;
+            return;
+        }
+        c->path.lws.read = read;
+    }
     if (!lws_holds_nothing(c)) {
         c->takeover--; /* the next frame lists it again */
         return;
@@ -454,23 +469,16 @@ static void takeover(sb_server *s, sb_client *c)
         sb_client_mark_dirty(c);
 }
 
-/* The clients established in the previous loop turn: lws has had its pass
- * at whatever came with their upgrade requests. */
+/* After the poll phase, outside lws' callbacks: lws has finished with
+ * the reads that established or fed these clients. */
 static void takeover_turn(sb_server *s)
 {
-    for (size_t i = 0; i < s->ntakeover_now; i++) {
-        sb_client *c = sb_clients_find(&s->table, s->takeover_now[i]);
+    for (size_t i = 0; i < s->ntakeover; i++) {
+        sb_client *c = sb_clients_find(&s->table, s->takeover[i]);
         if (c && c->wsi)
             takeover(s, c);
     }
-    sb_client_id *ids = s->takeover_now;
-    size_t cap = s->takeover_now_cap;
-    s->takeover_now = s->takeover_next;
-    s->takeover_now_cap = s->takeover_next_cap;
-    s->ntakeover_now = s->ntakeover_next;
-    s->takeover_next = ids;
-    s->takeover_next_cap = cap;
-    s->ntakeover_next = 0;
+    s->ntakeover = 0;
 }
 
 /* A piece of a data frame from lws: counted for the takeover, then
@@ -479,6 +487,8 @@ static int on_receive(sb_client *c, const char *in, size_t len)
 {
     size_t remaining = lws_remaining_packet_payload(c->wsi);
     bool fin = lws_is_final_fragment(c->wsi);
+    if (c->takeover && c->path.lws.read == UINT64_MAX)
+        c->takeover = 0; /* a frame before the first look: see takeover() */
     if (c->takeover) {
         if (!c->path.lws.frame_left) {
             /* A frame's first piece: its header, as a client writes it
@@ -753,12 +763,7 @@ static int on_confirm_upgrade(sb_server *s, struct lws *wsi)
         s->pending = grown;
         s->pending_cap = cap;
     }
-    /* What lws has read of it so far: the request, for the takeover. */
-    uint64_t read = UINT64_MAX;
-    if (sb_sockstat_bytes_read(lws_get_socket_fd(wsi), &read) != 0)
-        read = UINT64_MAX; /* it stays with lws */
-    s->pending[s->npending++] =
-        (sb_pending){wsi, g, hs.identity, subprotocol, read};
+    s->pending[s->npending++] = (sb_pending){wsi, g, hs.identity, subprotocol};
     return 0;
 }
 
@@ -897,7 +902,7 @@ static void log_connection(sb_server *s, const sb_client *c, int code)
 
 static int on_established(sb_server *s, struct lws *wsi)
 {
-    sb_pending pend = {NULL, 0, NULL, NULL, 0};
+    sb_pending pend = {NULL, 0, NULL, NULL};
     pending_drop(s, wsi, &pend);
     if (!pend.wsi) {
         /* Every upgrade passes CONFIRM_UPGRADE first; never expected. */
@@ -951,10 +956,11 @@ static int on_established(sb_server *s, struct lws *wsi)
         return close_now(c, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                          "Connection refused");
     }
-    /* A plain connection is taken over at the next turn's check, once lws
-     * has had its pass at anything that came with the request. */
-    if (s->wsio && !lws_is_ssl(wsi) && pend.read != UINT64_MAX) {
-        c->path.lws.read = pend.read;
+    /* A plain connection is taken over at this turn's check, when lws has
+     * read nothing of it but the request (else once it has handed over
+     * what it read with it). */
+    if (s->wsio && !lws_is_ssl(wsi)) {
+        c->path.lws.read = UINT64_MAX; /* counted at the check */
         c->takeover = SB_TAKEOVER_TRIES;
         takeover_list(s, c);
     }
@@ -1330,6 +1336,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         return on_filter_connection(server_of(wsi), (int)(intptr_t)in);
     case LWS_CALLBACK_RECEIVE_PONG:
         c->last_heard_ms = uv_now(c->server->loop);
+        if (c->takeover && c->path.lws.read == UINT64_MAX)
+            c->takeover = 0; /* see on_receive() */
         if (c->takeover) {
             c->path.lws.read += 6 + len; /* a whole frame, under 126 */
             takeover_list(c->server, c);
@@ -1981,8 +1989,7 @@ void sb_server_free(sb_server *s)
     destroy_contexts(s); /* the second destroy, after uv_run */
     s->lws = NULL;
     sb_wsio_free(s);
-    free(s->takeover_next);
-    free(s->takeover_now);
+    free(s->takeover);
     free(s->listener_lws);
     free(s->listen_watch);
     free(s->adopt);

@@ -236,9 +236,10 @@ START_TEST(off_leaves_every_connection_to_lws)
 }
 END_TEST
 
-/* Frames sent with the request: whole (`_i` 0), or the second cut in its
- * header and finished later (1), or in its payload (2). Each is answered
- * once, in order, and the connection goes on. */
+/* Frames sent with the request: both whole (`_i` 0); the first whole and
+ * the second cut in its header (1) or its payload (2), or only a piece of
+ * the first, cut in its header (3) or its payload (4), the rest sent later.
+ * Each is answered once, in order, and the connection goes on. */
 START_TEST(frames_with_the_request)
 {
     start();
@@ -249,8 +250,8 @@ START_TEST(frames_with_the_request)
     put_frame(buf, &o, WS_OP_TEXT, 1, "one", 3);
     size_t second = o;
     put_frame(buf, &o, WS_OP_TEXT, 1, "two-two-two", 11);
-    size_t cut = _i == 0 ? o : _i == 1 ? second + 1 : second + 8;
-    (void)first;
+    size_t cuts[] = {o, second + 1, second + 8, first + 1, first + 7};
+    size_t cut = cuts[_i];
     send_all(fd, buf, cut);
     if (cut < o) {
         usleep(100 * 1000);
@@ -421,7 +422,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, connections_are_taken_over);
     tcase_add_test(tc, off_leaves_every_connection_to_lws);
-    tcase_add_loop_test(tc, frames_with_the_request, 0, 3);
+    tcase_add_loop_test(tc, frames_with_the_request, 0, 5);
     tcase_add_test(tc, byte_at_a_time);
     tcase_add_test(tc, reply_bigger_than_the_socket);
     tcase_add_test(tc, vanished_client_is_1006);
