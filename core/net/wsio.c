@@ -305,6 +305,11 @@ static void peer_close(sb_wsio *io, sb_client *c, const unsigned char *p,
     }
     c->closing = true;
     c->close_sent = true;
+    /* A client that does not take our answer is dropped like one that
+     * does not answer our close (server.c's sweep). */
+    c->path.close_by_ms =
+        uv_now(c->server->loop) +
+        (c->server->config->server.shutdown_timeout + 1) * 1000ull;
     io->finish = true;
     io->failed = true;
     if (!c->killed)

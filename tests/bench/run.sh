@@ -17,7 +17,7 @@
 #   BENCH_BUILD_DIR    build folder (default: <repo>/build); results go to
 #                      $BENCH_BUILD_DIR/bench, npm packages to .../bench-node
 #   BENCH_SERVERS      which servers, in order (default: all of
-#                      "switchboard switchboard-lean uws lws ws nest epoll")
+#                      "switchboard switchboard-lws uws lws ws nest epoll")
 #   BENCH_UWS_SRC      a uWebSockets source folder with its uSockets/
 #                      subfolder (a git clone with submodules): the "uws"
 #                      echo (tests/bench/uws_echo.cpp) is built against it
@@ -43,9 +43,10 @@
 #                      BENCH_RETRIES times (2); then it is marked noisy
 #   SB_BIN, SB_PLUGIN  the Switchboard binary and nest-example plugin
 #                      (default: $BUILD/core/switchboard, $BUILD/plugins/...)
-#   BENCH_SB_LEAN      the memory-lean setting as a [server] line (default
-#                      "rx_buffer_size = 256"); the lean variant is skipped
-#                      when it is set empty
+#   BENCH_SB_LWS       the [server] line of the "switchboard-lws" variant
+#                      (default "own_data_path = false": libwebsockets
+#                      reads every connection, as before issue 17); the
+#                      variant is skipped when it is set empty
 #   BENCH_SB_BCAST_PLUGIN   the broadcast hook: a plugin .so that fans
 #                      messages out, loaded as [plugin.<its file name>]
 #                      (default: $BUILD/plugins/chat.so when it is there;
@@ -82,12 +83,12 @@ QUIET_PCT=${BENCH_QUIET_PCT:-15}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 OTHER_MAX=${BENCH_OTHER_MAX:-0.05}
 RETRIES=${BENCH_RETRIES:-2}
-SERVERS=${BENCH_SERVERS:-switchboard switchboard-lean uws lws ws nest epoll}
+SERVERS=${BENCH_SERVERS:-switchboard switchboard-lws uws lws ws nest epoll}
 UWS_SRC=${BENCH_UWS_SRC:-}
 UWS_BIN=$OUT/uws/uws_echo
 SB_BIN=${SB_BIN:-$BUILD/core/switchboard}
 SB_PLUGIN=${SB_PLUGIN:-$BUILD/plugins/nest-example.so}
-SB_LEAN=${BENCH_SB_LEAN-rx_buffer_size = 256}
+SB_LWS=${BENCH_SB_LWS-own_data_path = false}
 # Broadcast hook. The chat plugin is the one fan-out in the tree: its `say`
 # reaches every member of a room, the sender included, which is what the
 # publisher's window needs (its own copies are its acks).
@@ -337,7 +338,7 @@ server_setup() {
     local name=$1 mode=${2:-echo} conf
     SKIP=
     case $name in
-    switchboard | switchboard-lean)
+    switchboard | switchboard-lws)
         LABEL="Switchboard"
         if [[ ! -x $SB_BIN ]]; then
             SKIP="no binary at $SB_BIN"
@@ -347,10 +348,10 @@ server_setup() {
             SKIP="no nest-example plugin at $SB_PLUGIN"
             return 1
         fi
-        if [[ $name == switchboard-lean ]]; then
-            LABEL="Switchboard, memory-lean"
-            if [[ -z $SB_LEAN ]]; then
-                SKIP="BENCH_SB_LEAN (the memory-lean [server] line) is not set"
+        if [[ $name == switchboard-lws ]]; then
+            LABEL="Switchboard, libwebsockets data path"
+            if [[ -z $SB_LWS ]]; then
+                SKIP="BENCH_SB_LWS (the variant's [server] line) is not set"
                 return 1
             fi
         fi
@@ -368,8 +369,8 @@ server_setup() {
             echo "log_level = warn"
             # The default limit is 10,000; the broadcast test needs one more.
             echo "max_connections = 20000"
-            if [[ $name == switchboard-lean ]]; then
-                echo "$SB_LEAN"
+            if [[ $name == switchboard-lws ]]; then
+                echo "$SB_LWS"
             fi
             echo
             echo "[plugin.nest-example]"
@@ -683,7 +684,7 @@ report() {
         local short colour
         case $name in
         switchboard) short="Switchboard" colour=0x1f5fa8 ;;
-        switchboard-lean) short="Switchboard\\nlean" colour=0x5b9bd5 ;;
+        switchboard-lws) short="Switchboard\\nlws path" colour=0x5b9bd5 ;;
         uws) short="uWebSockets\\necho" colour=0x7b4ea3 ;;
         lws) short="lws raw\\necho" colour=0xe8872e ;;
         ws) short="Node ws\\necho" colour=0x4e9a47 ;;
@@ -785,7 +786,7 @@ for cpu in "$SERVER_CPU" "$LOAD_CPU"; do
 done
 build_tools
 
-if wants switchboard || wants switchboard-lean; then
+if wants switchboard || wants switchboard-lws; then
     build_switchboard || log "Switchboard not available: $SB_BIN or $SB_PLUGIN missing (see $OUT/logs/build-switchboard.log)"
 fi
 UWS_OK=0

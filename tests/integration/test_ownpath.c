@@ -10,7 +10,8 @@
  *     101, which RFC 6455 forbids but some do), whole or cut, are answered
  *     once and in order, whoever reads them;
  *   - frames written a byte at a time, a ping among them, cross every read
- *     boundary of the parser;
+ *     boundary of the parser; every ping is answered, in order; an
+ *     unmasked frame fails the connection;
  *   - a reply bigger than the socket takes at once waits for the socket
  *     and arrives whole, in order with what follows;
  *   - a client that vanishes is a 1006 for the hooks; one that never
@@ -335,6 +336,40 @@ START_TEST(byte_at_a_time)
 }
 END_TEST
 
+/* Ten pings in one write get ten pongs, in order; an unmasked frame fails
+ * the connection with 1002 (RFC 6455 5.1), which lws would have served. */
+START_TEST(pings_and_masking)
+{
+    start();
+    ws_client *c = open_path("/raw");
+    ck_assert_int_eq(ws_send_text(c, "x", 1), 0);
+    expect_text(c, "x");
+    ck_assert(own_path_is(1));
+    unsigned char buf[256];
+    size_t o = 0;
+    for (int i = 0; i < 10; i++) {
+        char p[2] = {(char)('0' + i), 0};
+        put_frame(buf, &o, WS_OP_PING, 1, p, 1);
+    }
+    ck_assert_int_eq(ws_send_raw_bytes(c, buf, o), 0);
+    for (int i = 0; i < 10; i++) {
+        ws_frame f = recv_frame(c);
+        ck_assert_int_eq(f.opcode, WS_OP_PONG);
+        ck_assert_uint_eq(f.len, 1);
+        ck_assert_int_eq(f.data[0], '0' + i);
+        ws_frame_free(&f);
+    }
+    ws_set_masking(c, 0);
+    ck_assert_int_eq(ws_send_text(c, "bare", 4), 0);
+    int code = 0;
+    ck_assert_int_eq(ws_expect_close(c, SB_TIMEOUT, &code, NULL, 0), 0);
+    ck_assert_int_eq(code, WS_CLOSE_PROTOCOL_ERROR);
+    ck_assert_int_eq(ws_wait_eof(c, SB_TIMEOUT), 0);
+    ws_close(c);
+    stop();
+}
+END_TEST
+
 /* ---- writing ------------------------------------------------------------ */
 
 /* 6 MiB echoed to a client that reads nothing for half a second: the
@@ -424,6 +459,7 @@ static Suite *suite(void)
     tcase_add_test(tc, off_leaves_every_connection_to_lws);
     tcase_add_loop_test(tc, frames_with_the_request, 0, 5);
     tcase_add_test(tc, byte_at_a_time);
+    tcase_add_test(tc, pings_and_masking);
     tcase_add_test(tc, reply_bigger_than_the_socket);
     tcase_add_test(tc, vanished_client_is_1006);
     tcase_add_test(tc, unanswered_close_times_out);
