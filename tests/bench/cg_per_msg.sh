@@ -15,7 +15,8 @@
 # Usage: tests/bench/cg_per_msg.sh [BUILD_DIR]     (default: <repo>/build)
 # Settings: CG_INFLIGHT ("16 1"), CG_CONNS (4), CG_DURATION (3),
 #           CG_PORT (31500), CG_KEEP (a folder to keep the outputs in),
-#           CG_CACHE (0)
+#           CG_CACHE (0), CG_SERVER (a line added to [server], e.g.
+#           "own_data_path = false" to count libwebsockets' data path)
 # Output: one line per setting, e.g.
 #     inflight=16 msgs=51234 ir_per_msg=3316 [d1_miss_per_msg=.. ll_miss_per_msg=..]
 set -euo pipefail
@@ -65,6 +66,7 @@ cat >"$TMP/sb.ini" <<EOF
 host = 127.0.0.1
 port = $PORT
 log_level = warn
+${CG_SERVER:-}
 
 [plugin.nest-example]
 file = $PLUGIN
