@@ -5,7 +5,7 @@
  * Replies are framed here (server frames are unmasked) and appended to the
  * client's queue; the queue is written by the server once per loop turn, in
  * one raw write, so a burst of replies costs one syscall. The struct
- * (conn.h) lives in libwebsockets' per-session memory. Also here: the
+ * (conn.h) is allocated by the server at the upgrade. Also here: the
  * server's total of queued bytes against send_queue_budget, and closes
  * (with a close frame, or a drop when the socket would not take one).
  */

@@ -19,7 +19,11 @@
  *   - shutdown closes every client with 1001 itself (lws_context_destroy()
  *     would just drop them), waits a bounded time for the close handshakes,
  *     and destroys the context from inside the loop and once more after it,
- *     the order that leaves valgrind clean.
+ *     the order that leaves valgrind clean;
+ *   - after the upgrade a plain connection is taken over: wsio.c reads,
+ *     writes and closes it from then on, and lws lets go of it (see
+ *     takeover()). lws keeps the listeners, HTTP, the upgrade and TLS; the
+ *     receive logic below (receive()) serves both.
  */
 #include "server.h"
 
