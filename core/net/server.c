@@ -517,13 +517,14 @@ static void own_data(sb_client *c, const char *p, size_t len, bool frame_fin,
 }
 
 static void on_closed(sb_server *s, sb_client *c);
+static void trim_soon(sb_server *s);
 
 static void own_closed(sb_client *c)
 {
     on_closed(c->server, c);
 }
 
-static const sb_wsio_ops own_ops = {own_data, own_closed};
+static const sb_wsio_ops own_ops = {own_data, own_closed, trim_soon};
 
 /* ---- connection lifecycle ---------------------------------------------- */
 
@@ -1011,9 +1012,15 @@ static void on_closed(sb_server *s, sb_client *c)
     sb_buf_free(&c->rx);
     sb_buf_free(&c->tx);
     c->server = NULL;
-    /* glibc keeps freed memory for reuse: a second after connections
-     * close, give it back to the system, so the server's size follows its
-     * load down as well as up (one trim for a whole burst of closes). */
+    trim_soon(s);
+}
+
+/* glibc keeps freed memory for reuse: a second after connections close
+ * (and after a taken-over socket's linger ends), give it back to the
+ * system, so the server's size follows its load down as well as up (one
+ * trim a second at most during a burst of closes, and one after it). */
+static void trim_soon(sb_server *s)
+{
     if (!s->destroyed && !uv_is_active((uv_handle_t *)&s->trim_timer))
         uv_timer_start(&s->trim_timer, on_trim, 1000, 0);
 }
@@ -1380,6 +1387,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
             pending_drop(server_of(wsi), wsi, NULL);
             if (server_of(wsi)->lws_conns) /* listeners were not counted */
                 server_of(wsi)->lws_conns--;
+            /* Also a connection that never became a client (a refused
+             * upgrade, HTTP, a taken-over one's wsi) frees memory. */
+            trim_soon(server_of(wsi));
         }
         free(c); /* after CLOSED; NULL once taken over */
         return 0;

@@ -83,10 +83,12 @@ static void set_events(sb_wsio *io, int events)
 static void on_io_closed(uv_handle_t *h)
 {
     sb_wsio *io = h->data;
+    sb_server *s = io->s;
     close(io->fd);
-    io->s->wsio->count--;
+    s->wsio->count--;
     free(io->ctl);
     free(io);
+    s->wsio->ops->freed(s);
 }
 
 static void close_io(sb_wsio *io)

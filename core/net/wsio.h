@@ -32,6 +32,9 @@ typedef struct sb_wsio_ops {
     /* The connection is gone: what lws' CLOSED would do (the disconnect
      * hooks). The client is freed right after. */
     void (*closed)(sb_client *c);
+    /* A socket's last memory was freed (after its linger): the server may
+     * give freed memory back to the system. */
+    void (*freed)(sb_server *s);
 } sb_wsio_ops;
 
 /* Sets the own path up on the server's loop; -1 when out of memory (the
