@@ -28,6 +28,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
@@ -441,6 +442,10 @@ static void takeover(sb_server *s, sb_client *c)
         uint64_t read;
         if (!lws_service_adjust_timeout(lws_get_context(c->wsi), 1, 0) ||
             sb_sockstat_bytes_read(lws_get_socket_fd(c->wsi), &read) != 0) {
+            sb_log_debug("server",
+                         "client %llu stays with libwebsockets: it may "
+                         "hold bytes sent with the request",
+                         (unsigned long long)c->id);
             c->takeover = 0;
             return;
         }
@@ -448,12 +453,20 @@ static void takeover(sb_server *s, sb_client *c)
     }
     if (!lws_holds_nothing(c)) {
         c->takeover--; /* the next frame lists it again */
+        sb_log_debug("server",
+                     "client %llu: libwebsockets holds part of it; %s",
+                     (unsigned long long)c->id,
+                     c->takeover ? "looking again after its next frame"
+                                 : "it stays with libwebsockets");
         return;
     }
     struct lws *wsi = c->wsi;
     int lfd = lws_get_socket_fd(wsi);
     int fd = fcntl(lfd, F_DUPFD_CLOEXEC, lfd); /* above: see the upgrade */
     if (fd < 0 || sb_wsio_adopt(c, fd) != 0) {
+        sb_log_debug("server", "client %llu stays with libwebsockets: %s",
+                     (unsigned long long)c->id,
+                     fd < 0 ? strerror(errno) : "no poll handle");
         if (fd >= 0)
             close(fd);
         c->takeover = 0;

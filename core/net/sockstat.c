@@ -40,19 +40,36 @@ int sb_sockstat_unacked(int fd, uint64_t *out)
     return 0;
 }
 
-int sb_sockstat_bytes_read(int fd, uint64_t *out)
+/* Linux's tcpi_bytes_received, or -1. */
+static int bytes_received(int fd, uint64_t *out)
 {
-    int inq = 0;
-    if (fd < 0 || ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0)
-        return -1;
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
     memset(&ti, 0, sizeof(ti));
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
         len < offsetof(struct tcp_info, tcpi_bytes_received) +
-                  sizeof(ti.tcpi_bytes_received) ||
-        ti.tcpi_bytes_received < (uint64_t)inq)
+                  sizeof(ti.tcpi_bytes_received))
         return -1;
-    *out = ti.tcpi_bytes_received - (uint64_t)inq;
+    *out = ti.tcpi_bytes_received;
     return 0;
+}
+
+int sb_sockstat_bytes_read(int fd, uint64_t *out)
+{
+    /* Bytes arriving between the two questions would make the count too
+     * high: ask for the received count on both sides of the queue's and
+     * keep an answer only when nothing came meanwhile. */
+    for (int tries = 0; tries < 8; tries++) {
+        uint64_t before, after;
+        int inq = 0;
+        if (fd < 0 || bytes_received(fd, &before) != 0 ||
+            ioctl(fd, SIOCINQ, &inq) != 0 || inq < 0 ||
+            bytes_received(fd, &after) != 0)
+            return -1;
+        if (before == after && after >= (uint64_t)inq) {
+            *out = after - (uint64_t)inq;
+            return 0;
+        }
+    }
+    return -1; /* a stream that never pauses: no answer */
 }

@@ -24,9 +24,8 @@ int sb_sockstat_unacked(int fd, uint64_t *out);
 
 /* The bytes of the peer that have been read from TCP socket `fd` so far:
  * what it received in order (Linux's tcpi_bytes_received) less what still
- * waits to be read (SIOCINQ). The queue is asked first, so data arriving
- * meanwhile can only make the count too high, never too low. Returns 0 and
- * sets *out, or -1 when the kernel cannot tell. */
+ * waits to be read (SIOCINQ), from answers between which nothing arrived.
+ * Returns 0 and sets *out, or -1 when the kernel cannot tell. */
 int sb_sockstat_bytes_read(int fd, uint64_t *out);
 
 #endif

@@ -54,7 +54,7 @@ static void start_with(const char *server_extra)
 static void start(void)
 {
     start_with("max_message_size = 8m\nmax_send_queue = 16m\n"
-               "log_connections = true\n");
+               "log_connections = true\nlog_level = debug\n");
 }
 
 static void stop(void)
@@ -105,6 +105,14 @@ static bool own_path_is(long long want)
     }
     fprintf(stderr, "switchboard_connections_own_path is %lld, not %lld\n", v,
             want);
+    /* The server's lines about its clients say why. */
+    for (const char *l = srv_logtext(&srv); l && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        if (memmem(l, n, "[server]", 8))
+            fprintf(stderr, "  %.*s\n", (int)n, l);
+        l = e ? e + 1 : NULL;
+    }
     return false;
 }
 
