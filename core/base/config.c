@@ -303,7 +303,8 @@ enum server_key_id {
     SK_ENVELOPE,
     SK_SUBPROTOCOLS,
     SK_WORKERS,
-    SK_OWN_DATA_PATH
+    SK_OWN_DATA_PATH,
+    SK_IO_URING
 };
 
 /* Keys that only [server] may set: they are process-wide. */
@@ -313,7 +314,7 @@ enum server_key_id {
      (1u << SK_STRICT_PLUGIN_FILES) | (1u << SK_WATCH) |                       \
      (1u << SK_LOG_FORMAT) | (1u << SK_LOG_CONNECTIONS) |                      \
      (1u << SK_SEND_QUEUE_BUDGET) | (1u << SK_WORKERS) |                       \
-     (1u << SK_OWN_DATA_PATH))
+     (1u << SK_OWN_DATA_PATH) | (1u << SK_IO_URING))
 
 enum value_kind {
     V_TEXT,
@@ -383,6 +384,8 @@ static const struct server_key {
     {"log_connections", SK_LOG_CONNECTIONS, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
     {"own_data_path", SK_OWN_DATA_PATH, V_BOOL, 0, 0,
+     "true/false, yes/no, on/off or 1/0"},
+    {"io_uring", SK_IO_URING, V_BOOL, 0, 0,
      "true/false, yes/no, on/off or 1/0"},
     {"workers", SK_WORKERS, V_WORD, 0, 0,
      "an integer 1..256 or 'auto' (one per core)"},
@@ -628,6 +631,9 @@ static bool server_set(struct parser *p, sb_server_conf *srv,
         break;
     case SK_OWN_DATA_PATH:
         srv->own_data_path = flag;
+        break;
+    case SK_IO_URING:
+        srv->io_uring = flag;
         break;
     case SK_SEND_QUEUE_BUDGET:
         srv->send_queue_budget = (size_t)n;
@@ -1702,6 +1708,7 @@ static void set_defaults(sb_server_conf *srv)
     srv->log_format = SB_LOG_TEXT;
     srv->log_connections = false;
     srv->own_data_path = true;
+    srv->io_uring = true;
     srv->workers = 1;
 }
 

@@ -72,6 +72,10 @@ typedef struct sb_server_conf {
     /* global: after the upgrade, plain connections are read and written by
      * the server itself (net/wsio.c), not libwebsockets */
     bool own_data_path;
+    /* global: the own path batches a loop turn's reads and writes into one
+     * io_uring submission each, when the kernel allows io_uring and the
+     * build has liburing; otherwise (or false) one recv()/send() each */
+    bool io_uring;
     size_t send_queue_budget; /* global: bytes of all send queues, 0 = off;
                                  default 256 MiB */
     unsigned workers;         /* global: worker processes, 1..SB_MAX_WORKERS

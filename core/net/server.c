@@ -177,6 +177,7 @@ static int flush_client(sb_client *c)
 
 static void flush_dirty(sb_server *s)
 {
+again:
     while (s->dirty) {
         sb_client *c = s->dirty;
         sb_client_undirty(c);
@@ -206,16 +207,23 @@ static void flush_dirty(sb_server *s)
                 sb_client_kill(c, LWS_CLOSE_STATUS_ABNORMAL_CLOSE);
         }
     }
+    /* The own path's queues, written together (wsio.c); what that frees
+     * may close others (send_queue_budget), which are dirty again. */
+    if (sb_wsio_write_listed(s) && s->dirty)
+        goto again;
 }
 
 static void takeover_turn(sb_server *s);
 
-/* After the poll phase: the replies to what it read, posts, completions;
+/* After the poll phase: the own path's reads (wsio.c lists the readable
+ * sockets to read them together), the replies to what it read, posts,
+ * completions;
  * then the connections to take over from lws, and the closes of those
  * taken over. */
 static void on_flush_check(uv_check_t *h)
 {
     sb_server *s = h->data;
+    sb_wsio_read_listed(s);
     flush_dirty(s);
     takeover_turn(s);
     if (s->dirty)

@@ -50,8 +50,18 @@ void sb_wsio_free(sb_server *s);
 int sb_wsio_adopt(sb_client *c, int fd);
 
 /* Writes c's queue, as much as the socket takes; the rest is written when
- * it becomes writable. Returns -1 when the connection is broken. */
+ * it becomes writable. When writes are batched, it only lists c: the
+ * queue goes with the others' at sb_wsio_write_listed(). Returns -1 when
+ * the connection is broken. */
 int sb_wsio_flush(sb_client *c);
+
+/* Reads the sockets the poll phase found readable, when reads are batched
+ * (io_uring), and hands what came up: at the start of the check phase. */
+void sb_wsio_read_listed(sb_server *s);
+
+/* Writes the queues sb_wsio_flush() listed, when writes are batched: at the
+ * end of each flush. True when there were any. */
+bool sb_wsio_write_listed(sb_server *s);
 
 /* Fails the connection (RFC 6455 7.1.7): our close frame after what is
  * queued, then the TCP connection closes without waiting for an answer;
@@ -69,6 +79,9 @@ void sb_wsio_reap(sb_server *s);
 
 /* The connection's socket. */
 int sb_wsio_fd(const sb_client *c);
+
+/* Whether reads and writes are batched (io_uring) now. */
+bool sb_wsio_batching(const sb_server *s);
 
 /* How many connections the own path holds (clients and closes under way). */
 size_t sb_wsio_count(const sb_server *s);

@@ -25,6 +25,7 @@
 #include "plugin_host.h"
 #include "recovery.h"
 #include "server.h"
+#include "wsio.h"
 
 /* The same bounds as `le` values, written once by hand so that they read
  * as decimals rather than as printf's exponents. */
@@ -368,6 +369,13 @@ int sb_metrics_render(sb_buf *b, const sb_server *s)
     for (const sb_client *c = s->clients; c; c = c->next)
         own += c->io != NULL;
     SAMPLE("switchboard_connections_own_path", NULL, 0, own)
+    FAMILY("switchboard_own_path_io_uring", "gauge",
+           "1 when the own data path reads and writes a loop turn's sockets "
+           "with one io_uring submission each; 0 when with one recv() and "
+           "send() each (io_uring = false, a build without liburing, or a "
+           "kernel that refuses io_uring: the log says which).")
+    SAMPLE("switchboard_own_path_io_uring", NULL, 0,
+           (uint64_t)sb_wsio_batching(s))
     FAMILY("switchboard_reloads_total", "counter",
            "Reloads (SIGHUP, POST /reload, file watches), by result: ok (per "
            "plugin loaded, replaced or removed), failed (the old version kept "

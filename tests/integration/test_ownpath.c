@@ -16,11 +16,17 @@
  *     and arrives whole, in order with what follows;
  *   - a client that vanishes is a 1006 for the hooks; one that never
  *     answers our close is dropped after shutdown_timeout + 1 s.
+ * Each test runs twice: with the reads and writes of a loop turn batched
+ * into io_uring submissions (the default; where the kernel refuses
+ * io_uring, the server falls back, and the gauge saying so is checked
+ * against what the kernel allows), and with io_uring = false (one recv()
+ * and send() per socket).
  *
  * One server: the JSON gateway on / (nest-example, whose `identity` replies
  * its data), the raw echo gateway on /raw, and the admin listener.
  */
 #include <check.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -28,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +42,32 @@
 
 static sb_srv srv;
 static int admin_port;
+/* The tcase's [server] line: "" (io_uring when the kernel allows it) or
+ * io_uring = false. */
+static const char *io_line = "";
+
+static void plain_io(void)
+{
+    io_line = "io_uring = false\n";
+}
+
+/* Whether this process may set up an io_uring (the server, its child, may
+ * too): kernels before 5.1, seccomp filters (containers) and the
+ * kernel.io_uring_disabled sysctl refuse it. */
+static bool kernel_allows_io_uring(void)
+{
+#ifdef SYS_io_uring_setup
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    long fd = syscall(SYS_io_uring_setup, 4, &params);
+    if (fd < 0)
+        return false;
+    close((int)fd);
+    return true;
+#else
+    return false;
+#endif
+}
 
 static void start_with(const char *server_extra)
 {
@@ -47,7 +80,9 @@ static void start_with(const char *server_extra)
              "[plugin.echo]\nfile = %%P/echo.so\ngateways = raw\n"
              "[admin]\nhost = 127.0.0.1\nport = %d\n",
              admin_port);
-    srv_start(&srv, server_extra, sections);
+    char extra[512];
+    snprintf(extra, sizeof(extra), "%s%s", io_line, server_extra);
+    srv_start(&srv, extra, sections);
     ck_assert_int_eq(sb_test_wait_port(admin_port, 30000), 0);
 }
 
@@ -205,6 +240,10 @@ static void send_all(int fd, const void *p, size_t n)
 START_TEST(connections_are_taken_over)
 {
     start();
+    /* Batched where the build and the kernel allow it, unless told not. */
+    long long want =
+        *io_line == '\0' && SB_TEST_LIBURING && kernel_allows_io_uring();
+    ck_assert_int_eq(metric("switchboard_own_path_io_uring"), want);
     ws_client *c[3];
     for (int i = 0; i < 3; i++) {
         c[i] = open_path(i == 2 ? "/raw" : "/");
@@ -461,17 +500,22 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("ownpath");
-    TCase *tc = tcase_create("ownpath");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, connections_are_taken_over);
-    tcase_add_test(tc, off_leaves_every_connection_to_lws);
-    tcase_add_loop_test(tc, frames_with_the_request, 0, 5);
-    tcase_add_test(tc, byte_at_a_time);
-    tcase_add_test(tc, pings_and_masking);
-    tcase_add_test(tc, reply_bigger_than_the_socket);
-    tcase_add_test(tc, vanished_client_is_1006);
-    tcase_add_test(tc, unanswered_close_times_out);
-    suite_add_tcase(s, tc);
+    for (int plain = 0; plain <= 1; plain++) {
+        TCase *tc = tcase_create(plain ? "recv-send" : "io_uring");
+        tcase_set_timeout(tc, 120);
+        if (plain)
+            tcase_add_checked_fixture(tc, plain_io, NULL);
+        tcase_add_test(tc, connections_are_taken_over);
+        if (!plain)
+            tcase_add_test(tc, off_leaves_every_connection_to_lws);
+        tcase_add_loop_test(tc, frames_with_the_request, 0, 5);
+        tcase_add_test(tc, byte_at_a_time);
+        tcase_add_test(tc, pings_and_masking);
+        tcase_add_test(tc, reply_bigger_than_the_socket);
+        tcase_add_test(tc, vanished_client_is_1006);
+        tcase_add_test(tc, unanswered_close_times_out);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
 

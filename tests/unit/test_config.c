@@ -1270,6 +1270,40 @@ START_TEST(test_cluster_errors)
 }
 END_TEST
 
+/* ---- the data path's keys -------------------------------------------- */
+
+START_TEST(test_data_path_keys)
+{
+    sb_config cfg;
+    const char *path = write_ini("[server]\n");
+    ck_assert_int_eq(sb_config_load(&cfg, path), 0);
+    ck_assert(cfg.server.own_data_path);
+    ck_assert(cfg.server.io_uring);
+    sb_config_free(&cfg);
+
+    path = write_ini("[server]\nown_data_path = no\nio_uring = off\n");
+    int rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 0);
+    ck_assert(!cfg.server.own_data_path);
+    ck_assert(!cfg.server.io_uring);
+    sb_config_free(&cfg);
+
+    /* Process-wide: not a gateway's; a value that is not a boolean. */
+    path = write_ini("[server]\nio_uring = maybe\n"
+                     "[gateway.g]\nport = 3001\nio_uring = false\n");
+    rc = sb_config_load(&cfg, path);
+    ASSERT_NERRORS(&cfg, rc, 2);
+    ASSERT_ERROR(&cfg,
+                 "%s:2: bad value 'maybe' for 'io_uring' (expected "
+                 "true/false, yes/no, on/off or 1/0)",
+                 path);
+    ASSERT_ERROR(&cfg,
+                 "%s:5: key 'io_uring' belongs in [server], not in a gateway",
+                 path);
+    sb_config_free(&cfg);
+}
+END_TEST
+
 /* ---- [admin] and the log keys ------------------------------------------- */
 
 START_TEST(test_admin_defaults_and_values)
@@ -1381,6 +1415,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_unknown_section);
     tcase_add_test(tc, test_gateways_inherit_and_override);
     tcase_add_test(tc, test_gateway_errors);
+    tcase_add_test(tc, test_data_path_keys);
     tcase_add_test(tc, test_admin_defaults_and_values);
     tcase_add_test(tc, test_admin_errors);
     tcase_add_test(tc, test_workers);
