@@ -996,6 +996,7 @@ static int on_established(sb_server *s, struct lws *wsi)
 static void on_trim(uv_timer_t *t)
 {
     malloc_trim(0);
+    sb_wsio_trim(t->data);
 }
 
 static void on_closed(sb_server *s, sb_client *c)
@@ -1918,6 +1919,7 @@ int sb_server_start(sb_server *s, const sb_config *cfg,
     uv_timer_init(loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
     uv_timer_init(loop, &s->trim_timer);
+    s->trim_timer.data = s;
     uv_unref((uv_handle_t *)&s->trim_timer);
     uv_timer_init(loop, &s->accept_timer);
     s->accept_timer.data = s;

@@ -41,6 +41,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,7 +87,8 @@ typedef struct sb_wsio {
 } sb_wsio;
 
 typedef struct sb_wsio_shared {
-    unsigned char *buf; /* SB_WSIO_READ_SIZE, or SB_WSIO_AREA batching */
+    unsigned char *buf; /* SB_WSIO_READ_SIZE, or the area (batching) */
+    bool area;          /* buf is the mapped SB_WSIO_AREA */
     const sb_wsio_ops *ops;
 #ifdef SB_HAVE_LIBURING
     struct io_uring ring;
@@ -706,6 +708,14 @@ int sb_wsio_fd(const sb_client *c)
     return c->io->fd;
 }
 
+void sb_wsio_trim(sb_server *s)
+{
+    /* Nothing stays in the area between loop turns: what a read brings is
+     * handed up, or copied, before the turn ends. */
+    if (s->wsio && s->wsio->area)
+        madvise(s->wsio->buf, SB_WSIO_AREA, MADV_DONTNEED);
+}
+
 bool sb_wsio_batching(const sb_server *s)
 {
     return s->wsio && s->wsio->batching;
@@ -722,11 +732,12 @@ size_t sb_wsio_count(const sb_server *s)
  * kernel.io_uring_disabled sysctl). */
 static bool ring_init(sb_wsio_shared *w)
 {
-    /* Zeroed (calloc) so that a memory checker that cannot see the kernel
-     * write into it (valgrind) finds it defined; untouched pages stay
-     * unallocated. */
-    unsigned char *area = calloc(1, SB_WSIO_AREA);
-    if (!area)
+    /* Mapped, so that its pages can be given back after a burst
+     * (sb_wsio_trim); zero-filled, so that a memory checker that cannot
+     * see the kernel write into it (valgrind) finds it defined. */
+    void *area = mmap(NULL, SB_WSIO_AREA, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
         return false;
     int r = io_uring_queue_init(2 * SB_WSIO_BATCH, &w->ring, 0);
     if (r < 0) {
@@ -734,11 +745,12 @@ static bool ring_init(sb_wsio_shared *w)
                     "io_uring is not available (%s): the own data path "
                     "reads and writes with recv() and send()",
                     strerror(-r));
-        free(area);
+        munmap(area, SB_WSIO_AREA);
         return false;
     }
     free(w->buf);
     w->buf = area;
+    w->area = true;
     return true;
 }
 #endif
@@ -793,7 +805,10 @@ void sb_wsio_free(sb_server *s)
 #endif
     free(w->to_read);
     free(w->to_write);
-    free(w->buf);
+    if (w->area)
+        munmap(w->buf, SB_WSIO_AREA);
+    else
+        free(w->buf);
     free(w);
     s->wsio = NULL;
 }

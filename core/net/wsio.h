@@ -80,6 +80,10 @@ void sb_wsio_reap(sb_server *s);
 /* The connection's socket. */
 int sb_wsio_fd(const sb_client *c);
 
+/* Gives the read area's pages back to the system (after a burst: with
+ * malloc_trim, a second after the last closes). */
+void sb_wsio_trim(sb_server *s);
+
 /* Whether reads and writes are batched (io_uring) now. */
 bool sb_wsio_batching(const sb_server *s);
 
