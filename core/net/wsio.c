@@ -153,12 +153,12 @@ static void list_forget(sb_wsio_shared *w, sb_wsio *io)
 
 #ifdef SB_HAVE_LIBURING
 /* Submits the `k` operations prepared on the ring and collects their
- * results into res[n] (by the index each carries), which the caller filled
- * with SB_NOT_DONE. Each carries MSG_DONTWAIT: the kernel completes
+ * results into res[n] (by the index each carries), filled with
+ * SB_NOT_DONE. Each carries MSG_DONTWAIT: the kernel completes
  * it within the submission. When the ring fails, it is given up for good
  * (logged) and what it did not do is left for the caller to do with a
  * plain syscall. */
-static void ring_run(sb_wsio_shared *w, unsigned k, size_t n, int *res)
+static void ring_run(sb_wsio_shared *w, unsigned k, size_t n, ssize_t *res)
 {
     int sub = io_uring_submit(&w->ring);
     unsigned want = sub > 0 ? (unsigned)sub : 0, got = 0;
@@ -189,6 +189,59 @@ static void ring_run(sb_wsio_shared *w, unsigned k, size_t n, int *res)
     w->batching = false;
 }
 #endif
+
+/* One read or write of a batch; len 0: none. */
+typedef struct sb_io_op {
+    int fd;
+    unsigned char *buf;
+    size_t len;
+} sb_io_op;
+
+/* Does the n reads (or writes) of a batch: with one ring submission when
+ * there are two or more and the ring is there (one costs the same syscall
+ * either way, and less work with recv()/send()), else one syscall each,
+ * and for what a failing ring left undone. res[i]: bytes, or -errno;
+ * SB_NOT_DONE where len is 0. */
+static void run_ops(sb_wsio_shared *w, bool writing, const sb_io_op *op,
+                    size_t n, ssize_t *res)
+{
+    for (size_t i = 0; i < n; i++)
+        res[i] = SB_NOT_DONE;
+#ifdef SB_HAVE_LIBURING
+    size_t todo = 0;
+    for (size_t i = 0; i < n; i++)
+        todo += op[i].len > 0;
+    unsigned k = 0;
+    for (size_t i = 0; w->batching && todo > 1 && i < n; i++) {
+        if (!op[i].len)
+            continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        if (!sqe)
+            break;
+        if (writing)
+            io_uring_prep_send(sqe, op[i].fd, op[i].buf, op[i].len,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+        else
+            io_uring_prep_recv(sqe, op[i].fd, op[i].buf, op[i].len,
+                               MSG_DONTWAIT);
+        io_uring_sqe_set_data64(sqe, i);
+        k++;
+    }
+    if (k)
+        ring_run(w, k, n, res);
+#else
+    (void)w; /* no ring in a build without liburing */
+#endif
+    for (size_t i = 0; i < n; i++) {
+        if (!op[i].len || res[i] != SB_NOT_DONE)
+            continue;
+        ssize_t r = writing
+                        ? send(op[i].fd, op[i].buf, op[i].len,
+                               MSG_NOSIGNAL | MSG_DONTWAIT)
+                        : recv(op[i].fd, op[i].buf, op[i].len, MSG_DONTWAIT);
+        res[i] = r < 0 ? -errno : r;
+    }
+}
 
 static void on_io_closed(uv_handle_t *h)
 {
@@ -395,53 +448,27 @@ bool sb_wsio_write_listed(sb_server *s)
     for (size_t at = 0; at < w->nwrite;) {
         size_t n =
             w->nwrite - at < SB_WSIO_BATCH ? w->nwrite - at : SB_WSIO_BATCH;
-        int res[SB_WSIO_BATCH];
-        size_t len[SB_WSIO_BATCH];
+        sb_io_op op[SB_WSIO_BATCH];
+        ssize_t res[SB_WSIO_BATCH];
         for (size_t i = 0; i < n; i++) {
             sb_wsio *io = w->to_write[at + i];
-            res[i] = SB_NOT_DONE;
-            len[i] = 0;
+            op[i].len = 0;
             if (io) {
                 io->to_write = false;
-                if (io->reaping)
+                if (io->reaping) {
                     w->to_write[at + i] = NULL;
-                else if (!io->want_write)
-                    len[i] = queue_len(io->c);
+                } else if (!io->want_write) {
+                    op[i].fd = io->fd;
+                    op[i].buf = (unsigned char *)io->c->tx.data + LWS_PRE;
+                    op[i].len = queue_len(io->c);
+                }
             }
         }
-#ifdef SB_HAVE_LIBURING
-        unsigned k = 0, todo = 0;
-        for (size_t i = 0; i < n; i++)
-            todo += len[i] > 0;
-        for (size_t i = 0; w->batching && todo > 1 && i < n; i++) {
-            sb_wsio *io = w->to_write[at + i];
-            if (!io || !len[i])
-                continue;
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-            if (!sqe)
-                break;
-            io_uring_prep_send(sqe, io->fd, io->c->tx.data + LWS_PRE, len[i],
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
-            io_uring_sqe_set_data64(sqe, i);
-            k++;
-        }
-        if (k)
-            ring_run(w, k, n, res);
-#endif
+        run_ops(w, true, op, n, res);
         for (size_t i = 0; i < n; i++) {
             sb_wsio *io = w->to_write[at + i];
-            if (!io)
-                continue;
-            sb_client *c = io->c;
-            ssize_t r = res[i];
-            if (len[i] && r == SB_NOT_DONE) {
-                r = send(io->fd, c->tx.data + LWS_PRE, len[i],
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (r < 0)
-                    r = -errno;
-            }
-            if (wrote(c, len[i], r) < 0)
-                lost(c);
+            if (io && wrote(io->c, op[i].len, res[i]) < 0)
+                lost(io->c);
         }
         at += n;
     }
@@ -605,44 +632,25 @@ void sb_wsio_read_listed(sb_server *s)
         size_t slice = SB_WSIO_AREA / n;
         if (slice > SB_WSIO_SLICE_MAX)
             slice = SB_WSIO_SLICE_MAX;
-        int res[SB_WSIO_BATCH];
-        for (size_t i = 0; i < n; i++)
-            res[i] = SB_NOT_DONE;
-#ifdef SB_HAVE_LIBURING
-        /* One socket is read as cheaply with recv() as with the ring. */
-        unsigned k = 0, todo = 0;
-        for (size_t i = 0; i < n; i++)
-            todo += w->to_read[at + i] && !w->to_read[at + i]->reaping;
-        for (size_t i = 0; w->batching && todo > 1 && i < n; i++) {
+        sb_io_op op[SB_WSIO_BATCH];
+        ssize_t res[SB_WSIO_BATCH];
+        for (size_t i = 0; i < n; i++) {
             sb_wsio *io = w->to_read[at + i];
-            if (!io || io->reaping)
-                continue;
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-            if (!sqe)
-                break;
-            io_uring_prep_recv(sqe, io->fd, w->buf + i * slice, slice,
-                               MSG_DONTWAIT);
-            io_uring_sqe_set_data64(sqe, i);
-            k++;
+            op[i].len = 0;
+            if (io && !io->reaping) {
+                op[i].fd = io->fd;
+                op[i].buf = w->buf + i * slice;
+                op[i].len = slice;
+            }
         }
-        if (k)
-            ring_run(w, k, n, res);
-#endif
+        run_ops(w, false, op, n, res);
         for (size_t i = 0; i < n; i++) {
             sb_wsio *io = w->to_read[at + i];
             if (!io)
                 continue;
             io->to_read = false;
-            if (io->reaping)
-                continue;
-            unsigned char *buf = w->buf + i * slice;
-            ssize_t got = res[i];
-            if (res[i] == SB_NOT_DONE) {
-                got = recv(io->fd, buf, slice, MSG_DONTWAIT);
-                if (got < 0)
-                    got = -errno;
-            }
-            got_bytes(io, io->c, buf, got);
+            if (!io->reaping)
+                got_bytes(io, io->c, op[i].buf, res[i]);
         }
         at += n;
     }
